@@ -1,0 +1,130 @@
+"""The ``assay`` entry point: the command group, error handling and exit codes, in one place.
+
+Each command lives in its own module under :mod:`assay.cli` and exposes a ``click`` command (or group) named
+``command``; it is registered here by name. Commands return their exit code (0 pass, 1 fail, 2 undecided).
+
+Tests drive the CLI through :func:`main`::
+
+    assert main(["inspect", str(model_dir), "--json"]) == 0
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from assay import __version__
+from assay.errors import AssayError
+
+#: Command name -> module under assay.cli that defines ``command``. Order is the order in ``--help``.
+COMMANDS: dict[str, str] = {
+    "inspect": "inspect",
+    "scan": "scan",
+    "hash": "hash",
+    "keygen": "keygen",
+    "sign": "sign",
+    "verify": "verify",
+    "lineage": "lineage",
+    "eval": "eval",
+    "data": "data",
+    "bench": "bench",
+    "cost": "cost",
+    "card": "card",
+    "advise": "advise",
+    "vet": "vet",
+    "policy": "policy",
+    "report": "report",
+    "demo": "demo",
+}
+
+_DEBUG = False
+
+
+class _Group(click.Group):
+    """Loads command modules on demand so that ``assay scan`` never imports torch."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._module(name) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        mod = self._module(cmd_name)
+        return None if mod is None else mod.command
+
+    @staticmethod
+    def _module(name: str):  # type: ignore[no-untyped-def]
+        if name not in COMMANDS:
+            return None
+        modname = f"assay.cli.{COMMANDS[name]}"
+        try:
+            return importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:  # command not built in this checkout
+                return None
+            raise
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="assay")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """assay vets an open-weight LLM checkpoint before you deploy it.
+
+    \b
+    Is it safe to load?            assay scan MODEL
+    What is it, really?            assay inspect MODEL / assay lineage MODEL --base BASE
+    Is it better than its base?    assay eval MODEL --base BASE --task builtin:knowledge
+    What does it cost to run?      assay bench MODEL / assay cost ...
+    May we use it?                 assay card MODEL
+    All of it, one verdict:        assay vet MODEL --base BASE
+
+    Exit codes: 0 pass, 1 fail, 2 could not decide (bad input, unreadable file, usage error).
+    Try `assay demo` for a tour on a real model, fully offline.
+    """
+    global _DEBUG
+    _DEBUG = _DEBUG or debug
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (never raises for user errors)."""
+    global _DEBUG
+    args = list(sys.argv[1:] if argv is None else argv)
+    _DEBUG = "--debug" in args or os.environ.get("ASSAY_DEBUG") == "1"
+    try:
+        rv = cli.main(args=args, prog_name="assay", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except AssayError as exc:
+        if _DEBUG:
+            traceback.print_exc()
+        click.echo(f"error: {exc.diagnostics()}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 2
+    except BrokenPipeError:
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug must still not spill a traceback on users
+        if _DEBUG:
+            traceback.print_exc()
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"error: internal error: {type(exc).__name__}: {msg} (run with --debug for details)", err=True)
+        return 2
+    if isinstance(rv, int):
+        return rv
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

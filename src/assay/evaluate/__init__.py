@@ -1,0 +1,10 @@
+"""Evaluation: the candidate and its base on the same items, compared with paired statistics.
+
+- :mod:`.backends` run a model: ``hf`` (transformers + torch in process) and ``openai`` (any OpenAI-compatible
+  server). Both implement :class:`~assay.evaluate.backends.base.Backend`.
+- :mod:`.tasks` defines task kinds (multiple choice by log-likelihood, generation with exact match, perplexity,
+  KL drift) and reads task YAMLs (assay's own and lm-evaluation-harness's for local files).
+- :mod:`.suites` holds the built-in suites and loaders for standard benchmarks from local files.
+- :mod:`.stats` paired bootstrap, exact McNemar, Holm; :mod:`.compare` builds the comparison;
+  :mod:`.cache` is the SQLite result cache.
+"""

@@ -1,0 +1,1 @@
+"""Evaluation backends: ``hf`` (in process) and ``openai`` (OpenAI-compatible server)."""

@@ -1,0 +1,313 @@
+"""Name a file's format from its bytes, never from its name.
+
+A renamed pickle is still a pickle: every stage that cares about a file's format asks this module.
+
+    >>> from assay.model.formats import detect, Format
+    >>> detect(Path("weights.bin"))
+    Format.TORCH_ZIP
+
+Unknown binary content is :attr:`Format.UNKNOWN`; nothing is guessed from the extension.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import io
+import json
+import pickletools
+import struct
+import zipfile
+from pathlib import Path
+
+from assay.errors import FormatError
+
+HEAD_BYTES = 64 * 1024
+# Larger text files are classified from their head only.
+_TEXT_PARSE_LIMIT = 2 * 1024 * 1024
+
+
+class Format(enum.StrEnum):
+    """Every format assay can tell apart. Values are stable: they appear in JSON output."""
+
+    SAFETENSORS = "safetensors"
+    GGUF = "gguf"
+    TORCH_ZIP = "torch-zip"  # torch.save zip archive (data.pkl + data/ storages)
+    TORCHSCRIPT = "torchscript"  # torch.jit archive: has code/ that runs when loaded
+    PICKLE = "pickle"  # raw or legacy torch pickle (possibly several stacked)
+    NUMPY = "numpy"  # .npy
+    NPZ = "npz"  # zip of .npy
+    KERAS = "keras"  # Keras v3 zip (config.json + model.weights.h5)
+    HDF5 = "hdf5"
+    ONNX = "onnx"
+    SENTENCEPIECE = "sentencepiece"  # tokenizer.model protobuf
+    ZIP = "zip"
+    TAR = "tar"
+    GZIP = "gzip"
+    BZIP2 = "bzip2"
+    XZ = "xz"
+    SEVEN_ZIP = "7z"
+    ZSTD = "zstd"
+    ELF = "elf"
+    MACHO = "mach-o"
+    PE = "pe"
+    JSON = "json"
+    PYTHON = "python"
+    JINJA = "jinja"
+    MARKDOWN = "markdown"
+    YAML = "yaml"
+    SCRIPT = "script"  # shebang scripts other than Python
+    TEXT = "text"
+    EMPTY = "empty"
+    UNKNOWN = "unknown"
+
+
+#: Formats that hold weights.
+WEIGHT_FORMATS = frozenset({Format.SAFETENSORS, Format.GGUF, Format.TORCH_ZIP, Format.PICKLE, Format.TORCHSCRIPT,
+                            Format.NUMPY, Format.NPZ, Format.HDF5, Format.ONNX, Format.KERAS})
+#: Formats whose loading can execute code (pickle-bearing or code-bearing).
+CODE_BEARING = frozenset({Format.PICKLE, Format.TORCH_ZIP, Format.TORCHSCRIPT, Format.NUMPY, Format.NPZ,
+                          Format.KERAS, Format.PYTHON, Format.SCRIPT, Format.ELF, Format.MACHO, Format.PE})
+TEXT_FORMATS = frozenset({Format.JSON, Format.PYTHON, Format.JINJA, Format.MARKDOWN, Format.YAML, Format.SCRIPT,
+                          Format.TEXT})
+
+
+def detect(path: Path) -> Format:
+    """Return the format of the file at ``path`` by reading its content.
+
+    Raises :class:`FormatError` if the file cannot be opened (missing, permission denied, a folder).
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(HEAD_BYTES)
+            fmt = _detect_head(head, size)
+            if fmt is None and _has_zip_end(fh, size):
+                fh.seek(0)
+                return _classify_zip(fh)
+            if fmt in (Format.ZIP,):
+                fh.seek(0)
+                return _classify_zip(fh)
+            if fmt is None:
+                text_head = head if size <= _TEXT_PARSE_LIMIT else head
+                if size <= _TEXT_PARSE_LIMIT and size > len(head):
+                    text_head = head + fh.read(_TEXT_PARSE_LIMIT - len(head))
+                return _classify_text(text_head, complete=len(text_head) >= size)
+            return fmt
+    except FileNotFoundError as exc:
+        raise FormatError(f"no such file: {path}") from exc
+    except IsADirectoryError as exc:
+        raise FormatError(f"{path} is a folder, not a file") from exc
+    except PermissionError as exc:
+        raise FormatError(f"permission denied: {path}") from exc
+    except OSError as exc:
+        raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def detect_bytes(data: bytes) -> Format:
+    """Return the format of an in-memory blob (an archive member, say)."""
+    fmt = _detect_head(data[:HEAD_BYTES], len(data))
+    if fmt is None and _has_zip_end(io.BytesIO(data), len(data)):
+        fmt = Format.ZIP
+    if fmt is Format.ZIP:
+        return _classify_zip(io.BytesIO(data))
+    if fmt is None:
+        return _classify_text(data[:_TEXT_PARSE_LIMIT], complete=len(data) <= _TEXT_PARSE_LIMIT)
+    return fmt
+
+
+def _detect_head(head: bytes, size: int) -> Format | None:
+    """Binary magic numbers. ``None`` means: not a known binary format (maybe zip-at-end or text)."""
+    if size == 0:
+        return Format.EMPTY
+    if head[:4] == b"GGUF":
+        return Format.GGUF
+    if _looks_safetensors(head, size):
+        return Format.SAFETENSORS
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return Format.ZIP
+    if head[:6] == b"\x93NUMPY":
+        return Format.NUMPY
+    for off in (0, 512, 1024, 2048):
+        if head[off:off + 8] == b"\x89HDF\r\n\x1a\n":
+            return Format.HDF5
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return Format.TAR
+    if head[:2] == b"\x1f\x8b":
+        return Format.GZIP
+    if head[:3] == b"BZh":
+        return Format.BZIP2
+    if head[:6] == b"\xfd7zXZ\x00":
+        return Format.XZ
+    if head[:6] == b"7z\xbc\xaf\x27\x1c":
+        return Format.SEVEN_ZIP
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return Format.ZSTD
+    if head[:4] == b"\x7fELF":
+        return Format.ELF
+    if head[:4] in (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe",
+                    b"\xca\xfe\xba\xbe"):
+        return Format.MACHO
+    if head[:2] == b"MZ" and _looks_pe(head):
+        return Format.PE
+    if _looks_pickle(head, size):
+        return Format.PICKLE
+    if _looks_onnx(head):
+        return Format.ONNX
+    if _looks_sentencepiece(head):
+        return Format.SENTENCEPIECE
+    if b"\x00" in head[:8192] or not _is_text(head):
+        return Format.UNKNOWN
+    return None
+
+
+def _looks_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 10:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    if n < 2 or n > 100 * 1024 * 1024:
+        return False
+    body = head[8:].lstrip(b" \t\r\n")
+    return body[:1] == b"{" and (body[1:2] in (b'"', b"}", b" ", b"\n", b"\t", b"\r"))
+
+
+def _looks_pe(head: bytes) -> bool:
+    if len(head) < 0x40:
+        return False
+    (off,) = struct.unpack("<I", head[0x3C:0x40])
+    return off + 4 <= len(head) and head[off:off + 4] == b"PE\x00\x00"
+
+
+_PICKLE_FIRST = {op.code.encode("latin-1") for op in pickletools.opcodes}
+
+
+def _looks_pickle(head: bytes, size: int) -> bool:
+    """A pickle stream: protocol 2+ header, or a protocol 0/1 stream that parses up to STOP."""
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    if head[:1] not in _PICKLE_FIRST:
+        return False
+    try:
+        n = 0
+        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
+            n += 1
+            if op.name == "STOP":
+                return n >= 2
+    except Exception:  # noqa: BLE001 - any parse failure means "not a pickle"
+        # A long protocol-0 pickle may not fit in the head; if it parsed well for a while, call it a pickle.
+        return False
+    return False
+
+
+def _looks_onnx(head: bytes) -> bool:
+    # ModelProto: field 1 ir_version (varint, tag 0x08) first, then producer_name (0x12), graph (0x3a) or
+    # opset_import (0x42); the string "onnx" or "ai.onnx" nearly always appears in the head.
+    return (len(head) > 4 and head[0] == 0x08 and 1 <= head[1] <= 20
+            and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42) and (b"onnx" in head[:4096] or b"ONNX" in head[:4096]))
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while pos < len(buf) and shift < 64:
+        b = buf[pos]
+        value |= (b & 0x7F) << shift
+        pos += 1
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("bad varint")
+
+
+def _looks_sentencepiece(head: bytes) -> bool:
+    # ModelProto { repeated SentencePiece pieces = 1 { string piece = 1; float score = 2; ... } }
+    try:
+        if head[:1] != b"\x0a":
+            return False
+        _, pos = _varint(head, 1)
+        if head[pos:pos + 1] != b"\x0a":
+            return False
+        n, pos = _varint(head, pos + 1)
+        head[pos:pos + n].decode("utf-8")
+        return head[pos + n:pos + n + 1] == b"\x15"
+    except (ValueError, UnicodeDecodeError, IndexError):
+        return False
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the end of the head is still text.
+        return exc.start >= len(head) - 4
+
+
+def _has_zip_end(fh: io.BufferedIOBase | io.BytesIO, size: int) -> bool:
+    """True if an end-of-central-directory record sits in the last 64 KiB (a zip with a prefix)."""
+    if size < 22:
+        return False
+    tail = min(size, 65536 + 22)
+    fh.seek(size - tail)
+    return b"PK\x05\x06" in fh.read(tail)
+
+
+def _classify_zip(fh: io.BufferedIOBase | io.BytesIO) -> Format:
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return Format.ZIP
+    if not names:
+        return Format.ZIP
+    base = {n.split("/", 1)[1] if "/" in n else n for n in names}
+    if any(n.startswith("code/") for n in base) and ("constants.pkl" in base or "data.pkl" in base):
+        return Format.TORCHSCRIPT
+    if "data.pkl" in base:
+        return Format.TORCH_ZIP
+    if all(n.endswith(".npy") for n in names):
+        return Format.NPZ
+    if "config.json" in names and any(n.endswith(".h5") for n in names):
+        return Format.KERAS
+    return Format.ZIP
+
+
+def _classify_text(data: bytes, *, complete: bool) -> Format:
+    text = data.decode("utf-8", errors="replace")
+    stripped = text.lstrip()
+    if stripped.startswith("#!"):
+        first = stripped.split("\n", 1)[0]
+        return Format.PYTHON if "python" in first else Format.SCRIPT
+    if stripped[:1] in ("{", "["):
+        if not complete:
+            return Format.JSON
+        try:
+            json.loads(text)
+            return Format.JSON
+        except ValueError:
+            pass
+    if stripped.startswith("---\n") or stripped.startswith("---\r\n"):
+        return Format.MARKDOWN if "\n---" in stripped[3:] and _has_markdown(stripped) else Format.YAML
+    if ("{%" in text and "%}" in text) or ("{{" in text and "}}" in text and not _parses_python(text, complete)):
+        return Format.JINJA
+    if _parses_python(text, complete):
+        return Format.PYTHON
+    if _has_markdown(stripped):
+        return Format.MARKDOWN
+    return Format.TEXT
+
+
+def _has_markdown(text: str) -> bool:
+    return any(line.startswith(("# ", "## ", "### ", "- ", "* ", "```", "|")) for line in text.splitlines()[:400])
+
+
+def _parses_python(text: str, complete: bool) -> bool:
+    if not complete:
+        head = "\n".join(text.splitlines()[:200])
+        return head.startswith(("import ", "from ", "def ", "class ", '"""', "# -*-"))
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    meaningful = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+                  ast.If, ast.For, ast.While, ast.With, ast.Try)
+    return any(isinstance(node, meaningful) for node in tree.body)

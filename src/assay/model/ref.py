@@ -1,0 +1,159 @@
+"""Resolve a model reference to files on this machine, offline.
+
+A reference is a folder (Hugging Face layout, sharded safetensors, PEFT adapter), a single checkpoint file, or
+``org/name`` (optionally ``org/name@revision``) found in the local Hugging Face cache (``HF_HUB_CACHE``, else
+``HF_HOME/hub``, else ``~/.cache/huggingface/hub``). Nothing is downloaded unless ``download=True``.
+
+    >>> ref = resolve("HuggingFaceTB/SmolLM2-135M-Instruct")
+    >>> ref.root, [p.name for p in ref.files][:3]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from assay.errors import ModelError
+
+_HF_ID = re.compile(r"^(?P<id>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model's files are."""
+
+    spec: str
+    """What the user typed."""
+    root: Path
+    """The model folder (for a single file: the folder that holds it)."""
+    files: tuple[Path, ...]
+    """Every file of the model, relative to ``root``, sorted (hidden folders such as ``.git`` included)."""
+    single_file: bool
+    """True when the reference named one file rather than a folder."""
+    hf_id: str | None = None
+    """``org/name`` when resolved through the Hugging Face cache."""
+    revision: str | None = None
+    """The snapshot (commit) used, for a cached model."""
+
+    @property
+    def name(self) -> str:
+        """A short display name."""
+        if self.hf_id:
+            return self.hf_id
+        return self.files[0].name if self.single_file else self.root.name
+
+    def path(self, rel: Path | str) -> Path:
+        """Absolute path of a file of the model."""
+        return self.root / rel
+
+
+def hf_cache_dir() -> Path:
+    """The local Hugging Face hub cache folder, by the same rules as ``huggingface_hub``."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+def resolve(spec: str | os.PathLike[str], *, revision: str | None = None, download: bool = False) -> ModelRef:
+    """Turn a reference into a :class:`ModelRef`. Raises :class:`ModelError` with a one-line reason."""
+    text = os.fspath(spec)
+    path = Path(text).expanduser()
+    if path.is_symlink() and not path.exists():
+        raise ModelError(f"{text} is a broken symbolic link")
+    if path.is_dir():
+        return _from_folder(text, path)
+    if path.exists():
+        if not path.is_file():
+            raise ModelError(f"{text} is not a regular file or a folder")
+        if not os.access(path, os.R_OK):
+            raise ModelError(f"permission denied: {text}")
+        return ModelRef(spec=text, root=path.parent.resolve(), files=(Path(path.name),), single_file=True)
+    match = _HF_ID.match(text)
+    if match and not text.startswith((".", "/", "~")):
+        return _from_cache(text, match.group("id"), revision or match.group("rev"), download=download)
+    raise ModelError(f"no such model: {text} (not a file, not a folder, and not an org/name reference)")
+
+
+def list_files(root: Path) -> list[Path]:
+    """Every file under ``root`` (relative paths, sorted), symbolic links included but not followed."""
+    out: list[Path] = []
+
+    def onerror(err: OSError) -> None:
+        raise ModelError(f"cannot list {err.filename}: {err.strerror}")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
+        base = Path(dirpath)
+        for d in list(dirnames):
+            if (base / d).is_symlink():  # a linked folder is listed as a file entry (the scanner reports it)
+                out.append((base / d).relative_to(root))
+                dirnames.remove(d)
+        for f in filenames:
+            out.append((base / f).relative_to(root))
+    return sorted(out, key=lambda p: p.as_posix())
+
+
+def _from_folder(spec: str, path: Path) -> ModelRef:
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ModelError(f"permission denied: {spec}")
+    root = path.resolve()
+    files = list_files(root)
+    if not files:
+        raise ModelError(f"folder {spec} is empty: no model files to examine")
+    return ModelRef(spec=spec, root=root, files=tuple(files), single_file=False)
+
+
+def _from_cache(spec: str, repo_id: str, revision: str | None, *, download: bool) -> ModelRef:
+    cache = hf_cache_dir()
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    snap = _cached_snapshot(repo_dir, revision)
+    if snap is None:
+        if not download:
+            where = f"{repo_id}@{revision}" if revision else repo_id
+            raise ModelError(f"{where} is not in the local Hugging Face cache ({cache}) and is not a path",
+                             hint="pass --download to fetch it, or give a local folder")
+        snap = _download(repo_id, revision)
+    files = list_files(snap)
+    if not files:
+        raise ModelError(f"cached snapshot {snap} is empty")
+    return ModelRef(spec=spec, root=snap, files=tuple(files), single_file=False, hf_id=repo_id,
+                    revision=snap.name)
+
+
+def _cached_snapshot(repo_dir: Path, revision: str | None) -> Path | None:
+    snaps = repo_dir / "snapshots"
+    if not snaps.is_dir():
+        return None
+    rev = revision or "main"
+    ref_file = repo_dir / "refs" / rev
+    if ref_file.is_file():
+        commit = ref_file.read_text().strip()
+        if (snaps / commit).is_dir():
+            return snaps / commit
+    if (snaps / rev).is_dir():
+        return snaps / rev
+    if revision and len(revision) >= 7:
+        hits = [p for p in snaps.iterdir() if p.name.startswith(revision)]
+        if len(hits) == 1:
+            return hits[0]
+    if revision is None:
+        candidates = [p for p in snaps.iterdir() if p.is_dir()]
+        if len(candidates) == 1:
+            return candidates[0]
+    return None
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:  # pragma: no cover - huggingface_hub is a core dependency
+        raise ModelError("huggingface_hub is required for --download") from exc
+    try:
+        return Path(snapshot_download(repo_id, revision=revision))
+    except Exception as exc:  # noqa: BLE001 - network/hub errors of every kind become one line
+        raise ModelError(f"could not download {repo_id}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
