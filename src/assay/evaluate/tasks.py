@@ -1,0 +1,109 @@
+"""Task kinds and the data model every suite, loader and backend shares.
+
+A :class:`Task` is a named, versioned list of :class:`Item` s of one :class:`TaskKind`. Loaders (task YAMLs,
+built-in suites, standard benchmark files) produce tasks; the runner turns items into backend requests and
+scores them. The task version is part of the result-cache key, so change it whenever prompts or items change.
+
+    task = Task(name="capitals", version="1", kind=TaskKind.MULTIPLE_CHOICE,
+                items=(Item(id="0", context="Q: Capital of France?\\nA:", choices=("Paris", "Rome"), gold=0),))
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TaskKind(enum.StrEnum):
+    """How a task's items are run and scored."""
+
+    MULTIPLE_CHOICE = "multiple_choice"
+    """Log-likelihood of each choice after the context; metrics acc, acc_norm, acc_bytes (and mc2)."""
+    GENERATE = "generate"
+    """Greedy generation, answer extraction, exact match."""
+    PERPLEXITY = "perplexity"
+    """Rolling log-likelihood of whole documents; token perplexity, word perplexity, bits per byte."""
+    KL = "kl"
+    """Per-token KL divergence of the candidate's next-token distribution from the base's (needs a base)."""
+    PROBE = "probe"
+    """Behaviour probe: generation scored by :attr:`Task.scorer` (refusal, degeneration, stability)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One evaluation item."""
+
+    id: str
+    """Stable id within its task (used to pair candidate and base, and in the cache key)."""
+    context: str = ""
+    """The prompt, without few-shot examples and without the target delimiter."""
+    choices: tuple[str, ...] = ()
+    """Answer choices for multiple choice, without the target delimiter."""
+    gold: int | tuple[int, ...] | str | None = None
+    """Index of the right choice; a tuple of right indices (TruthfulQA MC2); or the target text (generation)."""
+    text: str | None = None
+    """The whole document for perplexity and KL items."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """Anything else worth keeping in the item log (subject, source, ...)."""
+
+    def digest(self) -> str:
+        """Content hash of the item (part of the result-cache key)."""
+        payload = json.dumps([self.id, self.context, list(self.choices),
+                              list(self.gold) if isinstance(self.gold, tuple) else self.gold, self.text],
+                             ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """How a generation task generates and extracts its answer."""
+
+    until: tuple[str, ...] = ("\n\n",)
+    """Stop strings."""
+    max_tokens: int = 256
+    """Token budget."""
+    extract: tuple[str, ...] = ("exact",)
+    """Answer filters, each giving one exact-match metric: ``exact`` (strip), ``strict`` (GSM8K ``#### N``),
+    ``flexible`` (last number in the text), or ``regex:<pattern>`` (first group of the first match)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named, versioned list of items of one kind."""
+
+    name: str
+    """Display and result key, e.g. ``builtin:knowledge`` or ``gsm8k``."""
+    version: str
+    """Bump when items or prompts change (part of the cache key)."""
+    kind: TaskKind
+    """How items are run and scored."""
+    items: tuple[Item, ...]
+    """The evaluated items."""
+    fewshot_pool: tuple[Item, ...] = ()
+    """Items to draw few-shot examples from (a train/dev split), never the evaluated item itself."""
+    num_fewshot: int = 0
+    """Few-shot examples per item."""
+    fewshot_sampler: str = "first_n"
+    """``first_n`` or ``random`` (seeded by :attr:`fewshot_seed`)."""
+    fewshot_seed: int = 1234
+    """Seed for the random few-shot sampler."""
+    target_delimiter: str = " "
+    """Put between context and answer (lm-evaluation-harness's ``target_delimiter``)."""
+    fewshot_delimiter: str = "\n\n"
+    """Put between few-shot examples (lm-evaluation-harness's ``fewshot_delimiter``)."""
+    description: str = ""
+    """Text put before the first example (lm-evaluation-harness's ``description``)."""
+    metrics: tuple[str, ...] = ()
+    """Metric names to report; empty means the kind's defaults."""
+    generation: GenerationSpec = field(default_factory=GenerationSpec)
+    """Generation settings (GENERATE and PROBE kinds)."""
+    use_chat_template: bool = False
+    """Wrap prompts in the model's chat template (generation and probes)."""
+    scorer: Callable[[Item, str], Mapping[str, float]] | None = None
+    """PROBE kind: per-item metrics from the generated text."""
+    source: str = ""
+    """Where the items came from (file path and digest, or ``builtin``), for the report."""
