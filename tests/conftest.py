@@ -1,0 +1,61 @@
+"""Session-wide test setup: offline, single-threaded torch, and the tiny model zoo.
+
+Fixtures:
+    zoo             -- `tests.factory.models.Zoo`: the tiny model in every format, built once per session.
+    tiny_model_dir  -- the zoo's single-file safetensors Hugging Face folder.
+
+    def test_inspect(zoo, capsys):
+        rc = main(["inspect", "--json", str(zoo.safetensors_dir)])
+
+torch is imported only by the fixtures, so tests that need no model never pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.factory.models import Zoo
+
+# Set before torch, transformers or huggingface_hub are first imported: they read these at import time.
+# Tests never touch the network, and 2 cores are shared by many test processes.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
+
+
+def single_thread_torch() -> None:
+    """Pin torch to one thread (call after importing torch in a fixture or test)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A plugin may have imported torch before the environment above was set; pin it without importing it.
+    if "torch" in sys.modules:
+        single_thread_torch()
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Zoo:
+    """The tiny Llama saved in every format (see `tests.factory.models.build_zoo`); built once per session."""
+    single_thread_torch()
+    from tests.factory.models import build_zoo
+
+    return build_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(zoo: Zoo) -> Path:
+    """A Hugging Face folder: config.json, model.safetensors, tokenizer (with chat template), README card."""
+    return zoo.safetensors_dir
