@@ -16,6 +16,7 @@ import enum
 import io
 import json
 import pickletools
+import stat
 import struct
 import zipfile
 from pathlib import Path
@@ -75,16 +76,25 @@ TEXT_FORMATS = frozenset({Format.JSON, Format.PYTHON, Format.JINJA, Format.MARKD
 def detect(path: Path) -> Format:
     """Return the format of the file at ``path`` by reading its content.
 
-    Raises :class:`FormatError` if the file cannot be opened (missing, permission denied, a folder).
+    Raises :class:`FormatError` if the file cannot be opened (missing, permission denied, a folder, a FIFO or
+    device).
     """
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block forever; a device never ends
+            raise FormatError(f"{path} is not a regular file (FIFO, socket or device)")
+        size = st.st_size
         with path.open("rb") as fh:
             head = fh.read(HEAD_BYTES)
             fmt = _detect_head(head, size)
-            if fmt is None and _has_zip_end(fh, size):
+            # A zip with bytes prepended (self-extracting, polyglot) is still a zip: its directory is at the end.
+            if fmt in (None, Format.UNKNOWN) and _has_zip_end(fh, size):
                 fh.seek(0)
-                return _classify_zip(fh)
+                zfmt = _classify_zip(fh, strict=fmt is Format.UNKNOWN)
+                if zfmt is not None:
+                    return zfmt
             if fmt in (Format.ZIP,):
                 fh.seek(0)
                 return _classify_zip(fh)
@@ -107,8 +117,10 @@ def detect(path: Path) -> Format:
 def detect_bytes(data: bytes) -> Format:
     """Return the format of an in-memory blob (an archive member, say)."""
     fmt = _detect_head(data[:HEAD_BYTES], len(data))
-    if fmt is None and _has_zip_end(io.BytesIO(data), len(data)):
-        fmt = Format.ZIP
+    if fmt in (None, Format.UNKNOWN) and _has_zip_end(io.BytesIO(data), len(data)):
+        zfmt = _classify_zip(io.BytesIO(data), strict=fmt is Format.UNKNOWN)
+        if zfmt is not None:
+            return zfmt
     if fmt is Format.ZIP:
         return _classify_zip(io.BytesIO(data))
     if fmt is None:
@@ -187,15 +199,17 @@ def _looks_pickle(head: bytes, size: int) -> bool:
         return True
     if head[:1] not in _PICKLE_FIRST:
         return False
+    bio = io.BytesIO(head)
     try:
         n = 0
-        for op, _arg, _pos in pickletools.genops(io.BytesIO(head)):
+        for op, _arg, _pos in pickletools.genops(bio):
             n += 1
             if op.name == "STOP":
                 return n >= 2
     except Exception:  # noqa: BLE001 - any parse failure means "not a pickle"
-        # A long protocol-0 pickle may not fit in the head; if it parsed well for a while, call it a pickle.
-        return False
+        # A long protocol-0 pickle may not fit in the head (one huge string, say): if it parsed cleanly up to the
+        # end of the head, it is a pickle (pickle.load would run it), not text.
+        return size > len(head) and bio.tell() >= len(head) - 1
     return False
 
 
@@ -251,14 +265,15 @@ def _has_zip_end(fh: io.BufferedIOBase | io.BytesIO, size: int) -> bool:
     return b"PK\x05\x06" in fh.read(tail)
 
 
-def _classify_zip(fh: io.BufferedIOBase | io.BytesIO) -> Format:
+def _classify_zip(fh: io.BufferedIOBase | io.BytesIO, *, strict: bool = False) -> Format | None:
+    """The kind of zip archive; with ``strict``, None unless the archive really opens."""
     try:
         with zipfile.ZipFile(fh) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        return Format.ZIP
-    if not names:
-        return Format.ZIP
+        return None if strict else Format.ZIP
+    if not names:  # an empty directory found only at the end of unknown bytes is no evidence of a zip
+        return None if strict else Format.ZIP
     base = {n.split("/", 1)[1] if "/" in n else n for n in names}
     if any(n.startswith("code/") for n in base) and ("constants.pkl" in base or "data.pkl" in base):
         return Format.TORCHSCRIPT
@@ -310,4 +325,6 @@ def _parses_python(text: str, complete: bool) -> bool:
         return False
     meaningful = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
                   ast.If, ast.For, ast.While, ast.With, ast.Try)
-    return any(isinstance(node, meaningful) for node in tree.body)
+    # A bare call such as ``__import__('os').system('...')`` is code too, not prose.
+    return any(isinstance(node, meaningful) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call))
+               for node in tree.body)
