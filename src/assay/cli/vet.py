@@ -1,0 +1,71 @@
+"""``assay vet``: every stage, one verdict under a policy, reports on disk.
+
+    assay vet ./my-finetune --base ./base --out vet-out       # exit 0 PASS/WARN, 1 FAIL, 2 no verdict
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from assay.cli.common import console, emit_json, err_console, json_option, progress, revision_option
+from assay.errors import UsageError
+
+_WRITE_FORMATS = ("json", "html", "md", "sarif", "cyclonedx")
+
+
+@click.command("vet")
+@click.argument("candidate")
+@click.option("--base", default=None, metavar="BASE",
+              help="The base model to compare with (folder, file or cached org/name). Default: the card's "
+                   "base_model, if it is in the local Hugging Face cache.")
+@click.option("--policy", "policy_path", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Policy YAML (see `assay policy init`). Default: the built-in policy.")
+@click.option("--task", "tasks", multiple=True, metavar="TASK",
+              help="Evaluation task (repeatable); replaces the policy's evaluation.tasks.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate only the first N items of each task (overrides evaluation.limit).")
+@click.option("--out", "out_dir", default=None, metavar="DIR", type=click.Path(file_okay=False),
+              help="Write reports into DIR (vet.json, report.html, report.md, scan.sarif, bom.cdx.json).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(_WRITE_FORMATS),
+              help="Report formats written with --out (repeatable; default: all).")
+@click.option("--strict", is_flag=True, help="Exit 1 on WARN too (default: WARN exits 0).")
+@revision_option
+@json_option
+def command(candidate: str, base: str | None, policy_path: str | None, tasks: tuple[str, ...], limit: int | None,
+            out_dir: str | None, formats: tuple[str, ...], strict: bool, revision: str | None,
+            as_json: bool) -> int:
+    """Vet CANDIDATE: scan, signature, lineage, evaluation against the base, card and licence; one verdict.
+
+    An unsafe or not-verified candidate is never loaded: it FAILs and the later stages are skipped. A stage
+    that cannot run (no base, say) is a reason in the verdict, never silently skipped.
+
+    \b
+    Examples:
+      assay vet ./my-finetune --base HuggingFaceTB/SmolLM2-135M-Instruct
+      assay vet ./my-finetune --base ./base --policy policy.yaml --out vet-out
+      assay vet ./my-finetune --base ./base --task builtin:knowledge --limit 50 --json > vet.json
+
+    \b
+    Exit codes: 0 PASS (and WARN unless --strict), 1 FAIL, 2 no verdict (bad input, a stage that failed).
+    """
+    from assay.policy import default_policy, load_policy
+    from assay.report.terminal import TerminalRenderer
+    from assay.vet import run_vet, vet_document
+
+    if formats and not out_dir:
+        raise UsageError("--format chooses the files written with --out; give --out DIR too")
+    policy = load_policy(Path(policy_path)) if policy_path else default_policy()
+    with progress(enabled=True) as prog:
+        result = run_vet(candidate, base=base, policy=policy, tasks=list(tasks) or None, limit=limit,
+                         out_dir=Path(out_dir) if out_dir else None, revision=revision,
+                         formats=formats or _WRITE_FORMATS, progress=prog)
+    doc = vet_document(result)
+    if as_json:
+        emit_json(doc)
+    else:
+        TerminalRenderer().print(doc, console())
+        if out_dir:
+            err_console().print(f"reports written to {out_dir}")
+    return result.exit_code(strict=strict)

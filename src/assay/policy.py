@@ -1,0 +1,386 @@
+"""The policy file: what a checkpoint must satisfy to PASS, with documented defaults.
+
+A policy is a small YAML file; every key is optional and falls back to the default shown by
+``assay policy init``. Unknown keys and wrong types are refused with a message that names the key, so a typo
+never silently weakens a check.
+
+    >>> policy = load_policy(Path("assay-policy.yaml"))      # or default_policy()
+    >>> policy.scan.fail_on, policy.evaluation.tasks
+    ('medium', ('builtin:knowledge', 'builtin:arithmetic', 'builtin:reference'))
+    >>> rules = policy.rules()                               # an AllOf of small Rule objects (see assay.verdict)
+
+The policy is data; the rules it produces are small objects (:mod:`assay.verdict`) that each look at one stage
+document and return reasons. :meth:`Policy.rules` composes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from assay.errors import PolicyError
+
+if TYPE_CHECKING:
+    from assay.verdict import AllOf
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+"""Scan severities, most severe first."""
+
+DEFAULT_TASKS = ("builtin:knowledge", "builtin:arithmetic", "builtin:reference")
+DEFAULT_MARGINS: Mapping[str, float] = {"acc": 0.02, "acc_norm": 0.02, "exact_match": 0.02, "bits_per_byte": 0.05}
+
+
+@dataclass(frozen=True)
+class ScanPolicy:
+    """How strict the security scan is."""
+
+    fail_on: str = "medium"
+    """Lowest finding severity that makes the candidate unsafe: critical, high, medium, low or info."""
+    allow_globals: tuple[str, ...] = ()
+    """Extra pickle globals (exact ``module.qualname``) accepted on top of the built-in allowlist."""
+    allow_remote_code: bool = False
+    """Accept a folder with custom Python code (``auto_map``); off: such a folder is never safe."""
+
+
+@dataclass(frozen=True)
+class SignaturePolicy:
+    """Whether the candidate must be signed, and by whom."""
+
+    required: bool = False
+    """FAIL when the candidate carries no valid signature by a trusted key."""
+    trusted_keys: tuple[str, ...] = ()
+    """Paths of PEM public keys whose signatures are accepted (relative paths: to the policy file)."""
+
+
+@dataclass(frozen=True)
+class LineagePolicy:
+    """What the weights must be, compared with the base."""
+
+    require_descends: bool = True
+    """FAIL when the weights do not descend from the base (relation ``unrelated`` or ``incompatible``) or the
+    card's ``base_model`` claim contradicts the weights."""
+    reject_identical: bool = True
+    """FAIL when the candidate is an ``identical`` re-upload of the base (same weights under a new name)."""
+
+
+@dataclass(frozen=True)
+class EvaluationPolicy:
+    """Which tasks run and what counts as a regression or an improvement."""
+
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    """Task specs as ``assay eval --task`` takes them."""
+    limit: int | None = None
+    """Evaluate only the first N items of each task (None: all)."""
+    margins: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
+    """Regression margin per metric name, absolute. A metric is judged only if it has a margin here (or in
+    :attr:`task_margins`); ``exact_match`` also covers ``exact_match,strict`` and similar variants."""
+    task_margins: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per-task overrides: ``{task: {metric: margin}}``."""
+    must_improve: tuple[str, ...] = ()
+    """Tasks on which the candidate must beat the base significantly (95% interval above zero, Holm p < 0.05)."""
+    alpha: float = 0.05
+    """Significance level for ``must_improve``."""
+
+    def margin(self, task: str, metric: str) -> float | None:
+        """The regression margin for ``metric`` of ``task``, or None when the metric is not judged."""
+        for table in (self.task_margins.get(task, {}), self.margins):
+            if metric in table:
+                return table[metric]
+            # "exact_match,strict" or "exact_match_flexible" fall back to "exact_match".
+            prefixes = [k for k in table if metric.startswith(k) and metric[len(k):len(k) + 1] in (",", "_", ":")]
+            if prefixes:
+                return table[max(prefixes, key=len)]
+        return None
+
+
+@dataclass(frozen=True)
+class LicencePolicy:
+    """Which licences may be deployed here."""
+
+    allow: tuple[str, ...] = ()
+    """Licence ids (SPDX or model-specific, case-insensitive) that are accepted; empty: any not denied."""
+    deny: tuple[str, ...] = ()
+    """Licence ids that are refused."""
+    monthly_active_users: int | None = None
+    """Your service's monthly active users, checked against licence caps (Llama: 700 million)."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A whole policy. Build with :func:`default_policy` or :func:`load_policy`."""
+
+    scan: ScanPolicy = field(default_factory=ScanPolicy)
+    """Security scan settings."""
+    signature: SignaturePolicy = field(default_factory=SignaturePolicy)
+    """Signature requirements."""
+    lineage: LineagePolicy = field(default_factory=LineagePolicy)
+    """Lineage requirements."""
+    evaluation: EvaluationPolicy = field(default_factory=EvaluationPolicy)
+    """Evaluation tasks, margins and required improvements."""
+    licence: LicencePolicy = field(default_factory=LicencePolicy)
+    """Licence allow and deny lists."""
+    source: str = "default"
+    """Where the policy came from (a file path, or ``default``)."""
+
+    def rules(self) -> AllOf:
+        """The rules this policy enforces, composed (see :mod:`assay.verdict`)."""
+        from assay.verdict import rules_for
+
+        return rules_for(self)
+
+
+def default_policy() -> Policy:
+    """The policy used when none is given."""
+    return Policy()
+
+
+# key -> (type description, validator/converter). Types are checked exactly so that "yes" is not a boolean.
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "scan": ("fail_on", "allow_globals", "allow_remote_code"),
+    "signature": ("required", "trusted_keys"),
+    "lineage": ("require_descends", "reject_identical"),
+    "evaluation": ("tasks", "limit", "margins", "task_margins", "must_improve", "alpha"),
+    "licence": ("allow", "deny", "monthly_active_users"),
+}
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise PolicyError(f"policy key {key}: expected true or false, got {_show(v)}")
+    return v
+
+
+def _str_list(key: str, v: Any) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) and x.strip() for x in v):
+        raise PolicyError(f"policy key {key}: expected a list of strings, got {_show(v)}")
+    return tuple(x.strip() for x in v)
+
+
+def _number(key: str, v: Any, *, lo: float = 0.0, hi: float = math.inf) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi) or math.isnan(v):
+        raise PolicyError(f"policy key {key}: expected a number between {lo:g} and {hi:g}, got {_show(v)}")
+    return float(v)
+
+
+def _opt_int(key: str, v: Any) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise PolicyError(f"policy key {key}: expected a positive whole number or null, got {_show(v)}")
+    return v
+
+
+def _margin_table(key: str, v: Any) -> dict[str, float]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise PolicyError(f"policy key {key}: expected a mapping of metric name to margin, got {_show(v)}")
+    return {str(m): _number(f"{key}.{m}", x, hi=1e9) for m, x in v.items()}
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return (text[:60] + "...") if len(text) > 60 else f"{text} ({type(v).__name__})"
+
+
+def parse_policy(data: Any, *, source: str = "<policy>", base_dir: Path | None = None) -> Policy:
+    """Validate a policy mapping (already parsed from YAML) and build a :class:`Policy`.
+
+    Raises :class:`PolicyError` naming the file and the offending key.
+    """
+    try:
+        return _parse(data, source=source, base_dir=base_dir)
+    except PolicyError as exc:
+        if exc.message.startswith(f"{source}:"):
+            raise
+        raise PolicyError(f"{source}: {exc.message}", hint=exc.hint) from None
+
+
+def _parse(data: Any, *, source: str, base_dir: Path | None) -> Policy:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy is a mapping of sections (scan, signature, lineage, evaluation, "
+                          f"licence), got {_show(data)}")
+    unknown = [k for k in data if k not in _SECTIONS]
+    if unknown:
+        raise PolicyError(f"{source}: unknown policy key {unknown[0]!r} "
+                          f"(known sections: {', '.join(_SECTIONS)})")
+    sec: dict[str, dict[str, Any]] = {}
+    for name, keys in _SECTIONS.items():
+        body = data.get(name)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise PolicyError(f"{source}: policy key {name}: expected a mapping, got {_show(body)}")
+        bad = [k for k in body if k not in keys]
+        if bad:
+            raise PolicyError(f"{source}: unknown policy key {name}.{bad[0]} (known keys in {name}: {', '.join(keys)})")
+        sec[name] = body
+
+    s = sec["scan"]
+    fail_on = s.get("fail_on", "medium")
+    if fail_on not in SEVERITIES:
+        raise PolicyError(f"{source}: policy key scan.fail_on: expected one of {', '.join(SEVERITIES)}, "
+                          f"got {_show(fail_on)}")
+    scan = ScanPolicy(fail_on=fail_on, allow_globals=_str_list("scan.allow_globals", s.get("allow_globals")),
+                      allow_remote_code=_bool("scan.allow_remote_code", s.get("allow_remote_code", False)))
+
+    g = sec["signature"]
+    keys = _str_list("signature.trusted_keys", g.get("trusted_keys"))
+    if base_dir is not None:
+        keys = tuple(str(p if Path(p).is_absolute() else (base_dir / p)) for p in keys)
+    signature = SignaturePolicy(required=_bool("signature.required", g.get("required", False)), trusted_keys=keys)
+
+    ln = sec["lineage"]
+    lineage = LineagePolicy(require_descends=_bool("lineage.require_descends", ln.get("require_descends", True)),
+                            reject_identical=_bool("lineage.reject_identical", ln.get("reject_identical", True)))
+
+    e = sec["evaluation"]
+    tasks = _str_list("evaluation.tasks", e["tasks"]) if "tasks" in e else DEFAULT_TASKS
+    margins = _margin_table("evaluation.margins", e["margins"]) if "margins" in e else dict(DEFAULT_MARGINS)
+    tm_raw = e.get("task_margins") or {}
+    if not isinstance(tm_raw, dict):
+        raise PolicyError(f"{source}: policy key evaluation.task_margins: expected a mapping of task to "
+                          f"{{metric: margin}}, got {_show(tm_raw)}")
+    task_margins = {str(t): _margin_table(f"evaluation.task_margins.{t}", m) for t, m in tm_raw.items()}
+    must = _str_list("evaluation.must_improve", e.get("must_improve"))
+    evaluation = EvaluationPolicy(tasks=tasks, limit=_opt_int("evaluation.limit", e.get("limit")), margins=margins,
+                                  task_margins=task_margins, must_improve=must,
+                                  alpha=_number("evaluation.alpha", e.get("alpha", 0.05), hi=0.5))
+
+    lc = sec["licence"]
+    mau = lc.get("monthly_active_users")
+    if mau is not None and (isinstance(mau, bool) or not isinstance(mau, int) or mau < 0):
+        raise PolicyError(f"{source}: policy key licence.monthly_active_users: expected a whole number, "
+                          f"got {_show(mau)}")
+    licence = LicencePolicy(allow=_str_list("licence.allow", lc.get("allow")),
+                            deny=_str_list("licence.deny", lc.get("deny")), monthly_active_users=mau)
+    _check_kinds(licence)
+    return Policy(scan=scan, signature=signature, lineage=lineage, evaluation=evaluation, licence=licence,
+                  source=source)
+
+
+def _check_kinds(licence: LicencePolicy) -> None:
+    """``kind:NAME`` entries must name a licence kind assay knows (permissive, copyleft, ...)."""
+    try:
+        from assay.deploy.licences import KINDS
+    except ImportError:  # the licence table is not part of this install: nothing to check against
+        return
+    for key, entries in (("licence.allow", licence.allow), ("licence.deny", licence.deny)):
+        for e in entries:
+            if e.lower().startswith("kind:") and e.split(":", 1)[1].strip().lower() not in KINDS:
+                raise PolicyError(f"policy key {key}: unknown licence kind {e!r} (known: {', '.join(KINDS)})")
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read and validate a policy file. Raises :class:`PolicyError` with a one-line reason."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise PolicyError(f"no such policy file: {p}", hint="create one with `assay policy init`") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read policy file {p}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError(f"{p}{where}: not valid YAML: {problem}") from exc
+    return parse_policy(data, source=str(p), base_dir=p.parent.resolve())
+
+
+def policy_document(policy: Policy) -> dict[str, Any]:
+    """The policy as plain data (part of every ``assay.vet/1`` document), with the defaults filled in."""
+    return {
+        "source": policy.source,
+        "scan": {"fail_on": policy.scan.fail_on, "allow_globals": list(policy.scan.allow_globals),
+                 "allow_remote_code": policy.scan.allow_remote_code},
+        "signature": {"required": policy.signature.required, "trusted_keys": list(policy.signature.trusted_keys)},
+        "lineage": {"require_descends": policy.lineage.require_descends,
+                    "reject_identical": policy.lineage.reject_identical},
+        "evaluation": {"tasks": list(policy.evaluation.tasks), "limit": policy.evaluation.limit,
+                       "margins": dict(policy.evaluation.margins),
+                       "task_margins": {t: dict(m) for t, m in policy.evaluation.task_margins.items()},
+                       "must_improve": list(policy.evaluation.must_improve), "alpha": policy.evaluation.alpha},
+        "licence": {"allow": list(policy.licence.allow), "deny": list(policy.licence.deny),
+                    "monthly_active_users": policy.licence.monthly_active_users},
+    }
+
+
+def policy_from_document(doc: Mapping[str, Any]) -> Policy:
+    """Rebuild a :class:`Policy` from :func:`policy_document` output (for ``assay report``)."""
+    data = {k: v for k, v in doc.items() if k != "source"}
+    return parse_policy(data, source=str(doc.get("source", "<saved>")))
+
+
+DEFAULT_POLICY_YAML = """\
+# assay policy: what a checkpoint must satisfy for `assay vet` to PASS.
+# Every key is optional; the values below are the defaults. Unknown keys are an error (so a typo is caught).
+# Verdicts: PASS (exit 0), WARN (exit 0, or 1 with --strict), FAIL (exit 1), NONE: no verdict (exit 2).
+
+scan:
+  # Lowest finding severity that makes a model unsafe: critical, high, medium, low or info.
+  # An unsafe or not-verified candidate FAILs and is never loaded.
+  fail_on: medium
+  # Extra pickle globals to accept, exact module.qualname (e.g. "mylib.layers.MyConfig").
+  allow_globals: []
+  # Accept folders with custom Python code (config.json auto_map). Off: such a folder is never safe.
+  allow_remote_code: false
+
+signature:
+  # FAIL unless the candidate carries a valid model.sig by one of the trusted keys.
+  required: false
+  # PEM public keys (paths relative to this file) whose signatures are accepted.
+  trusted_keys: []
+
+lineage:
+  # FAIL when the weights do not descend from the base (unrelated or incompatible weights),
+  # or the model card names a base_model that the weights contradict.
+  require_descends: true
+  # FAIL when the candidate is an identical re-upload of the base (same weights, new name).
+  reject_identical: true
+
+evaluation:
+  # Tasks run on candidate and base (same items, paired statistics). See `assay eval --help`.
+  tasks:
+    - builtin:knowledge     # multiple-choice general knowledge (acc)
+    - builtin:arithmetic    # generated arithmetic (acc / exact match)
+    - builtin:reference     # plain English prose (bits per byte)
+  # Evaluate only the first N items of each task (null: all items).
+  limit: null
+  # Regression margin per metric, absolute: a regression is a delta whose 95% interval lies
+  # entirely below -margin (above +margin for lower-is-better metrics such as bits_per_byte).
+  # Metrics without a margin are reported but not judged.
+  margins:
+    acc: 0.02
+    acc_norm: 0.02
+    exact_match: 0.02
+    bits_per_byte: 0.05
+  # Per-task overrides, e.g. {"builtin:knowledge": {acc: 0.01}}.
+  task_margins: {}
+  # Tasks on which the candidate must beat the base significantly (95% interval above zero and
+  # Holm-corrected p below alpha), e.g. [my-domain-task.yaml].
+  must_improve: []
+  alpha: 0.05
+
+licence:
+  # Licence ids accepted (case-insensitive; empty: any licence not denied).
+  allow: []
+  # Licence ids refused, e.g. [cc-by-nc-4.0].
+  deny: []
+  # Your monthly active users, checked against licence caps (null: not checked).
+  monthly_active_users: null
+"""
+"""The text ``assay policy init`` writes: every key with its default and a comment."""

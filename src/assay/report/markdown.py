@@ -1,0 +1,84 @@
+"""A Markdown summary short enough for a pull-request comment: verdict, reasons, stages, regressions.
+
+    text = MarkdownRenderer().render(doc)      # GitHub-flavoured Markdown, a few dozen lines at most
+
+Long lists are cut (with a count of what was left out); the full evidence is in the JSON and HTML reports.
+Model-provided strings are put in code spans with backticks and pipes neutralised, so a model name cannot inject
+Markdown or HTML into the comment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from assay.report.base import Renderer, comparison_rows, num, stage_rows
+
+_ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "NONE": "❔"}
+_MAX_REASONS = 8
+_MAX_ROWS = 12
+
+
+def code(text: Any) -> str:
+    """``text`` as an inline code span that cannot break out of a table cell."""
+    s = str(text).replace("`", "ˋ").replace("|", "¦").replace("\n", " ").replace("\r", " ")
+    if len(s) > 120:
+        s = s[:117] + "..."
+    return f"`{s}`"
+
+
+def plain(text: Any) -> str:
+    """``text`` with Markdown/HTML control characters neutralised, for prose cells."""
+    s = str(text).replace("\n", " ").replace("\r", " ")
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for ch in "\\`*_[]|#":
+        s = s.replace(ch, "\\" + ch)
+    return s[:300] + ("..." if len(s) > 300 else "")
+
+
+class MarkdownRenderer(Renderer):
+    """PR-comment summary."""
+
+    name = "md"
+    default_filename = "report.md"
+
+    def render(self, doc: Mapping[str, Any]) -> str:
+        verdict = str(doc.get("verdict"))
+        cand = (doc.get("candidate") or {}).get("name", "?")
+        base = (doc.get("base") or {}).get("name")
+        lines = [f"### {_ICONS.get(verdict, '')} assay vet: **{verdict}** for {code(cand)}", ""]
+        lines.append(f"Base: {code(base)}" if base else f"Base: none ({plain(doc.get('base_source', ''))})")
+        lines.append("")
+        reasons = doc.get("reasons") or []
+        if reasons:
+            lines.append("| level | rule | reason | evidence |")
+            lines.append("|---|---|---|---|")
+            for r in reasons[:_MAX_REASONS]:
+                lines.append(f"| {r.get('level', '')} | {code(r.get('rule'))} | {plain(r.get('message'))} "
+                             f"| {code(r.get('evidence'))} |")
+            if len(reasons) > _MAX_REASONS:
+                lines.append(f"| | | and {len(reasons) - _MAX_REASONS} more reasons (see the full report) | |")
+        else:
+            lines.append("No policy rule was violated.")
+        lines.append("")
+        rows = comparison_rows(doc)
+        if rows:
+            shown = sorted(rows, key=lambda r: (r["status"] != "regressed", not r["judged"],
+                                                r["status"] != "improved"))[:_MAX_ROWS]
+            lines += ["<details><summary>Candidate vs base</summary>", "",
+                      "| task | metric | base | candidate | delta [95% CI] | |", "|---|---|---:|---:|---|---|"]
+            for r in shown:
+                ci = f" [{num(r['ci'][0], '+.3f')}, {num(r['ci'][1], '+.3f')}]" if r["ci"] else ""
+                lines.append(f"| {code(r['task'])} | {r['metric']} | {num(r['base'])} | {num(r['candidate'])} "
+                             f"| {num(r['delta'], '+.4f')}{ci} | {r['status']} |")
+            if len(rows) > len(shown):
+                lines.append(f"| | and {len(rows) - len(shown)} more | | | | |")
+            lines += ["", "</details>", ""]
+        lines += ["<details><summary>Stages</summary>", "", "| stage | status | summary |", "|---|---|---|"]
+        for s in stage_rows(doc):
+            lines.append(f"| {s['stage']} | {s['status']} | {plain(s['summary'])} |")
+        lines += ["", "</details>", ""]
+        env = doc.get("environment") or {}
+        lines.append(f"<sub>assay {env.get('assay', '?')} · torch {env.get('torch') or 'n/a'} · "
+                     f"transformers {env.get('transformers') or 'n/a'} · {doc.get('seconds', '?')} s</sub>")
+        return "\n".join(lines) + "\n"

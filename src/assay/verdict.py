@@ -1,0 +1,566 @@
+"""The verdict: stage results + policy -> PASS, WARN, FAIL or NONE, with the reasons and where the evidence is.
+
+A pure function over plain data. Each stage of ``assay vet`` leaves a :class:`StageOutcome` (its JSON document,
+or why it did not run); the policy's rules are small objects that look at those outcomes and return
+:class:`Reason` s; :func:`decide` composes them::
+
+    stages = {"scan": StageOutcome.ran("scan", scan_doc), "lineage": StageOutcome.skipped("lineage", "no base")}
+    verdict = decide(stages, default_policy())
+    verdict.outcome        # 'WARN'  (lineage could not run: a reason, never silent)
+    verdict.reasons[0]     # Reason(rule='lineage.descends', stage='lineage', message=..., evidence='stages.lineage')
+
+Evidence is a path into the ``assay.vet/1`` document, e.g. ``scan.findings[3]`` or
+``comparison.builtin:knowledge.acc``. Outcome: any FAIL reason -> FAIL; else any undecided reason -> NONE;
+else any WARN -> WARN; else PASS.
+
+Rule ids (stable): ``scan.safe``, ``signature.valid``, ``lineage.descends``, ``lineage.not_identical``,
+``evaluation.no_regression``, ``evaluation.must_improve``, ``licence.allowed``, ``card.findings``, ``stage.ran``.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, assert_never
+
+from assay.policy import SEVERITIES
+
+if TYPE_CHECKING:
+    from assay.policy import EvaluationPolicy, Policy
+
+#: Metrics where smaller is better; every other metric is higher-is-better.
+LOWER_IS_BETTER = ("bits_per_byte", "perplexity", "word_perplexity", "token_perplexity", "byte_perplexity",
+                   "kl_mean", "kl_p95", "kl", "repetition", "loop_rate", "empty_rate")
+#: Lineage relations that do not descend from the base.
+NOT_DESCENDED = ("unrelated", "incompatible")
+
+_MAX_FINDING_REASONS = 10
+
+
+class Level(enum.StrEnum):
+    """How much a reason weighs."""
+
+    FAIL = "fail"
+    """The policy is violated."""
+    UNDECIDED = "undecided"
+    """Something the policy needs could not be established (a stage crashed, a required comparison is missing)."""
+    WARN = "warn"
+    """A check could not run or is weak; the reviewer should look."""
+
+
+class Outcome(enum.StrEnum):
+    """The verdict."""
+
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    NONE = "NONE"
+
+
+class Status(enum.StrEnum):
+    """What happened to a stage."""
+
+    RAN = "ran"
+    """The stage produced its document."""
+    SKIPPED = "skipped"
+    """The stage could not run (no base, no backend): a WARN reason names why."""
+    BLOCKED = "blocked"
+    """Not run on purpose because an earlier stage failed (an unsafe candidate is never loaded)."""
+    NOT_APPLICABLE = "not_applicable"
+    """Nothing to do (no signature present and none required)."""
+    ERROR = "error"
+    """The stage started and failed: no verdict can rely on it."""
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """The result of one stage of ``assay vet``."""
+
+    name: str
+    """Stage name: inventory, scan, signature, lineage, evaluation, comparison, card, licence, ..."""
+    status: Status
+    """What happened."""
+    document: Mapping[str, Any] | None = None
+    """The stage's JSON document when it ran."""
+    reason: str | None = None
+    """Why it did not run (or how it failed)."""
+    seconds: float | None = None
+    """Wall time spent in the stage."""
+
+    @classmethod
+    def ran(cls, name: str, document: Mapping[str, Any], *, seconds: float | None = None) -> StageOutcome:
+        """A stage that produced ``document``."""
+        return cls(name, Status.RAN, document, None, seconds)
+
+    @classmethod
+    def skipped(cls, name: str, reason: str) -> StageOutcome:
+        """A stage that could not run, and why."""
+        return cls(name, Status.SKIPPED, None, reason)
+
+    @classmethod
+    def blocked(cls, name: str, reason: str) -> StageOutcome:
+        """A stage not run because an earlier one failed."""
+        return cls(name, Status.BLOCKED, None, reason)
+
+    @classmethod
+    def not_applicable(cls, name: str, reason: str) -> StageOutcome:
+        """A stage with nothing to do."""
+        return cls(name, Status.NOT_APPLICABLE, None, reason)
+
+    @classmethod
+    def error(cls, name: str, reason: str, *, seconds: float | None = None) -> StageOutcome:
+        """A stage that failed while running."""
+        return cls(name, Status.ERROR, None, reason, seconds)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason for the verdict."""
+
+    rule: str
+    """Stable rule id, e.g. ``scan.safe``, ``lineage.descends``, ``evaluation.no_regression``."""
+    stage: str
+    """The stage whose result triggered it."""
+    message: str
+    """One sentence for a reviewer."""
+    evidence: str
+    """Path into the ``assay.vet/1`` document, e.g. ``scan.findings[3]``."""
+    level: Level
+    """FAIL, UNDECIDED or WARN."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """PASS / WARN / FAIL / NONE and the reasons behind it."""
+
+    outcome: Outcome
+    """The verdict."""
+    reasons: tuple[Reason, ...]
+    """Every reason, most serious first."""
+
+    def exit_code(self, *, strict: bool = False) -> int:
+        """0 for PASS (and WARN unless ``strict``), 1 for FAIL (and WARN when ``strict``), 2 for NONE."""
+        match self.outcome:
+            case Outcome.PASS:
+                return 0
+            case Outcome.WARN:
+                return 1 if strict else 0
+            case Outcome.FAIL:
+                return 1
+            case Outcome.NONE:
+                return 2
+            case _ as unreachable:
+                assert_never(unreachable)
+
+
+Stages = Mapping[str, StageOutcome]
+
+
+class Rule(abc.ABC):
+    """A small check over the stage outcomes; returns the reasons it finds (none: satisfied)."""
+
+    rule_id: str
+    stage: str
+
+    @abc.abstractmethod
+    def check(self, stages: Stages) -> list[Reason]:
+        """Reasons this rule finds in ``stages``."""
+
+    def _reason(self, message: str, evidence: str, level: Level) -> Reason:
+        return Reason(self.rule_id, self.stage, message, evidence, level)
+
+    def _absent(self, stages: Stages, *, why: str, level_if_skipped: Level = Level.WARN) -> list[Reason] | None:
+        """Reasons for a stage that did not run (None when it ran). Blocked stages add nothing: the blocking
+        stage already gave the reason."""
+        out = stages.get(self.stage)
+        if out is None:
+            return [self._reason(f"{why}: the {self.stage} stage did not run", f"stages.{self.stage}",
+                                 Level.UNDECIDED)]
+        match out.status:
+            case Status.RAN:
+                return None
+            case Status.BLOCKED | Status.NOT_APPLICABLE:
+                return []
+            case Status.SKIPPED:
+                return [self._reason(f"{why}: {out.reason}", f"stages.{self.stage}", level_if_skipped)]
+            case Status.ERROR:
+                return [self._reason(f"{why}: the {self.stage} stage failed: {out.reason}", f"stages.{self.stage}",
+                                     Level.UNDECIDED)]
+            case _ as unreachable:
+                assert_never(unreachable)
+
+
+class AllOf(Rule):
+    """Every rule must hold; collects all their reasons. An empty AllOf is refused (it would pass anything)."""
+
+    rule_id = "all"
+    stage = "*"
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        if not rules:
+            raise ValueError("AllOf needs at least one rule: an empty policy would pass anything")
+        self.rules = tuple(rules)
+
+    def check(self, stages: Stages) -> list[Reason]:
+        out: list[Reason] = []
+        for r in self.rules:
+            out.extend(r.check(stages))
+        return out
+
+
+class ScanSafe(Rule):
+    """The candidate scanned ``safe``: no finding at or above the threshold, every file analysed."""
+
+    rule_id = "scan.safe"
+    stage = "scan"
+
+    def __init__(self, fail_on: str) -> None:
+        self.fail_on = fail_on
+
+    def check(self, stages: Stages) -> list[Reason]:
+        absent = self._absent(stages, why="safety unknown", level_if_skipped=Level.UNDECIDED)
+        if absent is not None:
+            return absent
+        doc = stages[self.stage].document or {}
+        verdict = str(doc.get("verdict", "")).lower().replace(" ", "_")
+        limit = SEVERITIES.index(self.fail_on)
+        reasons: list[Reason] = []
+        serious = [(i, f) for i, f in enumerate(doc.get("findings") or [])
+                   if f.get("severity") in SEVERITIES and SEVERITIES.index(f["severity"]) <= limit]
+        serious.sort(key=lambda t: SEVERITIES.index(t[1]["severity"]))
+        for i, f in serious[:_MAX_FINDING_REASONS]:
+            where = f.get("path") or "?"
+            if f.get("location"):
+                where += f" ({f['location']})"
+            reasons.append(self._reason(f"{f.get('severity')} {f.get('rule')}: {f.get('message')} in {where}",
+                                        f"scan.findings[{i}]", Level.FAIL))
+        if len(serious) > _MAX_FINDING_REASONS:
+            reasons.append(self._reason(f"{len(serious) - _MAX_FINDING_REASONS} more findings at or above "
+                                        f"{self.fail_on}", "scan.findings", Level.FAIL))
+        if verdict in ("unverified", "not_verified"):
+            unverified = [(i, f) for i, f in enumerate(doc.get("files") or [])
+                          if str(f.get("status", "")).lower().replace(" ", "_") in ("unverified", "not_verified")]
+            for i, f in unverified[:_MAX_FINDING_REASONS]:
+                why = f.get("reason") or f.get("message") or "could not be analysed fully"
+                reasons.append(self._reason(f"not verified: {f.get('path')}: {why}; the candidate is not loaded",
+                                            f"scan.files[{i}]", Level.FAIL))
+            if not unverified:
+                reasons.append(self._reason("the scan could not verify every file; the candidate is not loaded",
+                                            "scan.verdict", Level.FAIL))
+        elif verdict == "unsafe" and not reasons:
+            reasons.append(self._reason("the scan found the candidate unsafe; it is not loaded", "scan.verdict",
+                                        Level.FAIL))
+        elif verdict not in ("safe", "unsafe"):
+            reasons.append(self._reason(f"the scan gave no usable verdict ({verdict or 'missing'})", "scan.verdict",
+                                        Level.UNDECIDED))
+        return reasons
+
+
+class SignatureValid(Rule):
+    """A signature that is present verifies; a required signature is present."""
+
+    rule_id = "signature.valid"
+    stage = "signature"
+
+    def __init__(self, required: bool) -> None:
+        self.required = required
+
+    def check(self, stages: Stages) -> list[Reason]:
+        out = stages.get(self.stage)
+        if out is None or out.status is not Status.RAN:
+            if self.required and (out is None or out.status is not Status.BLOCKED):
+                why = out.reason if out is not None and out.reason else "no signature was checked"
+                return [self._reason(f"the policy requires a valid signature: {why}", f"stages.{self.stage}",
+                                     Level.FAIL)]
+            absent = self._absent(stages, why="signature not verified")
+            return absent or []
+        doc = out.document or {}
+        if doc.get("valid") is True:
+            return []
+        message = doc.get("message") or "the signature does not verify"
+        return [self._reason(f"signature check failed: {message}", "signature", Level.FAIL)]
+
+
+class DescendsFromBase(Rule):
+    """The weights descend from the base, and the card's base claim agrees with the weights."""
+
+    rule_id = "lineage.descends"
+    stage = "lineage"
+
+    def check(self, stages: Stages) -> list[Reason]:
+        absent = self._absent(stages, why="descent from the base not checked")
+        if absent is not None:
+            return absent
+        doc = stages[self.stage].document or {}
+        relation = doc.get("relation")
+        reasons: list[Reason] = []
+        if relation in NOT_DESCENDED:
+            reasons.append(self._reason(f"the weights do not descend from the base (relation: {relation})",
+                                        "lineage.relation", Level.FAIL))
+        claim = doc.get("claim") or {}
+        if claim.get("consistent") is False:
+            reasons.append(self._reason(f"the card claims base_model {claim.get('base_model')!r} but the weights "
+                                        f"contradict it (relation: {relation})", "lineage.claim.consistent",
+                                        Level.FAIL))
+        return reasons
+
+
+class NotIdentical(Rule):
+    """The candidate is not an identical re-upload of the base."""
+
+    rule_id = "lineage.not_identical"
+    stage = "lineage"
+
+    def check(self, stages: Stages) -> list[Reason]:
+        out = stages.get(self.stage)
+        if out is None or out.status is not Status.RAN:
+            return []  # DescendsFromBase already says why lineage did not run
+        if (out.document or {}).get("relation") == "identical":
+            return [self._reason("identical re-upload: every tensor equals the base's, so it adds nothing",
+                                 "lineage.relation", Level.FAIL)]
+        return []
+
+
+def _metric_direction(metric: str, entry: Mapping[str, Any] | None = None) -> int:
+    """+1 when higher is better, -1 when lower is better (the comparison's own ``higher_is_better`` first)."""
+    if entry is not None and isinstance(entry.get("higher_is_better"), bool):
+        return 1 if entry["higher_is_better"] else -1
+    name = metric.split(",")[0]
+    return -1 if any(name == m or name.startswith(m + "_") for m in LOWER_IS_BETTER) else 1
+
+
+def _ci(entry: Mapping[str, Any]) -> tuple[float, float] | None:
+    ci = entry.get("ci")
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or ci[0] is None or ci[1] is None:
+        return None
+    return float(ci[0]), float(ci[1])
+
+
+def classify_delta(task: str, metric: str, entry: Mapping[str, Any], evaluation: EvaluationPolicy) -> str:
+    """How a compared metric moved: ``regressed`` (interval entirely beyond -margin, a FAIL), ``improved``
+    (interval entirely on the better side of zero), ``worse`` / ``better`` (point estimate only), ``unchanged``,
+    or ``unknown`` (no interval). The same test :class:`NoRegression` applies."""
+    ci = _ci(entry)
+    if ci is None:
+        return "unknown"
+    sign = _metric_direction(metric, entry)
+    lo, hi = sorted((sign * ci[0], sign * ci[1]))
+    margin = evaluation.margin(task, metric)
+    if margin is not None and hi < -margin:
+        return "regressed"
+    if lo > 0:
+        return "improved"
+    delta = entry.get("delta")
+    if isinstance(delta, (int, float)) and delta != 0:
+        return "better" if sign * delta > 0 else "worse"
+    return "unchanged"
+
+
+class NoRegression(Rule):
+    """No judged metric regressed: its 95% interval does not lie entirely beyond the margin on the bad side."""
+
+    rule_id = "evaluation.no_regression"
+    stage = "comparison"
+
+    def __init__(self, policy: Policy) -> None:
+        self.evaluation = policy.evaluation
+
+    def check(self, stages: Stages) -> list[Reason]:
+        absent = self._absent(stages, why="regressions not checked")
+        if absent is not None:
+            return absent
+        reasons: list[Reason] = []
+        for task, metrics in (stages[self.stage].document or {}).items():
+            if not isinstance(metrics, Mapping):
+                continue
+            for metric, entry in metrics.items():
+                if not isinstance(entry, Mapping) or self.evaluation.margin(task, metric) is None:
+                    continue
+                if classify_delta(task, metric, entry, self.evaluation) == "regressed":
+                    ci = _ci(entry)
+                    assert ci is not None
+                    reasons.append(self._reason(
+                        f"{task} {metric} regressed: delta {_fmt(entry.get('delta'))}, 95% interval "
+                        f"[{ci[0]:+.4f}, {ci[1]:+.4f}] lies entirely beyond the margin of "
+                        f"{self.evaluation.margin(task, metric):g}", f"comparison.{task}.{metric}", Level.FAIL))
+        return reasons
+
+
+class MustImprove(Rule):
+    """The candidate beats the base significantly on each listed task."""
+
+    rule_id = "evaluation.must_improve"
+    stage = "comparison"
+
+    def __init__(self, policy: Policy) -> None:
+        self.evaluation = policy.evaluation
+
+    def _primary(self, task: str, metrics: Mapping[str, Any]) -> str | None:
+        judged = [m for m in metrics if self.evaluation.margin(task, m) is not None]
+        return (judged or list(metrics) or [None])[0]
+
+    def check(self, stages: Stages) -> list[Reason]:
+        if not self.evaluation.must_improve:
+            return []
+        out = stages.get(self.stage)
+        if out is None or out.status is not Status.RAN:
+            if out is not None and out.status is Status.BLOCKED:
+                return []
+            why = out.reason if out is not None and out.reason else "no comparison with the base"
+            return [self._reason(f"improvement on {', '.join(self.evaluation.must_improve)} cannot be shown: {why}",
+                                 f"stages.{self.stage}", Level.UNDECIDED)]
+        doc = out.document or {}
+        reasons: list[Reason] = []
+        for task in self.evaluation.must_improve:
+            metrics = doc.get(task)
+            if not isinstance(metrics, Mapping) or not metrics:
+                reasons.append(self._reason(f"{task} must improve but was not evaluated", f"comparison.{task}",
+                                            Level.FAIL))
+                continue
+            metric = self._primary(task, metrics)
+            assert metric is not None
+            entry = metrics[metric]
+            ci = _ci(entry)
+            sign = _metric_direction(metric, entry)
+            p = entry.get("p_holm", entry.get("p"))
+            improved = ci is not None and min(sign * ci[0], sign * ci[1]) > 0
+            significant = improved and (p is None or p < self.evaluation.alpha)
+            if not significant:
+                ci_text = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "unknown"
+                p_text = f", p={p:.3g}" if isinstance(p, (int, float)) else ""
+                reasons.append(self._reason(
+                    f"{task} {metric} must improve significantly but did not: delta "
+                    f"{_fmt(entry.get('delta'))}, 95% interval {ci_text}{p_text}",
+                    f"comparison.{task}.{metric}", Level.FAIL))
+        return reasons
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:+.4f}" if isinstance(x, (int, float)) else "n/a"
+
+
+def _norm(lic: str) -> str:
+    return lic.strip().lower()
+
+
+class LicenceAllowed(Rule):
+    """The licence is allowed, not denied, and its caps hold for the stated number of users."""
+
+    rule_id = "licence.allowed"
+    stage = "licence"
+
+    def __init__(self, policy: Policy) -> None:
+        self.licence = policy.licence
+
+    def _constrained(self) -> bool:
+        return bool(self.licence.allow or self.licence.deny or self.licence.monthly_active_users is not None)
+
+    def check(self, stages: Stages) -> list[Reason]:
+        out = stages.get(self.stage)
+        if out is None or out.status is not Status.RAN:
+            if not self._constrained() or (out is not None and out.status is Status.BLOCKED):
+                return []
+            return self._absent(stages, why="licence not checked") or []
+        doc = out.document or {}
+        lic = doc.get("licence") or doc.get("license")
+        reasons: list[Reason] = []
+        if "violations" in doc:  # the licence stage already matched the policy's lists (aliases, kinds, caps)
+            for i, v in enumerate(doc.get("violations") or []):
+                if not isinstance(v, Mapping):
+                    continue
+                level = Level.FAIL if v.get("severity") == "fail" else Level.WARN
+                if level is Level.WARN and not self._constrained():
+                    continue  # an unknown licence only matters when the policy restricts licences
+                clause = f" ({v['clause']})" if v.get("clause") else ""
+                reasons.append(self._reason(f"{v.get('message')}{clause}", f"licence.violations[{i}]", level))
+            return reasons
+        if not lic:
+            if self.licence.allow:
+                reasons.append(self._reason("the model declares no licence, and the policy allows only "
+                                            f"{', '.join(self.licence.allow)}", "licence", Level.FAIL))
+            return reasons
+        if _norm(lic) in {_norm(x) for x in self.licence.deny}:
+            reasons.append(self._reason(f"licence {lic} is denied by the policy", "licence", Level.FAIL))
+        elif self.licence.allow and _norm(lic) not in {_norm(x) for x in self.licence.allow}:
+            reasons.append(self._reason(f"licence {lic} is not in the policy's allow list "
+                                        f"({', '.join(self.licence.allow)})", "licence", Level.FAIL))
+        return reasons
+
+
+class CardFindings(Rule):
+    """Problems the model-card review reports (licence laundering, claims that contradict measurements)."""
+
+    rule_id = "card.findings"
+    stage = "card"
+
+    def check(self, stages: Stages) -> list[Reason]:
+        out = stages.get(self.stage)
+        if out is None or out.status is not Status.RAN:
+            return []  # the card review is informative; its absence is shown in the stage list
+        reasons: list[Reason] = []
+        for i, f in enumerate((out.document or {}).get("findings") or []):
+            if not isinstance(f, Mapping):
+                continue
+            sev = str(f.get("severity", "low"))
+            level = Level.FAIL if sev in ("critical", "high") else Level.WARN if sev == "medium" else None
+            if level is not None:
+                reasons.append(self._reason(str(f.get("message") or f.get("rule")), f"card.findings[{i}]", level))
+        return reasons
+
+
+class StageRan(Rule):
+    """An informative stage (inventory, card) that failed or could not run is still a reason, never silent."""
+
+    rule_id = "stage.ran"
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+    def check(self, stages: Stages) -> list[Reason]:
+        out = stages.get(self.stage)
+        if out is None or out.status not in (Status.ERROR, Status.SKIPPED):
+            return []
+        what = "failed" if out.status is Status.ERROR else "did not run"
+        return [self._reason(f"the {self.stage} stage {what}: {out.reason}", f"stages.{self.stage}", Level.WARN)]
+
+
+def rules_for(policy: Policy) -> AllOf:
+    """The composed rules a policy enforces, in stage order."""
+    rules: list[Rule] = [ScanSafe(policy.scan.fail_on), SignatureValid(policy.signature.required),
+                         DescendsFromBase()]
+    if policy.lineage.reject_identical:
+        rules.append(NotIdentical())
+    rules += [NoRegression(policy), MustImprove(policy), LicenceAllowed(policy), CardFindings(),
+              StageRan("inventory"), StageRan("card")]
+    if not policy.lineage.require_descends:
+        rules = [r for r in rules if not isinstance(r, DescendsFromBase)]
+    return AllOf(rules)
+
+
+_ORDER = {Level.FAIL: 0, Level.UNDECIDED: 1, Level.WARN: 2}
+
+
+def outcome_of(reasons: Iterable[Reason]) -> Outcome:
+    """FAIL if any reason fails; else NONE if any is undecided; else WARN if any warns; else PASS."""
+    levels = {r.level for r in reasons}
+    if Level.FAIL in levels:
+        return Outcome.FAIL
+    if Level.UNDECIDED in levels:
+        return Outcome.NONE
+    if Level.WARN in levels:
+        return Outcome.WARN
+    return Outcome.PASS
+
+
+def decide(stages: Stages, policy: Policy) -> Verdict:
+    """The verdict of ``policy`` over the stage outcomes. Pure: same inputs, same verdict."""
+    reasons = policy.rules().check(stages)
+    reasons.sort(key=lambda r: _ORDER[r.level])  # stable: stage order kept within a level
+    return Verdict(outcome_of(reasons), tuple(reasons))
+
+
+def reason_document(r: Reason) -> dict[str, str]:
+    """A reason as it appears in ``assay.vet/1``."""
+    return {"rule": r.rule, "stage": r.stage, "message": r.message, "evidence": r.evidence, "level": r.level.value}

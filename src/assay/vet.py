@@ -1,0 +1,604 @@
+"""``assay vet``: every stage in order, one verdict under a policy, and the evidence behind it.
+
+Stages, in order: inventory; scan (candidate, and the base before it is ever loaded); signature (when a
+``model.sig`` is present or the policy requires one); lineage against the base; evaluation of candidate and base
+on the policy's tasks (base results come from the result cache when present) and their paired comparison; card
+and licence. An ``unsafe`` or ``not verified`` candidate is never loaded: every later stage is *blocked* with that
+reason. A stage that cannot run (no base, a stage not installed) is recorded with why, and the verdict says so.
+
+    >>> from assay.policy import default_policy
+    >>> result = run_vet("./my-finetune", base="./base-model", policy=default_policy(), out_dir=Path("vet-out"))
+    >>> result.verdict.outcome, [r.message for r in result.verdict.reasons]
+    >>> vet_document(result)["schema"]
+    'assay.vet/1'
+
+Bad input (a base that does not exist, a candidate that is not a model, an unwritable ``out_dir``) raises an
+:class:`~assay.errors.AssayError` before any long work starts. Reports are written atomically, so an interrupted
+vet never leaves a half-written report under its final name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assay import __version__
+from assay.errors import AssayError, ModelError, PolicyError, ReportError
+from assay.model.formats import Format, detect
+from assay.model.ref import ModelRef, resolve
+from assay.policy import Policy, policy_document
+from assay.progress import NULL_PROGRESS, Progress
+from assay.verdict import Status, StageOutcome, Verdict, decide, reason_document
+
+SCHEMA = "assay.vet/1"
+#: The order stages run (and appear in reports).
+STAGES = ("inventory", "scan", "base_scan", "signature", "lineage", "evaluation", "comparison", "card", "licence")
+#: Weight formats ``assay vet`` can take as a candidate (others are refused as bad input).
+VET_FORMATS = frozenset({Format.SAFETENSORS, Format.GGUF, Format.TORCH_ZIP, Format.PICKLE})
+#: Largest trainer_state.json read for the loss curve.
+_TRAINER_STATE_MAX = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VetResult:
+    """Everything ``assay vet`` found about one candidate."""
+
+    candidate: ModelRef
+    """The candidate's files."""
+    base: ModelRef | None
+    """The base it was compared with, if any."""
+    base_source: str
+    """Where the base came from: ``--base``, ``card`` (the card's base_model, found in the local HF cache) or
+    ``none``, with the reason after a colon when there is none."""
+    policy: Policy
+    """The policy applied."""
+    stages: tuple[StageOutcome, ...]
+    """What each stage did, in :data:`STAGES` order."""
+    verdict: Verdict
+    """PASS / WARN / FAIL / NONE with reasons."""
+    training: Mapping[str, Any] | None
+    """``log_history`` from the candidate's ``trainer_state.json`` (for the loss curve), when present."""
+    environment: Mapping[str, Any]
+    """Versions of assay, Python, torch, transformers; the hardware."""
+    started_at: str
+    """UTC ISO-8601 time the vet started."""
+    seconds: float
+    """Wall time of the whole vet."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Documents added by callers (e.g. the demo's bench or cost figures), keyed like stages."""
+
+    def stage(self, name: str) -> StageOutcome | None:
+        """The outcome of stage ``name``."""
+        return next((s for s in self.stages if s.name == name), None)
+
+    def exit_code(self, *, strict: bool = False) -> int:
+        """0 PASS (and WARN unless strict), 1 FAIL, 2 NONE."""
+        return self.verdict.exit_code(strict=strict)
+
+
+def check_out_dir(out_dir: Path) -> Path:
+    """Create ``out_dir`` if needed and prove it writable now, before any long work. Raises ReportError."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".assay-probe-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ReportError(f"cannot write reports to {out_dir}: {exc.strerror or exc}") from exc
+    return out_dir
+
+
+def _weight_formats(ref: ModelRef) -> set[Format]:
+    found: set[Format] = set()
+    for rel in ref.files:
+        path = ref.path(rel)
+        if not path.is_file():  # follows links: a Hugging Face cache snapshot is links into its blobs
+            continue
+        try:
+            fmt = detect(path)
+        except AssayError:
+            continue
+        if fmt in VET_FORMATS:
+            found.add(fmt)
+    return found
+
+
+def _require_model(ref: ModelRef, role: str) -> None:
+    """Refuse, as bad input, a reference with no weights file vet can read (e.g. a lone ONNX or text file)."""
+    if not _weight_formats(ref):
+        what = f"{ref.spec} is a single file" if ref.single_file else f"folder {ref.spec} has no weights file"
+        raise ModelError(f"the {role} is not a model assay can vet: {what} in a supported format "
+                         f"(safetensors, GGUF, torch archive or pickle)")
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware, without importing torch (its version comes from package metadata)."""
+    def version(dist: str) -> str | None:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        pass
+    gpus: list[str] = []
+    torch = sys.modules.get("torch")  # only if evaluation already imported it
+    if torch is not None:
+        try:
+            if torch.cuda.is_available():
+                gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        except Exception:  # noqa: BLE001 - a broken CUDA install must not break the report
+            gpus = []
+    return {
+        "assay": __version__,
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "platform": platform.platform(),
+        "hardware": {"cpu": cpu, "cpu_count": os.cpu_count(), "memory_bytes": mem, "gpus": gpus},
+    }
+
+
+def _available(module: str, attr: str | None = None) -> bool:
+    """True when a stage's module (and ``attr`` in it) exists in this install (stages are optional extras)."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module.startswith(exc.name) or exc.name.split(".")[0] in ("torch", "transformers")):
+            return False
+        raise
+    return attr is None or hasattr(mod, attr)
+
+
+def _timed(name: str, fn: Callable[[], Mapping[str, Any]], progress: Progress) -> StageOutcome:
+    """Run one stage; an AssayError inside it becomes an ``error`` outcome (the vet goes on)."""
+    progress.start(f"vet: {name}")
+    t0 = time.perf_counter()
+    try:
+        doc = fn()
+        return StageOutcome.ran(name, _plain(doc), seconds=round(time.perf_counter() - t0, 3))
+    except AssayError as exc:
+        return StageOutcome.error(name, exc.diagnostics(), seconds=round(time.perf_counter() - t0, 3))
+    except Exception as exc:  # noqa: BLE001 - one stage's failure is recorded; the vet goes on to a verdict
+        return StageOutcome.error(name, _internal(exc), seconds=round(time.perf_counter() - t0, 3))
+    finally:
+        progress.finish(f"vet: {name}")
+
+
+def _debugging() -> bool:
+    cli = sys.modules.get("assay.cli.main")
+    return os.environ.get("ASSAY_DEBUG") == "1" or bool(getattr(cli, "_DEBUG", False))
+
+
+def _internal(exc: BaseException) -> str:
+    """A stage's unexpected failure as one line (with --debug it is re-raised, traceback and all)."""
+    if _debugging():
+        raise exc
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"internal error: {type(exc).__name__}: {first[:300]} (run with --debug for details)"
+
+
+def _plain(doc: Any) -> Any:
+    from assay.cli.common import to_jsonable
+
+    return to_jsonable(doc)
+
+
+# --- stages -----------------------------------------------------------------------------------------------
+
+
+def _inventory(ref: ModelRef) -> Mapping[str, Any]:
+    from assay.model.inventory import inventory_document, open_model
+
+    return inventory_document(open_model(ref.spec))
+
+
+def _scan(ref: ModelRef, policy: Policy, progress: Progress, keep: dict[str, Any], key: str) -> Mapping[str, Any]:
+    """Scan ``ref``; the report object is kept in ``keep[key]`` (the evaluation backend asks for it)."""
+    from assay.scan import scan_document, scan_model
+
+    from assay.scan.findings import Severity
+
+    report = scan_model(ref, fail_on=Severity(policy.scan.fail_on), allow_globals=list(policy.scan.allow_globals),
+                        allow_remote_code=policy.scan.allow_remote_code, deep=False, progress=progress)
+    keep[key] = report
+    return scan_document(report)
+
+
+def _scan_is_safe(outcome: StageOutcome) -> bool:
+    return outcome.status is Status.RAN and str((outcome.document or {}).get("verdict")) == "safe"
+
+
+def _signature(ref: ModelRef, policy: Policy) -> StageOutcome:
+    sig = ref.root / (ref.files[0].name + ".sig") if ref.single_file else ref.root / "model.sig"
+    if not sig.is_file():
+        if policy.signature.required:
+            return StageOutcome.not_applicable("signature", f"the candidate carries no signature ({sig.name})")
+        return StageOutcome.not_applicable("signature", f"no {sig.name} in the candidate, and the policy does not "
+                                                        "require one")
+    if not policy.signature.trusted_keys:
+        return StageOutcome.skipped("signature", f"{sig.name} is present but the policy trusts no public key "
+                                                 "(signature.trusted_keys), so it was not verified")
+    if not _available("assay.provenance.signing", "verify_model"):
+        return StageOutcome.skipped("signature", "signature verification is not available in this install")
+
+    from assay.provenance.signing import verify_document, verify_model
+
+    def run() -> Mapping[str, Any]:
+        last: Mapping[str, Any] | None = None
+        for key in policy.signature.trusted_keys:
+            try:
+                pem = Path(key).read_bytes()
+            except OSError as exc:
+                raise PolicyError(f"cannot read trusted key {key} (signature.trusted_keys): "
+                                  f"{exc.strerror or exc}") from exc
+            doc = _plain(verify_document(verify_model(ref, public_key_pem=pem, signature_path=sig)))
+            doc = {**doc, "key": key}
+            if doc.get("valid") is True:
+                return doc
+            last = doc
+        assert last is not None
+        return last
+
+    return _timed("signature", run, NULL_PROGRESS)
+
+
+def _base_from_card(inventory: Mapping[str, Any] | None) -> tuple[ModelRef | None, str]:
+    card = (inventory or {}).get("card") or {}
+    claimed = card.get("base_model")
+    if isinstance(claimed, list):
+        claimed = claimed[0] if claimed else None
+    if not claimed:
+        return None, "none: no --base given and the model card names no base_model"
+    try:
+        ref = resolve(str(claimed))
+    except ModelError as exc:
+        return None, f"none: the card's base_model {claimed} is not available locally ({exc.message})"
+    return ref, "card"
+
+
+def _lineage(cand: ModelRef, base: ModelRef, progress: Progress) -> Mapping[str, Any]:
+    from assay.provenance.lineage import compare_lineage, lineage_document
+
+    # Both were scanned safe before this point, so torch archives may be read with weights_only=True.
+    return lineage_document(compare_lineage(cand, base, allow_pickle=True, progress=progress))
+
+
+def _load_tasks(specs: Sequence[str]) -> list[Any]:
+    from assay.evaluate.tasks import load_tasks
+
+    return [t for s in specs for t in load_tasks(s)]
+
+
+def _evaluate(ref: ModelRef, scanned: Any, tasks: Sequence[Any], limit: int | None, progress: Progress) -> Any:
+    """Evaluate a model that scanned safe (``scanned``: its scan report). Base results come from the cache."""
+    from assay.evaluate.backends.hf import HFBackend, load_after_scan
+    from assay.evaluate.cache import ResultCache
+    from assay.evaluate.runner import evaluate_model
+
+    if not ref.single_file and (ref.root / "adapter_config.json").is_file():
+        backend = load_after_scan(ref, dtype="float32", progress=progress)  # scans the adapter's base too
+    else:
+        backend = HFBackend.from_ref(ref, scanned=scanned, dtype="float32")
+    try:
+        return evaluate_model(backend, tasks, limit=limit, cache=ResultCache(), progress=progress)
+    finally:
+        backend.close()
+
+
+def _card(ref: ModelRef, base: ModelRef | None, evaluation: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    from assay.deploy.card import card_document, check_claims, read_card
+
+    report = read_card(ref, base=base)
+    measured: dict[str, float] = {}
+    for task, t in ((evaluation or {}).get("tasks") or {}).items():
+        for metric, value in ((t or {}).get("metrics") or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+                measured[f"{task}/{metric}"] = float(value)
+    claims = check_claims(report, measured) if measured else None
+    return card_document(report, claims=claims)
+
+
+def _licence(card_doc: Mapping[str, Any], policy: Policy) -> Mapping[str, Any]:
+    from assay.deploy.licences import check_licence, lookup, normalise
+
+    lic = card_doc.get("licence")
+    violations = check_licence(lic, allow=list(policy.licence.allow), deny=list(policy.licence.deny),
+                               monthly_active_users=policy.licence.monthly_active_users)
+    return {"schema": "assay.licence/1", "licence": normalise(lic) if lic else None,
+            "terms": _plain(lookup(lic)), "violations": _plain(violations)}
+
+
+def read_training_log(ref: ModelRef) -> dict[str, Any] | None:
+    """``log_history`` from ``trainer_state.json`` (read as JSON data only), or None."""
+    if ref.single_file:
+        return None
+    path = ref.root / "trainer_state.json"
+    try:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > _TRAINER_STATE_MAX:
+            return None
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    history = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(history, list):
+        return None
+    keep = ("step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm")
+    rows = [{k: h[k] for k in keep if isinstance(h, dict) and isinstance(h.get(k), (int, float))}
+            for h in history if isinstance(h, dict)]
+    rows = [r for r in rows if "step" in r and ("loss" in r or "eval_loss" in r)]
+    return {"path": "trainer_state.json", "log_history": rows} if rows else None
+
+
+# --- the orchestrator -------------------------------------------------------------------------------------
+
+
+def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: Sequence[str] | None = None,
+            limit: int | None = None, out_dir: Path | None = None, revision: str | None = None,
+            formats: Sequence[str] = ("json", "html", "md", "sarif", "cyclonedx"),
+            progress: Progress = NULL_PROGRESS) -> VetResult:
+    """Vet ``candidate`` (against ``base``, else the card's ``base_model`` when cached) under ``policy``.
+
+    ``tasks`` and ``limit`` override the policy's evaluation tasks and item limit. With ``out_dir``, the reports
+    in ``formats`` are written there atomically (see :func:`write_reports`). Raises :class:`AssayError` for bad
+    input (unresolvable candidate or base, a candidate that is not a model, an unwritable ``out_dir``).
+    """
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    if out_dir is not None:
+        check_out_dir(out_dir)
+    cand_ref = resolve(candidate, revision=revision)
+    _require_model(cand_ref, "candidate")
+    base_ref: ModelRef | None = None
+    base_source = "--base"
+    if base is not None:
+        base_ref = resolve(base)
+        _require_model(base_ref, "base")
+
+    stage_names = list(STAGES)
+    progress.start("vet", total=len(stage_names))
+    outcomes: dict[str, StageOutcome] = {}
+    reports: dict[str, Any] = {}  # scan reports, by "candidate" / "base"
+
+    def done(outcome: StageOutcome) -> None:
+        outcomes[outcome.name] = outcome
+        progress.advance("vet")
+        state = outcome.status.value if outcome.reason is None else f"{outcome.status.value}: {outcome.reason}"
+        progress.note(f"{outcome.name}: {state}")
+
+    def block_rest(reason: str) -> None:
+        for name in stage_names:
+            if name not in outcomes:
+                done(StageOutcome.blocked(name, reason))
+
+    # 1. inventory (headers only; an unreadable model is bad input)
+    if _available("assay.model.inventory", "open_model"):
+        done(_timed("inventory", lambda: _inventory(cand_ref), progress))
+    else:
+        done(StageOutcome.skipped("inventory", "the inventory stage is not available in this install"))
+    inventory_doc = outcomes["inventory"].document
+
+    # 2. scan the candidate; nothing later loads it unless it is safe
+    if _available("assay.scan", "scan_model"):
+        done(_timed("scan", lambda: _scan(cand_ref, policy, progress, reports, "candidate"), progress))
+    else:
+        done(StageOutcome.error("scan", "the scanner is not available in this install"))
+    training = read_training_log(cand_ref)
+    if not _scan_is_safe(outcomes["scan"]):
+        verdict_word = (outcomes["scan"].document or {}).get("verdict") or "not scanned"
+        block_rest(f"the candidate scanned {verdict_word.replace('_', ' ')}, so it is never loaded")
+        return _finish(cand_ref, base_ref, base_source, policy, outcomes, training, started, t0, out_dir,
+                       formats, progress)
+
+    # the base: from --base, else the card's base_model in the local HF cache
+    if base_ref is None:
+        base_ref, base_source = _base_from_card(inventory_doc)
+        if base_ref is not None:
+            try:
+                _require_model(base_ref, "base")
+            except ModelError as exc:
+                base_ref, base_source = None, f"none: {exc.message}"
+    no_base_reason = base_source.split(": ", 1)[1] if base_ref is None else None
+
+    # 2b. scan the base before it is ever loaded
+    base_ok = False
+    if base_ref is None:
+        done(StageOutcome.not_applicable("base_scan", f"no base: {no_base_reason}"))
+    else:
+        b0 = base_ref
+        done(_timed("base_scan", lambda: _scan(b0, policy, progress, reports, "base"), progress))
+        base_ok = _scan_is_safe(outcomes["base_scan"])
+
+    bad_base: str | None = None
+    if base_ref is not None and not base_ok:
+        word = (outcomes["base_scan"].document or {}).get("verdict") or "not scanned"
+        bad_base = f"the base {base_ref.name} scanned {word}, so it is not loaded"
+
+    # 3. signature
+    done(_signature(cand_ref, policy))
+
+    # 4. lineage
+    if base_ref is None:
+        done(StageOutcome.skipped("lineage", f"no base model to compare with ({no_base_reason})"))
+    elif bad_base is not None:
+        done(StageOutcome.error("lineage", bad_base))
+    elif not _available("assay.provenance.lineage", "compare_lineage"):
+        done(StageOutcome.skipped("lineage", "lineage is not available in this install"))
+    else:
+        assert base_ref is not None
+        b = base_ref
+        done(_timed("lineage", lambda: _lineage(cand_ref, b, progress), progress))
+
+    # 5. evaluation and comparison
+    task_specs = list(tasks) if tasks else list(policy.evaluation.tasks)
+    eff_limit = limit if limit is not None else policy.evaluation.limit
+    if not task_specs:
+        done(StageOutcome.not_applicable("evaluation", "no evaluation tasks in the policy"))
+        done(StageOutcome.skipped("comparison", "no evaluation tasks in the policy"))
+    elif not (_available("assay.evaluate.runner", "evaluate_model")
+              and _available("assay.evaluate.backends.hf", "HFBackend")):
+        done(StageOutcome.skipped("evaluation", "evaluation needs the eval extra (torch, transformers): "
+                                                "pip install 'assay[eval]'"))
+        done(StageOutcome.skipped("comparison", "no evaluation"))
+    else:
+        _run_evaluation(cand_ref, base_ref, reports, bad_base, no_base_reason, task_specs, eff_limit, progress,
+                        done)
+
+    # 6. card and licence
+    if _available("assay.deploy.card", "read_card"):
+        ev = outcomes["evaluation"].document if "evaluation" in outcomes else None
+        done(_timed("card", lambda: _card(cand_ref, base_ref if base_ok else None, ev), progress))
+    else:
+        done(StageOutcome.skipped("card", "the model-card review is not available in this install"))
+    card_doc = outcomes["card"].document
+    if card_doc is None:
+        done(StageOutcome.skipped("licence", "no model card was read, so the licence is unknown"))
+    elif not _available("assay.deploy.licences", "check_licence"):
+        done(StageOutcome.skipped("licence", "licence checks are not available in this install"))
+    else:
+        c = card_doc
+        done(_timed("licence", lambda: _licence(c, policy), progress))
+
+    return _finish(cand_ref, base_ref, base_source, policy, outcomes, training, started, t0, out_dir, formats,
+                   progress)
+
+
+def _run_evaluation(cand: ModelRef, base: ModelRef | None, reports: Mapping[str, Any], bad_base: str | None,
+                    no_base_reason: str | None, specs: Sequence[str], limit: int | None, progress: Progress,
+                    done: Callable[[StageOutcome], None]) -> None:
+    from assay.evaluate.compare import compare_results, eval_document
+
+    t0 = time.perf_counter()
+    progress.start("vet: evaluation")
+    comparison: Any = None
+    try:
+        task_list = _load_tasks(specs)
+        cand_results = _evaluate(cand, reports["candidate"], task_list, limit, progress)
+        base_results = None
+        if base is not None and bad_base is None:
+            base_results = _evaluate(base, reports["base"], task_list, limit, progress)
+            comparison = compare_results(base_results, cand_results)
+        doc = eval_document(model=cand.spec, results=cand_results,
+                            base=base.spec if base_results is not None and base is not None else None,
+                            base_results=base_results, comparison=comparison,
+                            settings={"backend": "hf", "dtype": "float32", "limit": limit, "tasks": list(specs)})
+    except Exception as exc:  # noqa: BLE001 - an evaluation failure is recorded; the vet goes on to a verdict
+        why = exc.diagnostics() if isinstance(exc, AssayError) else _internal(exc)
+        done(StageOutcome.error("evaluation", why, seconds=round(time.perf_counter() - t0, 3)))
+        done(StageOutcome.error("comparison", "the evaluation failed"))
+        return
+    finally:
+        progress.finish("vet: evaluation")
+    seconds = round(time.perf_counter() - t0, 3)
+    doc = _plain(doc)
+    done(StageOutcome.ran("evaluation", doc, seconds=seconds))
+    if base is None:
+        done(StageOutcome.skipped("comparison", f"no base model to compare with ({no_base_reason})"))
+    elif bad_base is not None:
+        done(StageOutcome.error("comparison", bad_base))
+    else:
+        done(StageOutcome.ran("comparison", doc.get("comparison") or {}))
+
+
+def _finish(cand: ModelRef, base: ModelRef | None, base_source: str, policy: Policy,
+            outcomes: Mapping[str, StageOutcome], training: Mapping[str, Any] | None, started: str, t0: float,
+            out_dir: Path | None, formats: Sequence[str], progress: Progress) -> VetResult:
+    progress.finish("vet")
+    if base is None and base_source == "--base":
+        base_source = "none: no base given"
+    stages = tuple(outcomes[n] for n in STAGES if n in outcomes)
+    verdict = decide({s.name: s for s in stages}, policy)
+    result = VetResult(candidate=cand, base=base, base_source=base_source, policy=policy, stages=stages,
+                       verdict=verdict, training=training, environment=environment(), started_at=started,
+                       seconds=round(time.perf_counter() - t0, 3))
+    if out_dir is not None:
+        write_reports(vet_document(result), out_dir, formats=formats)
+    return result
+
+
+def _ref_doc(ref: ModelRef | None) -> dict[str, Any] | None:
+    if ref is None:
+        return None
+    return {"spec": ref.spec, "name": ref.name, "root": ref.root.as_posix(), "single_file": ref.single_file,
+            "hf_id": ref.hf_id, "revision": ref.revision}
+
+
+def vet_document(result: VetResult) -> dict[str, Any]:
+    """The ``assay.vet/1`` document: verdict and reasons at the top, then every stage's own document.
+
+    Each stage's document sits under its stage name (``scan``, ``lineage``, ``comparison``, ...), so a reason's
+    ``evidence`` (``scan.findings[3]``) is a path into this document; ``stages`` says what ran and why not.
+    """
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "verdict": result.verdict.outcome.value,
+        "exit_code": result.verdict.exit_code(),
+        "reasons": [reason_document(r) for r in result.verdict.reasons],
+        "candidate": _ref_doc(result.candidate),
+        "base": _ref_doc(result.base),
+        "base_source": result.base_source,
+        "policy": policy_document(result.policy),
+        "stages": {s.name: {"status": s.status.value, "reason": s.reason, "seconds": s.seconds}
+                   for s in result.stages},
+    }
+    for s in result.stages:
+        doc[s.name] = s.document
+    doc["training"] = result.training
+    for k, v in result.extra.items():
+        doc[k] = _plain(v)
+    doc["environment"] = dict(result.environment)
+    doc["started_at"] = result.started_at
+    doc["seconds"] = result.seconds
+    return _plain(doc)
+
+
+def load_vet_document(path: Path) -> dict[str, Any]:
+    """Read a saved ``assay.vet/1`` document (for ``assay report``). Raises ReportError on anything else."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ReportError(f"no such file: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"cannot read {path}: {exc}") from exc
+    except ValueError as exc:
+        raise ReportError(f"{path} is not JSON ({exc}); expected a saved `assay vet --json` result") from exc
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise ReportError(f"{path} is not an {SCHEMA} document (schema: {found!r}); save one with "
+                          f"`assay vet MODEL --json > vet.json`")
+    return doc
+
+
+def write_reports(doc: Mapping[str, Any], out_dir: Path, *, formats: Sequence[str]) -> dict[str, Path]:
+    """Write each report format into ``out_dir`` atomically; returns format -> path."""
+    from assay.report import get_renderer, write_atomic
+
+    written: dict[str, Path] = {}
+    for fmt in formats:
+        renderer = get_renderer(fmt)
+        path = out_dir / renderer.default_filename
+        write_atomic(path, renderer.render(doc))
+        written[fmt] = path
+    return written

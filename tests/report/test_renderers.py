@@ -1,0 +1,226 @@
+"""Every report format renders every kind of result, escapes what came from the model, and is written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assay.errors import ReportError
+from assay.report import FORMATS, get_renderer, write_atomic
+from assay.report.base import comparison_rows
+from assay.report.html import render_leaderboard
+from tests.report.conftest import HOSTILE
+
+KINDS = ("regression", "honest", "unsafe", "nobase")
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse_html(text: str) -> _Collect:
+    p = _Collect()
+    p.feed(text)
+    return p
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_json_is_the_document(vet_docs: dict[str, Any], kind: str) -> None:
+    doc = vet_docs[kind]
+    out = json.loads(get_renderer("json").render(doc))
+    assert out == doc and out["schema"] == "assay.vet/1"
+    assert out["verdict"] in ("PASS", "WARN", "FAIL", "NONE")
+    assert {"rule", "stage", "message", "evidence"} <= set().union(*[set(r) for r in out["reasons"]] or [set(
+        ["rule", "stage", "message", "evidence"])])
+    env = out["environment"]
+    assert env["assay"] and env["python"] and "torch" in env and "transformers" in env and env["hardware"]["cpu_count"]
+
+
+def test_expected_verdicts_of_the_fixtures(vet_docs: dict[str, Any]) -> None:
+    assert vet_docs["regression"]["verdict"] == "FAIL"
+    assert vet_docs["honest"]["verdict"] == "PASS"
+    assert vet_docs["unsafe"]["verdict"] == "FAIL"
+    assert vet_docs["nobase"]["verdict"] == "WARN"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_markdown_is_short_and_names_the_verdict_and_reasons(vet_docs: dict[str, Any], kind: str) -> None:
+    doc = vet_docs[kind]
+    md = get_renderer("md").render(doc)
+    assert f"**{doc['verdict']}**" in md
+    assert len(md.splitlines()) <= 60 and len(md) < 8000  # fits a PR comment without scrolling forever
+    for r in doc["reasons"][:8]:
+        assert f"`{r['evidence']}`" in md
+    # model strings cannot inject HTML into the comment: outside code spans (where GitHub shows text verbatim)
+    # there is no raw tag from the model
+    prose = re.sub(r"`[^`]*`", "", md)
+    assert "<script" not in prose and "<img" not in prose
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_terminal_summary(vet_docs: dict[str, Any], kind: str) -> None:
+    doc = vet_docs[kind]
+    text = get_renderer("terminal").render(doc)
+    assert doc["verdict"] in text
+    for r in doc["reasons"]:
+        assert r["rule"] in text
+    for row in comparison_rows(doc):
+        assert row["task"] in text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_html_is_self_contained_and_escaped(vet_docs: dict[str, Any], kind: str) -> None:
+    doc = vet_docs[kind]
+    html = get_renderer("html").render(doc)
+    page = parse_html(html)
+    tags = [t for t, _ in page.tags]
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    for _, attrs in page.tags:
+        for name in ("src", "href"):
+            v = attrs.get(name)
+            assert v is None or v.startswith("#"), f"external reference {name}={v}"
+        assert not any(a.startswith("on") for a in attrs), attrs
+    text = " ".join(page.text)
+    assert doc["verdict"] in text
+    if kind == "unsafe":
+        assert HOSTILE in text  # shown as text, not markup
+    banner = [a for t, a in page.tags if a.get("class") == "banner verdict"]
+    assert banner and banner[0]["data-verdict"] == doc["verdict"]
+
+
+def test_every_evidence_link_lands_on_its_evidence(vet_docs: dict[str, Any]) -> None:
+    pages = [(get_renderer("html").render(d), len(d["reasons"])) for d in vet_docs.values()]
+    pages.append((render_leaderboard(list(vet_docs.values())), sum(len(d["reasons"]) for d in vet_docs.values())))
+    for html, n_reasons in pages:
+        page = parse_html(html)
+        ids = [a["id"] for _, a in page.tags if a.get("id")]
+        assert len(ids) == len(set(ids))
+        hrefs = [a["href"] for t, a in page.tags if t == "a" and a.get("href")]
+        assert len(hrefs) >= n_reasons and all(h[1:] in ids for h in hrefs), [h for h in hrefs if h[1:] not in ids]
+    doc = vet_docs["unsafe"]
+    html = get_renderer("html").render(doc)
+    for r in doc["reasons"]:
+        i = r["evidence"].removeprefix("scan.findings[").rstrip("]")
+        row = re.search(rf'<tr id="[^"]*-finding-{i}">(.*?)</tr>', html, re.S)
+        assert row and doc["scan"]["findings"][int(i)]["rule"] in row.group(1)
+
+
+def test_html_charts_follow_the_data(vet_docs: dict[str, Any]) -> None:
+    doc = vet_docs["regression"]
+    html = get_renderer("html").render(doc)
+    rows = [r for r in comparison_rows(doc) if r["judged"]]
+    # one point per judged metric in the delta chart, one bar per lineage layer
+    delta_svg = re.search(r'<svg[^>]*aria-label="Change of each metric[^"]*".*?</svg>', html, re.S)
+    assert delta_svg and delta_svg.group(0).count("<circle") == len(rows)
+    layer_svg = re.search(r'<svg[^>]*aria-label="Relative weight change per layer".*?</svg>', html, re.S)
+    assert layer_svg and layer_svg.group(0).count("<rect") == len(doc["lineage"]["layers"])
+    assert "What regressed" in html
+    for r in rows:
+        if r["status"] == "regressed":
+            assert f"{r['task']}</code> {r['metric']}" in html
+    honest = get_renderer("html").render(vet_docs["honest"])
+    loss = re.search(r'<svg[^>]*aria-label="Training loss curve.*?</svg>', honest, re.S)
+    hist = vet_docs["honest"]["training"]["log_history"]
+    assert loss and loss.group(0).count("<polyline") == (1 if all("eval_loss" not in h for h in hist) else 2)
+    assert "What regressed" not in honest
+
+
+@pytest.mark.parametrize("with_curve", [True, False])
+def test_cost_chart_when_cost_is_known(vet_docs: dict[str, Any], with_curve: bool) -> None:
+    from assay.deploy.cost import CostInputs, compute_cost, cost_document
+
+    cost = cost_document(compute_cost(CostInputs(api_per_task=0.15, self_per_task=0.01, training_cost=3000)))
+    if not with_curve:
+        cost.pop("curve")
+    doc = {**vet_docs["honest"], "cost": cost}
+    html = get_renderer("html").render(doc)
+    svg = re.search(r'<svg[^>]*aria-label="Cumulative cost.*?</svg>', html, re.S)
+    be = cost["break_even_tasks"]
+    assert svg and f"break-even {be:,} tasks" in svg.group(0) and svg.group(0).count("<polyline") == 2
+    assert get_renderer("html").render(vet_docs["honest"]).count("Cumulative cost") == 0  # no cost, no chart
+
+
+def test_leaderboard_has_a_row_and_a_section_per_model(vet_docs: dict[str, Any]) -> None:
+    docs = list(vet_docs.values())
+    html = render_leaderboard(docs)
+    page = parse_html(html)
+    sections = [a["id"] for t, a in page.tags if t == "section"]
+    board_page = parse_html(html[:html.index("<section")])
+    links = [a["href"] for t, a in board_page.tags if t == "a" and a.get("href", "").startswith("#")]
+    assert len(sections) == len(docs) == len(set(sections))
+    assert sorted(links) == sorted("#" + s for s in sections)
+    # PASS ranks first, FAIL last
+    order = [a["data-verdict"] for t, a in page.tags if a.get("class") == "banner verdict"]
+    assert sorted(order) == sorted(d["verdict"] for d in docs)
+    board = html[:html.index("<section")]
+    assert board.index("PASS") < board.index("FAIL")
+
+
+def test_cyclonedx_is_a_valid_ml_bom_with_measured_figures(vet_docs: dict[str, Any]) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    for kind in KINDS:
+        doc = vet_docs[kind]
+        text = get_renderer("cyclonedx").render(doc)
+        assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+        bom = json.loads(text)
+        comp = bom["components"][0]
+        assert comp["type"] == "machine-learning-model" and bom["specVersion"] == "1.6"
+        perf = comp["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]
+        rows = comparison_rows(doc)
+        measured = {(p["slice"], p["type"]): float(p["value"]) for p in perf}
+        for r in rows:
+            assert measured[(r["task"], r["metric"])] == pytest.approx(r["candidate"], rel=1e-5)
+            assert measured[(r["task"], f"{r['metric']} delta vs base")] == pytest.approx(r["delta"], rel=1e-5,
+                                                                                         abs=1e-9)
+        props = {p["name"]: p["value"] for p in comp["properties"]}
+        assert props["assay:verdict"] == doc["verdict"]
+
+
+def test_unknown_format_is_refused() -> None:
+    with pytest.raises(ReportError, match="unknown report format"):
+        get_renderer("pdf")
+    assert set(FORMATS) >= {"terminal", "json", "md", "html", "sarif", "cyclonedx"}
+
+
+def test_write_atomic_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "report.html"
+    target.write_text("previous report")
+
+    def interrupted(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, "x" * 1_000_000)
+    monkeypatch.undo()
+    assert target.read_text() == "previous report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # no temp file left behind
+    write_atomic(target, "new")
+    assert target.read_text() == "new"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # as readable as any file the user writes
+
+
+def test_write_atomic_into_an_unwritable_place(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ReportError, match="cannot write"):
+        write_atomic(blocker / "sub" / "report.md", "x")

@@ -1,0 +1,220 @@
+"""The verdict: a pure function from stage outcomes and a policy to PASS / WARN / FAIL / NONE with reasons.
+
+Stage documents are built from chosen numbers (tests/report/builders.py); every expectation below is derived
+from those inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+
+import pytest
+
+from assay.policy import SEVERITIES, default_policy, parse_policy
+from assay.verdict import AllOf, Level, Outcome, StageOutcome, Status, decide
+from tests.report.builders import finding, lineage_doc, metric, outcomes, scan_doc
+
+NO_SIG = StageOutcome.not_applicable("signature", "no model.sig")
+LATER = ("base_scan", "signature", "lineage", "evaluation", "comparison", "card", "licence")
+
+
+def blocked_after_scan(scan: dict) -> dict[str, StageOutcome]:  # type: ignore[type-arg]
+    """What vet leaves when the scan is not safe: the scan, and every later stage blocked."""
+    return {"scan": StageOutcome.ran("scan", scan), **{n: StageOutcome.blocked(n, "not loaded") for n in LATER}}
+
+
+def clean_stages(**override):  # type: ignore[no-untyped-def]
+    """Stages of a model that satisfies the default policy; ``override`` replaces some."""
+    base = dict(inventory={"architecture": "LlamaForCausalLM"}, scan=scan_doc(), base_scan=scan_doc(),
+                signature=NO_SIG, lineage=lineage_doc("finetune"),
+                evaluation={"schema": "assay.eval/1", "tasks": {"t": {"n": 10, "metrics": {"acc": 0.51}}}},
+                comparison={"t": {"acc": metric(0.50, 0.51, 0.02)}},
+                card={"schema": "assay.card/1", "findings": []},
+                licence={"licence": "apache-2.0", "violations": []})
+    base.update(override)
+    return outcomes(**base)
+
+
+def test_clean_model_passes() -> None:
+    v = decide(clean_stages(), default_policy())
+    assert v.outcome is Outcome.PASS and v.reasons == () and v.exit_code() == 0
+
+
+@pytest.mark.parametrize("fail_on", SEVERITIES)
+def test_unsafe_scan_fails_with_a_reason_per_serious_finding(fail_on: str) -> None:
+    rng = random.Random(SEVERITIES.index(fail_on))
+    findings = [finding(rng.choice(SEVERITIES), rule=f"R{i}") for i in range(8)]
+    limit = SEVERITIES.index(fail_on)
+    serious = {i for i, f in enumerate(findings) if SEVERITIES.index(f["severity"]) <= limit}
+    verdict_word = "unsafe" if serious else "safe"
+    policy = parse_policy({"scan": {"fail_on": fail_on}})
+    stages = (blocked_after_scan(scan_doc(verdict_word, findings)) if serious
+              else clean_stages(scan=scan_doc("safe", findings)))
+    v = decide(stages, policy)
+    got = {int(r.evidence.removeprefix("scan.findings[").rstrip("]")) for r in v.reasons
+           if r.evidence.startswith("scan.findings[")}
+    assert got == serious
+    assert v.outcome is (Outcome.FAIL if serious else Outcome.PASS)
+    # blocked stages add no reasons of their own: the scan is the reason
+    assert all(r.stage == "scan" for r in v.reasons)
+
+
+def test_unverified_scan_fails_and_points_at_the_file() -> None:
+    files = [{"path": "a.safetensors", "format": "safetensors", "status": "ok"},
+             {"path": "weird.bin", "format": "unknown", "status": "unverified", "reason": "truncated pickle"}]
+    v = decide(blocked_after_scan(scan_doc("unverified", [], files)), default_policy())
+    assert v.outcome is Outcome.FAIL
+    assert [r.evidence for r in v.reasons] == ["scan.files[1]"] and "truncated pickle" in v.reasons[0].message
+
+
+def test_scan_that_could_not_run_gives_no_verdict() -> None:
+    v = decide(clean_stages(scan=StageOutcome.error("scan", "the scanner crashed")), default_policy())
+    assert v.outcome is Outcome.NONE and v.exit_code() == 2
+    assert v.reasons[0].level is Level.UNDECIDED and "crashed" in v.reasons[0].message
+
+
+def test_no_base_is_a_warning_never_silent() -> None:
+    stages = clean_stages(base_scan=StageOutcome.not_applicable("base_scan", "no base"),
+                          lineage="no base model to compare with", comparison="no base model to compare with")
+    v = decide(stages, default_policy())
+    assert v.outcome is Outcome.WARN
+    assert {r.stage for r in v.reasons} == {"lineage", "comparison"}
+    assert all(r.level is Level.WARN and "no base" in r.message for r in v.reasons)
+    assert v.exit_code() == 0 and v.exit_code(strict=True) == 1
+
+
+@pytest.mark.parametrize("relation", ["identical", "recast", "quantized", "finetune", "lora", "partial", "unrelated",
+                                      "incompatible"])
+@pytest.mark.parametrize("reject_identical", [True, False])
+def test_lineage_relations(relation: str, reject_identical: bool) -> None:
+    policy = parse_policy({"lineage": {"reject_identical": reject_identical}})
+    v = decide(clean_stages(lineage=lineage_doc(relation)), policy)
+    should_fail = relation in ("unrelated", "incompatible") or (relation == "identical" and reject_identical)
+    assert (v.outcome is Outcome.FAIL) == should_fail
+    if should_fail:
+        assert v.reasons[0].evidence == "lineage.relation" and relation in v.reasons[0].message
+
+
+def test_card_claim_contradicted_by_weights_fails() -> None:
+    v = decide(clean_stages(lineage=lineage_doc("finetune", consistent=False, base_model="org/famous")),
+               default_policy())
+    assert v.outcome is Outcome.FAIL
+    assert v.reasons[0].evidence == "lineage.claim.consistent" and "org/famous" in v.reasons[0].message
+
+
+def test_require_descends_off_accepts_unrelated_weights() -> None:
+    v = decide(clean_stages(lineage=lineage_doc("unrelated", consistent=False)),
+               parse_policy({"lineage": {"require_descends": False}}))
+    assert v.outcome is Outcome.PASS
+
+
+@pytest.mark.parametrize("delta, half, margin", list(itertools.product([-0.2, -0.05, -0.03, 0.0, 0.04],
+                                                                      [0.005, 0.02, 0.1], [0.0, 0.02, 0.1])))
+def test_regression_is_an_interval_entirely_below_minus_margin(delta: float, half: float, margin: float) -> None:
+    policy = parse_policy({"evaluation": {"margins": {"acc": margin, "bits_per_byte": margin}}})
+    # higher-is-better accuracy, and the mirror image for bits per byte (lower is better)
+    comp = {"t": {"acc": metric(0.5, 0.5 + delta, half)}, "r": {"bits_per_byte": metric(1.0, 1.0 - delta, half)}}
+    v = decide(clean_stages(comparison=comp), policy)
+    regressed = delta + half < -margin
+    assert v.outcome is (Outcome.FAIL if regressed else Outcome.PASS)
+    assert sorted(r.evidence for r in v.reasons) == (["comparison.r.bits_per_byte", "comparison.t.acc"]
+                                                      if regressed else [])
+
+
+def test_metrics_without_a_margin_are_not_judged() -> None:
+    v = decide(clean_stages(comparison={"r": {"word_perplexity": metric(10, 50, 1)}}), default_policy())
+    assert v.outcome is Outcome.PASS
+
+
+@pytest.mark.parametrize("delta, half, p", [(0.1, 0.03, 0.001), (0.1, 0.03, 0.2), (0.02, 0.05, 0.01),
+                                            (-0.01, 0.005, 0.01), (0.05, 0.04, None)])
+def test_must_improve_needs_a_significant_improvement(delta: float, half: float, p: float | None) -> None:
+    policy = parse_policy({"evaluation": {"must_improve": ["domain"]}})
+    comp = {"domain": {"acc": metric(0.4, 0.4 + delta, half, p=p)}, "t": {"acc": metric(0.5, 0.5, 0.01)}}
+    v = decide(clean_stages(comparison=comp), policy)
+    significant = delta - half > 0 and (p is None or p < 0.05)
+    assert (v.outcome is Outcome.PASS) == significant
+    if not significant:
+        assert [r.evidence for r in v.reasons] == ["comparison.domain.acc"]
+
+
+def test_must_improve_task_missing_or_no_base() -> None:
+    policy = parse_policy({"evaluation": {"must_improve": ["domain"]}})
+    v = decide(clean_stages(), policy)
+    assert v.outcome is Outcome.FAIL and v.reasons[0].evidence == "comparison.domain"
+    v = decide(clean_stages(comparison="no base"), policy)
+    assert v.outcome is Outcome.NONE  # improvement cannot be shown at all
+
+
+def test_licence_violations() -> None:
+    lic = {"licence": "cc-by-nc-4.0", "violations": [
+        {"rule": "LICENCE-DENIED", "severity": "fail", "message": "licence cc-by-nc-4.0 is denied", "clause": None},
+        {"rule": "LICENCE-UNKNOWN", "severity": "warn", "message": "not in table", "clause": None}]}
+    v = decide(clean_stages(licence=lic), parse_policy({"licence": {"deny": ["cc-by-nc-4.0"]}}))
+    assert v.outcome is Outcome.FAIL
+    assert [r.evidence for r in v.reasons] == ["licence.violations[0]", "licence.violations[1]"]
+    # an unknown licence alone only matters when the policy restricts licences
+    only_warn = {"licence": "x", "violations": [lic["violations"][1]]}
+    assert decide(clean_stages(licence=only_warn), default_policy()).outcome is Outcome.PASS
+    assert decide(clean_stages(licence=only_warn), parse_policy({"licence": {"allow": ["x"]}})).outcome is Outcome.WARN
+
+
+@pytest.mark.parametrize("stage", ["inventory", "card"])
+def test_informative_stage_that_failed_is_a_warning(stage: str) -> None:
+    for outcome in (StageOutcome.error(stage, "cannot read README.md"), StageOutcome.skipped(stage, "not installed")):
+        v = decide(clean_stages(**{stage: outcome}), default_policy())
+        assert v.outcome is Outcome.WARN and [r.evidence for r in v.reasons] == [f"stages.{stage}"]
+        assert str(outcome.reason) in v.reasons[0].message
+
+
+def test_licence_not_checked_warns_only_when_the_policy_restricts_licences() -> None:
+    stages = clean_stages(licence="no model card")
+    assert decide(stages, default_policy()).outcome is Outcome.PASS
+    assert decide(stages, parse_policy({"licence": {"allow": ["mit"]}})).outcome is Outcome.WARN
+
+
+def test_card_findings_by_severity() -> None:
+    card = {"findings": [{"rule": "LICENCE-LAUNDERING", "severity": "high", "message": "relicensed"},
+                         {"rule": "CARD-CLAIM-UNSUPPORTED", "severity": "medium", "message": "claims too much"},
+                         {"rule": "LICENCE-UNKNOWN", "severity": "low", "message": "odd licence"}]}
+    v = decide(clean_stages(card=card), default_policy())
+    assert v.outcome is Outcome.FAIL
+    assert [(r.evidence, r.level) for r in v.reasons] == [("card.findings[0]", Level.FAIL),
+                                                          ("card.findings[1]", Level.WARN)]
+
+
+def test_signature() -> None:
+    required = parse_policy({"signature": {"required": True}})
+    assert decide(clean_stages(), required).outcome is Outcome.FAIL
+    good = clean_stages(signature={"valid": True, "message": "ok"})
+    assert decide(good, required).outcome is Outcome.PASS
+    bad = clean_stages(signature={"valid": False, "message": "modified: model.safetensors"})
+    v = decide(bad, default_policy())
+    assert v.outcome is Outcome.FAIL and "modified: model.safetensors" in v.reasons[0].message
+    untrusted = clean_stages(signature="model.sig is present but the policy trusts no public key")
+    assert decide(untrusted, default_policy()).outcome is Outcome.WARN
+
+
+def test_reasons_are_ordered_fail_first_and_decide_is_pure() -> None:
+    stages = clean_stages(lineage="no base", comparison={"t": {"acc": metric(0.5, 0.3, 0.01)}})
+    frozen = copy.deepcopy(stages)
+    a, b = decide(stages, default_policy()), decide(stages, default_policy())
+    assert a == b and stages == frozen
+    assert [r.level for r in a.reasons] == sorted((r.level for r in a.reasons),
+                                                 key=[Level.FAIL, Level.UNDECIDED, Level.WARN].index)
+    assert a.outcome is Outcome.FAIL and a.exit_code() == 1
+
+
+def test_empty_all_of_is_refused() -> None:
+    with pytest.raises(ValueError):
+        AllOf([])
+
+
+def test_stage_missing_entirely_is_undecided() -> None:
+    stages = clean_stages()
+    del stages["lineage"]
+    v = decide(stages, default_policy())
+    assert v.outcome is Outcome.NONE and v.reasons[0].evidence == "stages.lineage"
+    assert stages["scan"].status is Status.RAN
