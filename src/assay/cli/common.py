@@ -24,10 +24,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
+
+if TYPE_CHECKING:  # rich is imported on first use, so `--json` runs never load it
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +63,8 @@ def console() -> Console:
     """The stdout console for human output."""
     global _console
     if _console is None:
+        from rich.console import Console
+
         _console = Console(highlight=False, soft_wrap=False)
     return _console
 
@@ -69,6 +73,8 @@ def err_console() -> Console:
     """The stderr console for progress, warnings and notes."""
     global _err_console
     if _err_console is None:
+        from rich.console import Console
+
         _err_console = Console(stderr=True, highlight=False)
     return _err_console
 

@@ -270,7 +270,7 @@ def _classify_zip(fh: io.BufferedIOBase | io.BytesIO, *, strict: bool = False) -
     try:
         with zipfile.ZipFile(fh) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):  # unsupported zip versions too
         return None if strict else Format.ZIP
     if not names:  # an empty directory found only at the end of unknown bytes is no evidence of a zip
         return None if strict else Format.ZIP

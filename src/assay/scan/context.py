@@ -1,0 +1,80 @@
+"""The state of scanning one file: its findings, the reasons it could not be verified, and the options.
+
+Each format scanner receives a :class:`FileScan` and a ``where`` prefix (an archive member, a nested pickle) and
+reports into it; :func:`assay.scan.scan_model` turns it into a :class:`~assay.scan.findings.FileResult`.
+
+    >>> fs = FileScan("model.bin", ScanOptions())
+    >>> fs.add("PICKLE-GLOBAL", at(None, "byte 12"), "references os.system", "os.system")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from assay.scan.findings import RULES, FileResult, FileStatus, Finding, Severity
+
+#: Archives nested deeper than this are not opened.
+MAX_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """How to scan."""
+
+    allow_globals: frozenset[str] = frozenset()
+    """Extra pickle globals (exact ``module.qualname``) to accept."""
+    allow_remote_code: bool = False
+    """Accept custom Python code (auto_map, .py files): their presence becomes informational."""
+    deep: bool = False
+    """Read tensor data too (NaN/Inf, all-zero tensors; CRCs of every zip member)."""
+    inside_hf_cache: bool = False
+    """The model root is a Hugging Face cache snapshot (its files are links into ``../../blobs``)."""
+
+
+def at(where: str | None, detail: str | None) -> str | None:
+    """Join a location prefix (``member x``) and a detail (``byte 12``)."""
+    parts = [p for p in (where, detail) if p]
+    return ", ".join(parts) if parts else None
+
+
+@dataclass
+class FileScan:
+    """Findings and unverified reasons collected for one file of the model."""
+
+    path: str
+    options: ScanOptions
+    findings: list[Finding] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    format: str = "unknown"
+    _seen: set[tuple[str, str | None, str | None]] = field(default_factory=set)
+
+    def add(self, rule: str, location: str | None, message: str, evidence: str | None = None, *,
+            severity: Severity | None = None) -> None:
+        """Record a finding of ``rule`` (its catalogue severity unless ``severity`` is given)."""
+        sev = severity if severity is not None else RULES[rule].severity
+        key = (rule, location, evidence)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        if evidence is not None and len(evidence) > 300:
+            evidence = evidence[:297] + "..."
+        self.findings.append(Finding(rule=rule, severity=sev, path=self.path, location=location, message=message,
+                                     evidence=evidence))
+
+    def unverified(self, reason: str) -> None:
+        """Record that part of the file could not be analysed (the file is then never clean)."""
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def result(self) -> FileResult:
+        """The file's status."""
+        if self.findings and any(f.severity > Severity.INFO for f in self.findings):
+            status = FileStatus.FINDINGS
+        elif self.reasons:
+            status = FileStatus.NOT_VERIFIED
+        else:
+            status = FileStatus.CLEAN
+        if status is FileStatus.FINDINGS and self.reasons:
+            # Findings are shown first, but the file still was not analysed fully.
+            return FileResult(self.path, self.format, FileStatus.NOT_VERIFIED.value, "; ".join(self.reasons))
+        return FileResult(self.path, self.format, status.value, "; ".join(self.reasons) or None)
