@@ -1,0 +1,178 @@
+"""``assay bench``: measured speed and memory of a model on this machine (and of its base, in the same run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from assay.cli.common import EXIT_PASS, console, emit_json, json_option, progress, revision_option
+from assay.errors import UsageError
+
+
+def _sizes(text: tuple[str, ...]) -> tuple[int, ...]:
+    out: list[int] = []
+    for chunk in text:
+        for part in chunk.split(","):
+            try:
+                out.append(int(part))
+            except ValueError as exc:
+                raise UsageError(f"--batch-size wants integers (e.g. 1,4,8), got {part!r}") from exc
+    return tuple(out) or (1,)
+
+
+@click.command("bench")
+@click.argument("model")
+@click.option("--base", default=None, metavar="BASE", help="Measure this base model too, in the same run; show ratios.")
+@click.option("--backend", type=click.Choice(["hf"]), default="hf", show_default=True,
+              help="Where the model runs (hf: transformers, CPU or CUDA, each model in a fresh process).")
+@click.option("--prompt-tokens", type=int, default=128, show_default=True, help="Prompt length in tokens.")
+@click.option("--output-tokens", type=int, default=64, show_default=True, help="Tokens generated per request.")
+@click.option("--batch-size", "batch_sizes", multiple=True, default=("1",), show_default=True,
+              help="Batch size(s) to measure throughput at: repeat or comma-separate (1,4,8).")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Measured requests per batch size.")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Discarded warm-up requests per batch size.")
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+              help="Weight dtype in memory.")
+@click.option("--fit-only", is_flag=True,
+              help="Only estimate memory at 16/8/4 bits and the devices it fits, from headers (no loading).")
+@click.option("--context", type=int, default=None,
+              help="Context length the key/value cache is sized for (default: the model's maximum).")
+@revision_option
+@json_option
+def command(model: str, base: str | None, backend: str, prompt_tokens: int, output_tokens: int,
+            batch_sizes: tuple[str, ...], repeats: int, warmup: int, threads: int | None, dtype: str,
+            fit_only: bool, context: int | None, revision: str | None, as_json: bool) -> int:
+    """Measure speed and memory on this machine.
+
+    Load time, time to first token, prefill and decode tokens per second, p50/p95 latency over repeated
+    requests, throughput at each batch size, peak memory (process RSS; CUDA peak on a GPU), and which
+    common GPUs the model fits at 16/8/4 bits. Warm-up runs are excluded. With --base, both are measured in
+    one run and the candidate/base ratios are shown. The model is loaded only after it scanned safe.
+
+    \b
+    Examples:
+      assay bench ./my-finetune --prompt-tokens 256 --output-tokens 64 --batch-size 1,4
+      assay bench ./my-finetune --base ./base-model --json > bench.json
+      assay bench ./model.gguf --fit-only --context 8192 --batch-size 8
+      assay cost --bench bench.json --gpu-price-per-hour 1.2 --tokens-in 800 --tokens-out 200 ...
+    """
+    from assay.deploy.bench import bench_document, run_bench
+    from assay.model.ref import resolve
+
+    ref = resolve(model, revision=revision)
+    if fit_only:
+        return _fit_only(ref, context=context, batch=max(_sizes(batch_sizes)), as_json=as_json)
+    base_ref = resolve(base) if base else None
+    with progress() as p:
+        report = run_bench(ref, backend=backend, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                           batch_sizes=_sizes(batch_sizes), repeats=repeats, warmup=warmup, threads=threads,
+                           dtype=dtype, base=base_ref, progress=p)
+    if context is not None:
+        from dataclasses import replace
+
+        from assay.deploy.hardware import hardware_fit
+
+        report = replace(report, fit=hardware_fit(report.fit.shape, context=context, batch=report.fit.batch))
+    if as_json:
+        emit_json(bench_document(report))
+    else:
+        render(report)
+    return EXIT_PASS
+
+
+def _fit_only(ref: Any, *, context: int | None, batch: int, as_json: bool) -> int:
+    from assay.deploy.bench import fit_document
+    from assay.deploy.hardware import hardware_fit, shape_from_inventory
+    from assay.model.inventory import open_model
+
+    fit = hardware_fit(shape_from_inventory(open_model(ref)), context=context, batch=batch)
+    if as_json:
+        emit_json({"schema": "assay.bench/1", "model": ref.spec, "fit_only": True, "candidate": None,
+                   "base": None, "fit": fit_document(fit)})
+    else:
+        console().print(f"[bold]{ref.spec}[/bold]: {fit.shape.parameters:,} parameters (from headers, not loaded)")
+        _render_fit(fit)
+    return EXIT_PASS
+
+
+def _mib(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n} B"
+
+
+def _devices(names: list[str], total: int) -> str:
+    if not names:
+        return "[red]none of the listed devices[/red]"
+    short = [n.replace("NVIDIA ", "").replace(" (unified)", "") for n in names]
+    prefix = f"all {total} listed: " if len(names) == total else ""
+    return prefix + ", ".join(short)
+
+
+def render(report: Any) -> None:
+    """Print a bench report."""
+    from rich.table import Table
+
+    out = console()
+    s = report.settings
+    out.print(f"[bold]Hardware:[/bold] {report.hardware.description}")
+    out.print(f"[bold]Requests:[/bold] {s.prompt_tokens} prompt tokens, {s.output_tokens} output tokens, "
+              f"{s.repeats} measured after {s.warmup} warm-up, dtype {s.dtype}")
+    models = [("candidate", report.candidate)] + ([("base", report.base)] if report.base is not None else [])
+    t = Table(title="Speed and memory (smallest batch size)", title_justify="left")
+    t.add_column("")
+    for label, m in models:
+        t.add_column(f"{label}\n{m.model}", justify="right")
+    if report.ratios:
+        t.add_column("ratio", justify="right")
+    rows = [("parameters", "parameters", lambda v: f"{v:,}"), ("load (s)", "load_s", lambda v: f"{v:.2f}"),
+            ("time to first token (s)", "ttft_s", lambda v: f"{v:.4f}"),
+            ("prefill tokens/s", "prefill_tokens_per_s", lambda v: f"{v:,.1f}"),
+            ("decode tokens/s", "decode_tokens_per_s", lambda v: f"{v:,.1f}"),
+            ("latency p50 (s)", "latency_p50_s", lambda v: f"{v:.3f}"),
+            ("latency p95 (s)", "latency_p95_s", lambda v: f"{v:.3f}"),
+            ("memory (RSS growth)", "model_rss_bytes", _mib), ("peak RSS", "peak_rss_bytes", _mib)]
+    for name, attr, fmt in rows:
+        cells = [fmt(getattr(m, attr)) for _, m in models]
+        if report.ratios:
+            r = report.ratios.get(attr)
+            cells.append("-" if r is None else f"{r:.2f}x")
+        t.add_row(name, *cells)
+    out.print(t)
+    b = Table(title="Throughput by batch size", title_justify="left")
+    for col in ("model", "batch", "decode tok/s", "prefill tok/s", "requests/s", "p50 (s)", "p95 (s)"):
+        b.add_column(col, justify="right" if col != "model" else "left")
+    for label, m in models:
+        for row in m.batches:
+            b.add_row(label, str(row.batch_size), f"{row.decode_tokens_per_s:,.1f}", f"{row.prefill_tokens_per_s:,.1f}",
+                      f"{row.requests_per_s:.2f}", f"{row.latency_p50_s:.3f}", f"{row.latency_p95_s:.3f}")
+    out.print(b)
+    if report.fit is not None:
+        _render_fit(report.fit)
+    for note in (*report.candidate.notes, *report.notes):
+        out.print(f"[dim]note: {note}[/dim]")
+
+
+def _render_fit(fit: Any) -> None:
+    from rich.table import Table
+
+    out = console()
+    f = Table(title=f"Memory needed (context {fit.context:,}, batch {fit.batch}) and where it fits",
+              title_justify="left")
+    f.add_column("bits", justify="right")
+    f.add_column("weights", justify="right")
+    f.add_column("KV cache", justify="right")
+    f.add_column("total", justify="right")
+    f.add_column("fits")
+    for e in fit.estimates:
+        row = [x for x in fit.fits if x.bits == e.bits]
+        f.add_row(str(e.bits), _mib(e.weights_bytes), _mib(e.kv_cache_bytes), _mib(e.total_bytes),
+                  _devices([x.device.name for x in row if x.fits], len(row)))
+    out.print(f)
+    for note in fit.notes:
+        out.print(f"[dim]note: {note}[/dim]")

@@ -1,0 +1,655 @@
+"""Measure a model's speed and memory on this machine: load time, time to first token, prefill and decode
+throughput, latency percentiles over repeated requests, throughput at several batch sizes, peak memory.
+
+Each request is a synthetic prompt of exactly ``prompt_tokens`` tokens followed by ``output_tokens`` greedy
+decode steps with the key/value cache, run directly on the model (no sampling, no stop strings, so every run
+does the same work). Per run: time to first token = the prefill forward pass plus choosing the first token;
+prefill tokens/s = ``batch * prompt_tokens / ttft``; decode tokens/s = ``batch * (output_tokens - 1) /
+decode time``; latency = the whole request. ``warmup`` runs per batch size are discarded; figures are medians
+over ``repeats`` runs, p50/p95 latency by linear interpolation. Peak memory is the process RSS, sampled every
+20 ms from before loading to the end in process, or the kernel's exact peak (``ru_maxrss``) of the fresh process
+each model is measured in (and the CUDA allocator's peak on a GPU).
+
+The model is loaded by the ``hf`` evaluation backend, which loads only after the checkpoint scanned safe.
+
+    >>> r = run_bench(resolve("./my-finetune"), base=resolve("./base"), batch_sizes=(1, 4))
+    >>> r.candidate.decode_tokens_per_s, r.ratios["decode_tokens_per_s"]
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assay.errors import BackendError, DeployError
+from assay.model.ref import ModelRef
+from assay.progress import NULL_PROGRESS, Progress
+
+#: A neutral English passage; its tokens are repeated to build prompts of the requested length.
+_PROMPT_TEXT = (
+    "The committee met on Tuesday to review the quarterly figures. Sales rose in the northern region, while "
+    "costs in logistics fell after the new routing system was introduced. Several members asked for a clearer "
+    "breakdown of the marketing budget, and the chair agreed to circulate a revised table before the next meeting. "
+)
+_SAMPLE_INTERVAL_S = 0.02
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Measurements at one batch size (medians over the repeats)."""
+
+    batch_size: int
+    """Concurrent sequences per request."""
+    repeats: int
+    """Measured runs (warm-up excluded)."""
+    ttft_s: float
+    """Time to first token, seconds."""
+    prefill_tokens_per_s: float
+    """Prompt tokens processed per second, all sequences together."""
+    decode_tokens_per_s: float
+    """Output tokens generated per second after the first, all sequences together."""
+    latency_p50_s: float
+    """Median whole-request latency, seconds."""
+    latency_p95_s: float
+    """95th-percentile whole-request latency, seconds."""
+    requests_per_s: float
+    """Completed sequences per second at the median latency."""
+    latencies_s: tuple[float, ...]
+    """Every measured latency, in run order."""
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The machine the bench ran on."""
+
+    description: str
+    """One line: CPU or GPU, cores, RAM, torch and threads."""
+    cpu: str
+    """CPU model (``/proc/cpuinfo``, else ``platform.processor()``)."""
+    logical_cores: int | None
+    """Logical CPUs in the machine."""
+    usable_cores: int | None
+    """CPUs this process may run on (affinity)."""
+    physical_cores: int | None
+    """Physical cores (psutil), when known."""
+    ram_bytes: int | None
+    """Total RAM."""
+    gpu: str | None
+    """CUDA device name, when one is used."""
+    gpu_memory_bytes: int | None
+    """CUDA device memory."""
+    torch_version: str
+    """torch version."""
+    transformers_version: str
+    """transformers version."""
+    torch_threads: int
+    """Threads torch used for the bench."""
+    python: str
+    """Python version."""
+    os: str
+    """Operating system."""
+
+
+@dataclass(frozen=True)
+class ModelBench:
+    """Everything measured for one model."""
+
+    model: str
+    """The model reference as given."""
+    backend: str
+    """The backend that ran it."""
+    device: str
+    """``cpu`` or ``cuda:N``."""
+    dtype: str
+    """Weight dtype in memory."""
+    parameters: int
+    """Parameters of the loaded model."""
+    scan_s: float | None
+    """Time the safety scan before loading took (None when not timed apart)."""
+    load_s: float
+    """Time to load after the scan (library imports excluded)."""
+    rss_before_load_bytes: int
+    """Process RSS before loading."""
+    peak_rss_bytes: int
+    """Highest process RSS while loading and running (the kernel's peak when measured in its own process)."""
+    model_rss_bytes: int
+    """``peak_rss_bytes - rss_before_load_bytes``: memory this model cost the process."""
+    cuda_peak_bytes: int | None
+    """CUDA allocator peak (None on CPU)."""
+    ttft_s: float
+    """Time to first token at the smallest batch size."""
+    prefill_tokens_per_s: float
+    """Prefill throughput at the smallest batch size."""
+    decode_tokens_per_s: float
+    """Decode throughput at the smallest batch size."""
+    latency_p50_s: float
+    """Median latency at the smallest batch size."""
+    latency_p95_s: float
+    """95th-percentile latency at the smallest batch size."""
+    batches: tuple[BatchResult, ...]
+    """One result per batch size."""
+    notes: tuple[str, ...] = ()
+    """Caveats (e.g. a GGUF file dequantised to 32-bit floats)."""
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What was asked for."""
+
+    prompt_tokens: int
+    """Prompt length in tokens."""
+    output_tokens: int
+    """Generated tokens per sequence."""
+    batch_sizes: tuple[int, ...]
+    """Batch sizes measured."""
+    repeats: int
+    """Measured runs per batch size."""
+    warmup: int
+    """Discarded runs per batch size."""
+    threads: int | None
+    """torch threads requested (None: torch's default)."""
+    dtype: str
+    """Requested dtype."""
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """The bench of a candidate (and its base, measured in the same run)."""
+
+    settings: BenchSettings
+    """What was asked for."""
+    hardware: Hardware
+    """Where it ran."""
+    candidate: ModelBench
+    """The candidate's figures."""
+    base: ModelBench | None
+    """The base's figures, when a base was given."""
+    ratios: dict[str, float]
+    """Candidate / base for each headline figure (>1: the candidate's figure is larger)."""
+    fit: Any | None = None
+    """:class:`assay.deploy.hardware.FitReport` for the candidate (memory at 16/8/4 bits, devices it fits)."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    """Caveats for the whole run."""
+
+
+class _RssSampler:
+    """Samples the process RSS in a background thread; ``peak`` is the highest value seen.
+
+    With ``enabled=False`` no thread runs (it would compete for the GIL with the model) and ``peak`` is only the
+    RSS at entry and exit; the isolated worker uses the kernel's exact ``ru_maxrss`` instead.
+    """
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.peak = self.now()
+        self._enabled = enabled
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def now() -> int:
+        try:
+            import psutil
+
+            return int(psutil.Process().memory_info().rss)
+        except ImportError:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._stop.wait(_SAMPLE_INTERVAL_S):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self) -> _RssSampler:
+        if self._enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._enabled:
+            self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
+def describe_hardware(*, device: str = "cpu") -> Hardware:
+    """Describe this machine (CPU model, cores, RAM, GPU, library versions)."""
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    physical = ram = None
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+        ram = int(psutil.virtual_memory().total)
+    except ImportError:
+        try:
+            ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            ram = None
+    gpu = gpu_mem = None
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        gpu, gpu_mem = props.name, int(props.total_memory)
+    threads = torch.get_num_threads()
+    parts = [gpu or cpu, f"{usable} cores" if usable else None,
+             f"{ram / 2**30:.1f} GiB RAM" if ram else None,
+             f"torch {torch.__version__} ({device}, {threads} thread{'s' if threads != 1 else ''})"]
+    return Hardware(description=", ".join(p for p in parts if p), cpu=cpu, logical_cores=os.cpu_count(),
+                    usable_cores=usable, physical_cores=physical, ram_bytes=ram, gpu=gpu, gpu_memory_bytes=gpu_mem,
+                    torch_version=str(torch.__version__), transformers_version=transformers.__version__,
+                    torch_threads=threads, python=platform.python_version(), os=platform.platform())
+
+
+def _load(ref: ModelRef, *, backend: str, dtype: str, threads: int | None) -> tuple[Any, float | None, float, str | None]:
+    """``(loaded, scan seconds, load seconds, note)``: a backend with ``.model`` and ``.tokenizer``.
+
+    The model is scanned first (:func:`assay.scan.scan_model`) and loaded by the hf backend only if it scanned
+    safe; the scan is timed apart from the load. If this installation has no scanner, only checkpoints whose
+    files cannot run code (safetensors or GGUF weights, no remote code) are loaded.
+    """
+    if backend != "hf":
+        raise DeployError(f"bench supports the hf backend only (got {backend!r}); measure a server with its "
+                          "own load-testing tool")
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise BackendError("bench needs torch and transformers: pip install 'assay[eval]'") from exc
+    try:
+        from assay.evaluate.backends.hf import HFBackend, load_after_scan
+        from assay.scan import scan_model
+    except ImportError as exc:
+        if not (exc.name or "").startswith("assay"):
+            raise
+        t0 = time.perf_counter()
+        loaded = _load_inert(ref, dtype=dtype)
+        return (loaded, None, time.perf_counter() - t0,
+                "no scanner in this installation: only safetensors/GGUF checkpoints without remote code are loaded")
+    if not ref.single_file and (ref.root / "adapter_config.json").is_file():
+        t0 = time.perf_counter()
+        loaded = load_after_scan(ref, dtype=dtype, threads=threads)
+        return loaded, None, time.perf_counter() - t0, "adapter: load time includes scanning adapter and base"
+    t0 = time.perf_counter()
+    report = scan_model(ref)
+    t1 = time.perf_counter()
+    loaded = HFBackend.from_ref(ref, scanned=report, dtype=dtype, threads=threads)
+    return loaded, t1 - t0, time.perf_counter() - t1, None
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+
+
+def _load_inert(ref: ModelRef, *, dtype: str) -> _Loaded:
+    """Load a checkpoint whose files cannot run code (safetensors or GGUF weights, no remote code).
+
+    Used only when the hf backend (which scans first) is not installed; anything pickle-based is refused.
+    """
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from assay.model.formats import WEIGHT_FORMATS, Format, detect
+
+    weights = {rel: detect(ref.path(rel)) for rel in ref.files}
+    weights = {rel: fmt for rel, fmt in weights.items() if fmt in WEIGHT_FORMATS}
+    unsafe = sorted(rel.as_posix() for rel, fmt in weights.items() if fmt not in (Format.SAFETENSORS, Format.GGUF))
+    if unsafe or not weights:
+        raise DeployError(f"{ref.spec}: without the hf backend (which scans first), bench loads only safetensors or "
+                          f"GGUF weights; found {', '.join(unsafe) or 'no weights'}")
+    cfg_path = ref.root / "config.json"
+    if not ref.single_file and cfg_path.is_file() and "auto_map" in json.loads(cfg_path.read_text(encoding="utf-8")):
+        raise DeployError(f"{ref.spec}: the config asks for remote code (auto_map), which assay never runs")
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise DeployError(f"unknown dtype {dtype!r} (float32, bfloat16 or float16)")
+    gguf = [rel for rel, fmt in weights.items() if fmt is Format.GGUF]
+    kwargs: dict[str, Any] = {"trust_remote_code": False}
+    if gguf:
+        kwargs["gguf_file"] = gguf[0].as_posix()
+    else:
+        kwargs["use_safetensors"] = True
+    try:
+        tok = AutoTokenizer.from_pretrained(str(ref.root), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(ref.root), dtype=torch_dtype, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DeployError(f"{ref.spec}: transformers could not load it: {first}") from exc
+    return _Loaded(model, tok)
+
+
+def _prompt_ids(tokenizer: Any, n: int) -> list[int]:
+    ids = list(tokenizer(_PROMPT_TEXT, add_special_tokens=False)["input_ids"])
+    if not ids:
+        raise DeployError("the tokenizer produced no tokens for the bench prompt")
+    while len(ids) < n:
+        ids = ids + ids
+    return ids[:n]
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    s = sorted(values)
+    if len(s) == 1:
+        return s[0]
+    pos = (len(s) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def _one_request(model: Any, ids: list[int], batch: int, output_tokens: int, device: str) -> tuple[float, float, float]:
+    """``(ttft, decode_seconds, latency)`` of one greedy request."""
+    import torch
+
+    x = torch.tensor([ids] * batch, dtype=torch.long, device=device)
+    mask = torch.ones_like(x)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    out = model(input_ids=x, attention_mask=mask, use_cache=True)
+    nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
+    sync()
+    t1 = time.perf_counter()
+    past = out.past_key_values
+    for _ in range(output_tokens - 1):
+        mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
+        out = model(input_ids=nxt, attention_mask=mask, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
+    sync()
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, t2 - t0
+
+
+def _import_libraries(ref: ModelRef) -> None:
+    """Import torch, transformers and the architecture's modelling module before anything is timed.
+
+    The first model loaded in a process would otherwise pay for these imports (seconds, and ~150 MiB of RSS)
+    and look slower and larger than a base measured after it. The modules are transformers' own library code,
+    named from ``config.json``'s ``model_type``; nothing from the checkpoint is imported.
+    """
+    import importlib
+    import json
+    import re
+
+    import torch  # noqa: F401
+    import transformers
+
+    _ = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
+    cfg = ref.root / "config.json"
+    try:
+        model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type") if cfg.is_file() else "llama"
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    if isinstance(model_type, str) and re.fullmatch(r"[a-z0-9_]+", model_type):
+        try:
+            importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+        except ImportError:
+            pass
+
+
+def _measure(ref: ModelRef, *, backend: str, dtype: str, settings: BenchSettings, progress: Progress,
+             label: str, sample_rss: bool = True) -> tuple[ModelBench, Any]:
+    import torch
+
+    _import_libraries(ref)
+    gc.collect()
+    with _RssSampler(enabled=sample_rss) as sampler:
+        rss0 = sampler.peak
+        loaded, scan_s, load_s, load_note = _load(ref, backend=backend, dtype=dtype, threads=settings.threads)
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        model, tok = loaded.model, loaded.tokenizer
+        model.eval()
+        param = next(model.parameters())
+        device = str(param.device)
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(param.device)
+        max_pos = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(max_pos, int) and settings.prompt_tokens + settings.output_tokens > max_pos:
+            raise DeployError(f"{ref.spec}: prompt + output tokens ({settings.prompt_tokens + settings.output_tokens}) "
+                              f"exceed the model's context of {max_pos}")
+        ids = _prompt_ids(tok, settings.prompt_tokens)
+        results: list[BatchResult] = []
+        task = f"bench {label}"
+        progress.start(task, total=len(settings.batch_sizes) * (settings.warmup + settings.repeats))
+        with torch.inference_mode():
+            for b in settings.batch_sizes:
+                runs = []
+                for i in range(settings.warmup + settings.repeats):
+                    r = _one_request(model, ids, b, settings.output_tokens, device)
+                    if i >= settings.warmup:
+                        runs.append(r)
+                    progress.advance(task)
+                ttft = statistics.median(r[0] for r in runs)
+                decode = statistics.median(r[1] for r in runs)
+                lat = [r[2] for r in runs]
+                p50 = _percentile(lat, 0.5)
+                results.append(BatchResult(
+                    batch_size=b, repeats=len(runs), ttft_s=ttft,
+                    prefill_tokens_per_s=b * settings.prompt_tokens / ttft,
+                    decode_tokens_per_s=(b * (settings.output_tokens - 1) / decode) if settings.output_tokens > 1
+                    and decode > 0 else 0.0,
+                    latency_p50_s=p50, latency_p95_s=_percentile(lat, 0.95), requests_per_s=b / p50,
+                    latencies_s=tuple(lat)))
+        progress.finish(task)
+        cuda_peak = int(torch.cuda.max_memory_allocated(param.device)) if device.startswith("cuda") else None
+        n_params = sum(p.numel() for p in model.parameters())
+        config = model.config.to_dict()
+        dtype_name = str(param.dtype).replace("torch.", "")
+        notes: list[str] = [load_note] if load_note else []
+        if any(ref.path(f).suffix.lower() == ".gguf" for f in ref.files) and dtype_name in ("float32", "bfloat16", "float16"):
+            notes.append(f"GGUF weights were dequantised to {dtype_name} by transformers: llama.cpp would run the "
+                         "quantised weights faster and smaller")
+        close = getattr(loaded, "close", None)
+        if callable(close):
+            close()
+        del model, loaded, tok
+        gc.collect()
+    first = results[0]
+    bench = ModelBench(model=ref.spec, backend=backend, device=device, dtype=dtype_name, parameters=int(n_params),
+                       scan_s=scan_s, load_s=load_s, rss_before_load_bytes=rss0, peak_rss_bytes=sampler.peak,
+                       model_rss_bytes=max(0, sampler.peak - rss0), cuda_peak_bytes=cuda_peak, ttft_s=first.ttft_s,
+                       prefill_tokens_per_s=first.prefill_tokens_per_s, decode_tokens_per_s=first.decode_tokens_per_s,
+                       latency_p50_s=first.latency_p50_s, latency_p95_s=first.latency_p95_s, batches=tuple(results),
+                       notes=tuple(notes))
+    return bench, config
+
+
+def _worker(ref: ModelRef, backend: str, dtype: str, settings: BenchSettings, label: str) -> dict[str, Any]:
+    """Entry point of the measuring subprocess: the result as plain data, or the error to re-raise."""
+    from assay.errors import AssayError
+
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # this process is ours alone: keep the caller's stderr clean
+    except ImportError:
+        pass
+    try:
+        bench, config = _measure(ref, backend=backend, dtype=dtype, settings=settings, progress=NULL_PROGRESS,
+                                 label=label, sample_rss=False)
+    except AssayError as exc:
+        return {"error": {"message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}}
+    import resource
+
+    # ru_maxrss is the exact process peak (KiB on Linux), which the sampler can only approach.
+    peak = max(bench.peak_rss_bytes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    data = asdict(bench)
+    data["peak_rss_bytes"] = peak
+    data["model_rss_bytes"] = max(0, peak - bench.rss_before_load_bytes)
+    return {"bench": data, "config": config}
+
+
+def _warm_up() -> None:
+    """Pool initializer: import the heavy libraries before any measurement starts."""
+    import torch  # noqa: F401
+    import transformers
+
+    _ = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
+
+
+def _ready() -> bool:
+    return True
+
+
+def _from_worker(out: dict[str, Any]) -> tuple[ModelBench, Any]:
+    if "error" in out:
+        err = DeployError(out["error"]["message"], hint=out["error"]["hint"])
+        err.exit_code = int(out["error"]["exit_code"])
+        raise err
+    data = out["bench"]
+    data["batches"] = tuple(BatchResult(**{**b, "latencies_s": tuple(b["latencies_s"])}) for b in data["batches"])
+    data["notes"] = tuple(data["notes"])
+    return ModelBench(**data), out["config"]
+
+
+def _measure_all(refs: Sequence[tuple[str, ModelRef]], *, backend: str, dtype: str, settings: BenchSettings,
+                 progress: Progress, isolate: bool) -> list[tuple[ModelBench, Any]]:
+    """Measure each ``(label, ref)`` one after the other.
+
+    With ``isolate``, each model runs in its own fresh process, so neither model's load time nor memory counts
+    the other's. The processes import torch and transformers side by side first (nothing is being measured
+    then), and the measurements run strictly one at a time.
+    """
+    if not isolate:
+        return [_measure(ref, backend=backend, dtype=dtype, settings=settings, progress=progress, label=label)
+                for label, ref in refs]
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    pools = [ctx.Pool(1, initializer=_warm_up) for _ in refs]
+    try:
+        progress.start("bench: starting worker processes", total=None)
+        for pending in [p.apply_async(_ready) for p in pools]:
+            pending.get()
+        progress.finish("bench: starting worker processes")
+        results = []
+        for pool, (label, ref) in zip(pools, refs, strict=True):
+            task = f"bench {label}"
+            progress.start(task, total=None)
+            try:
+                results.append(_from_worker(pool.apply(_worker, (ref, backend, dtype, settings, label))))
+            finally:
+                progress.finish(task)
+                pool.close()
+        return results
+    finally:
+        for pool in pools:
+            pool.terminate()
+            pool.join()
+
+
+#: Headline figures compared between candidate and base.
+RATIO_FIELDS = ("load_s", "ttft_s", "prefill_tokens_per_s", "decode_tokens_per_s", "latency_p50_s",
+                "latency_p95_s", "model_rss_bytes", "parameters")
+
+
+def _check_context(ref: ModelRef, needed: int) -> None:
+    """Refuse early (before any process starts) when config.json's context is too short for the request."""
+    import json
+
+    cfg_path = ref.root / "config.json"
+    if ref.single_file or not cfg_path.is_file():
+        return
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the loader reports an unreadable config
+    if isinstance(cfg, dict) and isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg["text_config"], **cfg}
+    ctx = cfg.get("max_position_embeddings") if isinstance(cfg, dict) else None
+    if isinstance(ctx, int) and not isinstance(ctx, bool) and needed > ctx:
+        raise DeployError(f"{ref.spec}: prompt + output tokens ({needed}) exceed the model's context of {ctx}")
+
+
+def run_bench(ref: ModelRef, *, backend: str = "hf", prompt_tokens: int = 128, output_tokens: int = 64,
+              batch_sizes: Sequence[int] = (1,), repeats: int = 5, warmup: int = 1, threads: int | None = None,
+              dtype: str = "float32", base: ModelRef | None = None, isolate: bool = True,
+              progress: Progress = NULL_PROGRESS) -> BenchReport:
+    """Measure ``ref`` (and ``base`` in the same run) and return the :class:`BenchReport`.
+
+    With ``isolate`` (the default) each model is measured in a fresh Python process, so load time and memory
+    are each model's own; without it, everything runs in this process (a second model then reuses memory the
+    first one freed, and its RSS growth is understated).
+    """
+    if prompt_tokens < 1 or output_tokens < 1:
+        raise DeployError("--prompt-tokens and --output-tokens must be at least 1")
+    if repeats < 1 or warmup < 0:
+        raise DeployError("--repeats must be at least 1 and --warmup at least 0")
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise DeployError("batch sizes must be at least 1")
+    if threads is not None and threads < 1:
+        raise DeployError("--threads must be at least 1")
+    settings = BenchSettings(prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                             batch_sizes=tuple(sorted(set(batch_sizes))), repeats=repeats, warmup=warmup,
+                             threads=threads, dtype=dtype)
+    for r in (ref, base):
+        if r is not None:
+            _check_context(r, prompt_tokens + output_tokens)
+    refs = [("candidate", ref)] + ([("base", base)] if base is not None else [])
+    measured = _measure_all(refs, backend=backend, dtype=dtype, settings=settings, progress=progress, isolate=isolate)
+    cand, config = measured[0]
+    base_bench = measured[1][0] if base is not None else None
+    ratios: dict[str, float] = {}
+    if base_bench is not None:
+        for name in RATIO_FIELDS:
+            a, b = getattr(cand, name), getattr(base_bench, name)
+            if b:
+                ratios[name] = a / b
+    from assay.deploy.hardware import hardware_fit, shape_from_config
+
+    fit = hardware_fit(shape_from_config(config, parameters=cand.parameters), batch=max(settings.batch_sizes))
+    notes: tuple[str, ...] = ()
+    if base is not None:
+        notes = ("candidate and base were measured one after the other, each in a fresh process",) if isolate else (
+            "candidate and base were measured one after the other in one process: the base's memory growth is "
+            "understated",)
+    return BenchReport(settings=settings, hardware=describe_hardware(device=cand.device), candidate=cand,
+                       base=base_bench, ratios=ratios, fit=fit, notes=notes)
+
+
+def fit_document(fit: Any) -> dict[str, Any]:
+    """JSON form of a :class:`~assay.deploy.hardware.FitReport` (devices listed by name)."""
+    return {
+        "shape": asdict(fit.shape), "context": fit.context, "batch": fit.batch,
+        "estimates": [asdict(e) for e in fit.estimates],
+        "devices": [{"device": f.device.name, "bits": f.bits, "fits": f.fits, "headroom_bytes": f.headroom_bytes,
+                     "decode_tokens_per_s_bound": f.decode_tokens_per_s_bound} for f in fit.fits],
+        "notes": list(fit.notes),
+    }
+
+
+def bench_document(r: BenchReport) -> dict[str, Any]:
+    """The ``assay.bench/1`` JSON document."""
+    return {
+        "schema": "assay.bench/1",
+        "settings": asdict(r.settings),
+        "hardware": asdict(r.hardware),
+        "candidate": asdict(r.candidate),
+        "base": asdict(r.base) if r.base is not None else None,
+        "ratios": dict(r.ratios),
+        "fit": fit_document(r.fit) if r.fit is not None else None,
+        "notes": list(r.notes),
+    }
