@@ -6,6 +6,11 @@ scores them. The task version is part of the result-cache key, so change it when
 
     task = Task(name="capitals", version="1", kind=TaskKind.MULTIPLE_CHOICE,
                 items=(Item(id="0", context="Q: Capital of France?\\nA:", choices=("Paris", "Rome"), gold=0),))
+
+Tasks are named on the command line by a *spec*, resolved by :func:`load_tasks`: a task YAML file (assay's own
+format or an lm-evaluation-harness task YAML over local files, see :mod:`assay.evaluate.taskfile`), or a
+registered suite ``PREFIX[:ARG]`` (``builtin:knowledge``, ``gsm8k:./data``...). Suites register themselves with
+:func:`register_suite` when :mod:`assay.evaluate.suites` is imported (lazily, on the first lookup).
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from assay.errors import EvalError
 
 
 class TaskKind(enum.StrEnum):
@@ -68,7 +76,14 @@ class GenerationSpec:
     """Token budget."""
     extract: tuple[str, ...] = ("exact",)
     """Answer filters, each giving one exact-match metric: ``exact`` (strip), ``strict`` (GSM8K ``#### N``),
-    ``flexible`` (last number in the text), or ``regex:<pattern>`` (first group of the first match)."""
+    ``flexible`` (last number in the text), or ``regex:<pattern>`` (first group of the first match), or ``none``
+    (the raw generated text, as lm-evaluation-harness compares it when a task has no filter)."""
+    ignore_case: bool = False
+    """Exact match ignores case (lm-evaluation-harness ``ignore_case``)."""
+    ignore_punctuation: bool = False
+    """Exact match ignores ASCII punctuation (``ignore_punctuation``)."""
+    regexes_to_ignore: tuple[str, ...] = ()
+    """Patterns removed from both the answer and the target before comparing (``regexes_to_ignore``)."""
 
 
 @dataclass(frozen=True)
@@ -107,3 +122,74 @@ class Task:
     """PROBE kind: per-item metrics from the generated text."""
     source: str = ""
     """Where the items came from (file path and digest, or ``builtin``), for the report."""
+
+
+SuiteLoader = Callable[[str | None], "Task | list[Task]"]
+_SUITES: dict[str, SuiteLoader] = {}
+_SUITES_IMPORTED = False
+
+
+def register_suite(prefix: str, loader: SuiteLoader) -> None:
+    """Make ``PREFIX`` and ``PREFIX:ARG`` task specs resolve through ``loader(ARG or None)``.
+
+    Used by :mod:`assay.evaluate.suites` (``register_suite("gsm8k", load_gsm8k)``). A prefix is registered once;
+    registering it again replaces the loader (so reloading a module is harmless).
+    """
+    if not prefix or ":" in prefix:
+        raise ValueError(f"suite prefix must be non-empty and contain no ':' (got {prefix!r})")
+    _SUITES[prefix] = loader
+
+
+def registered_suites() -> list[str]:
+    """Every registered suite prefix, sorted (for help texts and error messages)."""
+    _import_suites()
+    return sorted(_SUITES)
+
+
+def _import_suites() -> None:
+    global _SUITES_IMPORTED
+    if _SUITES_IMPORTED:
+        return
+    _SUITES_IMPORTED = True
+    import importlib
+
+    try:
+        importlib.import_module("assay.evaluate.suites")
+    except ModuleNotFoundError as exc:
+        if exc.name != "assay.evaluate.suites":
+            raise
+
+
+def load_tasks(spec: str) -> list[Task]:
+    """Every task a spec names: a task YAML file, or a registered suite ``PREFIX[:ARG]``.
+
+    Raises :class:`EvalError` (exit 2) for an unknown spec, a missing file or a bad task definition.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise EvalError("empty task name (give a task YAML file or a suite such as builtin:knowledge)")
+    spec = spec.strip()
+    path = Path(spec).expanduser()
+    if path.is_file():
+        from assay.evaluate.taskfile import load_task_file
+
+        return load_task_file(path)
+    _import_suites()
+    prefix, sep, arg = spec.partition(":")
+    if prefix in _SUITES:
+        loaded = _SUITES[prefix](arg if sep else None)
+        tasks = [loaded] if isinstance(loaded, Task) else list(loaded)
+        if not tasks:
+            raise EvalError(f"task {spec} has no tasks")
+        return tasks
+    if path.suffix.lower() in (".yaml", ".yml") or "/" in spec or path.exists():
+        raise EvalError(f"task file not found: {spec}")
+    known = ", ".join(sorted(_SUITES)) or "none registered"
+    raise EvalError(f"unknown task {spec!r}: not a task YAML file and not a registered suite (suites: {known})")
+
+
+def load_task(spec: str) -> Task:
+    """The single task a spec names (see :func:`load_tasks`; a spec naming several tasks is refused)."""
+    tasks = load_tasks(spec)
+    if len(tasks) != 1:
+        raise EvalError(f"{spec} names {len(tasks)} tasks; use load_tasks() for a group")
+    return tasks[0]

@@ -1,0 +1,443 @@
+"""Run tasks on one backend: build prompts, score items, aggregate metrics, with a resumable result cache.
+
+    backend = load_after_scan(resolve("./my-model"))
+    results = evaluate_model(backend, load_tasks("tasks/capitals.yaml"), limit=100, cache=ResultCache())
+    results["capitals"].metrics        # {"acc": 0.61, "acc_norm": 0.64, "acc_bytes": 0.64}
+
+Scoring follows lm-evaluation-harness:
+
+- multiple choice: each choice is scored as ``target_delimiter + choice`` after the context; ``acc`` is the argmax
+  of the log-likelihoods, ``acc_norm`` of log-likelihood / characters of the choice, ``acc_bytes`` of
+  log-likelihood / UTF-8 bytes of the choice, ``exact_match`` whether the gold choice is the greedy continuation;
+  ``mc2`` (several right answers) the normalised probability mass of the right choices;
+- generation: greedy text until a stop string, then each answer filter (``strict`` GSM8K ``#### N``,
+  ``flexible`` last number, ``regex:...``, ``exact``, ``none``) and exact match after ``regexes_to_ignore``,
+  ``ignore_case`` and ``ignore_punctuation``;
+- perplexity: rolling windows over each document; token, word and byte perplexity and bits per byte.
+
+Few-shot examples come before the context: ``description + (example + target_delimiter + answer +
+fewshot_delimiter) * k + context``. The ``first_n`` sampler takes the first k of the pool; ``random`` samples k
+with a generator seeded by (seed, item id), so an item's prompt does not depend on which other items run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from assay.errors import EvalError
+from assay.evaluate.backends.base import Backend, GenerationRequest, LoglikelihoodRequest
+from assay.evaluate.cache import ResultCache
+from assay.evaluate.stats import aggregate, bootstrap_stderr, mean_stderr, metric_spec
+from assay.evaluate.tasks import Item, Task, TaskKind
+from assay.progress import NULL_PROGRESS, Progress
+
+#: Items scored per backend call (and written to the cache together): the unit of resumption.
+CHUNK_ITEMS = 128
+
+DEFAULT_METRICS: dict[TaskKind, tuple[str, ...]] = {
+    TaskKind.MULTIPLE_CHOICE: ("acc", "acc_norm", "acc_bytes"),
+    TaskKind.PERPLEXITY: ("token_perplexity", "word_perplexity", "bits_per_byte"),
+}
+
+STRICT_PATTERN = r"#### (\-?[0-9\.\,]+)"
+FLEXIBLE_PATTERN = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"
+INVALID = "[invalid]"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What one item scored (one line of ``--log-items``)."""
+
+    id: str
+    """The item id (pairs candidate and base)."""
+    metrics: Mapping[str, float]
+    """Per-item metric values (0/1 for accuracies; log-probability, token/byte/word counts for perplexity)."""
+    loglikelihoods: tuple[float, ...] = ()
+    """Multiple choice: log-likelihood of each choice."""
+    is_greedy: tuple[bool, ...] = ()
+    """Multiple choice: whether each choice is the greedy continuation."""
+    prediction: int | str | None = None
+    """Index of the chosen choice (multiple choice) or the generated text (generation)."""
+    extracted: Mapping[str, str] = field(default_factory=dict)
+    """Generation: the answer each filter extracted."""
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A task's scores on one model."""
+
+    task: str
+    """Task name."""
+    version: str
+    """Task version."""
+    kind: TaskKind
+    """Task kind."""
+    n: int
+    """Items evaluated."""
+    metrics: dict[str, float]
+    """Task-level metric values."""
+    stderr: dict[str, float]
+    """Standard error of each metric (sample standard error of the mean; bootstrap for ratio metrics)."""
+    per_item: tuple[ItemResult, ...]
+    """Per-item results, in item order."""
+    num_fewshot: int = 0
+    """Few-shot examples per item."""
+    source: str = ""
+    """Where the items came from."""
+    cached: int = 0
+    """Items whose results came from the result cache."""
+
+    def values(self, metric: str) -> dict[str, np.ndarray]:
+        """Per-item arrays for one metric's keys, in item order (what the statistics consume)."""
+        return {k: np.array([float(r.metrics[k]) for r in self.per_item]) for k in metric_spec(metric).keys}
+
+
+KindRunner = Callable[[Backend, Task, Sequence[Item], Progress], list[ItemResult]]
+_KIND_RUNNERS: dict[TaskKind, KindRunner] = {}
+
+
+def register_kind_runner(kind: TaskKind, runner: KindRunner) -> None:
+    """Let another module run a task kind this module does not (e.g. KL drift)."""
+    _KIND_RUNNERS[kind] = runner
+
+
+# --------------------------------------------------------------------------------------------- prompts
+def answer_text(task: Task, item: Item) -> str:
+    """The answer shown after a few-shot example: the gold choice, or the target text."""
+    gold = item.gold
+    if isinstance(gold, tuple):
+        gold = gold[0] if gold else None
+    if isinstance(gold, int) and item.choices:
+        return item.choices[gold]
+    if isinstance(gold, str):
+        return gold
+    raise EvalError(f"task {task.name}: few-shot item {item.id} has no answer to show")
+
+
+def fewshot_examples(task: Task, item: Item) -> list[Item]:
+    """The few-shot examples put before ``item`` (never the item itself)."""
+    k = task.num_fewshot
+    if k <= 0:
+        return []
+    digest = item.digest()
+    pool = [ex for ex in task.fewshot_pool if ex.digest() != digest]
+    if len(pool) < k:
+        raise EvalError(f"task {task.name}: {k} few-shot examples requested but the few-shot pool has {len(pool)}")
+    if task.fewshot_sampler == "first_n":
+        return pool[:k]
+    if task.fewshot_sampler == "random":
+        seed = int(hashlib.sha256(f"{task.fewshot_seed}:{item.id}".encode()).hexdigest()[:16], 16)
+        return random.Random(seed).sample(pool, k)
+    raise EvalError(f"task {task.name}: unknown few-shot sampler {task.fewshot_sampler!r} (first_n or random)")
+
+
+def build_context(task: Task, item: Item, backend: Backend | None = None) -> str:
+    """The prompt of an item: description, few-shot examples, the item's context (chat template if asked)."""
+    parts = [task.description]
+    for ex in fewshot_examples(task, item):
+        parts.append(ex.context + task.target_delimiter + answer_text(task, ex) + task.fewshot_delimiter)
+    parts.append(item.context)
+    text = "".join(parts)
+    if task.use_chat_template and backend is not None:
+        text = backend.apply_chat_template(text)
+    return text
+
+
+# --------------------------------------------------------------------------------------------- scoring
+def score_choices(item: Item, lls: Sequence[float], greedy: Sequence[bool]) -> dict[str, float]:
+    """Per-item multiple-choice metrics from the choices' log-likelihoods, as lm-evaluation-harness defines them."""
+    ll = np.asarray(lls, dtype=float)
+    chars = np.array([float(len(c)) for c in item.choices])
+    nbytes = np.array([float(len(c.encode("utf-8"))) for c in item.choices])
+    pred = int(np.argmax(ll))
+    pred_norm = int(np.argmax(ll / chars))
+    pred_bytes = int(np.argmax(ll / nbytes))
+    gold = item.gold
+    out: dict[str, float] = {}
+    if isinstance(gold, tuple):
+        out["acc"] = float(pred in gold)
+        out["acc_norm"] = float(pred_norm in gold)
+        out["acc_bytes"] = float(pred_bytes in gold)
+        out["exact_match"] = float(any(greedy[g] for g in gold))
+        p = np.exp(ll - ll.max())
+        out["mc2"] = float(p[list(gold)].sum() / p.sum())
+    else:
+        assert isinstance(gold, int)
+        out["acc"] = float(pred == gold)
+        out["acc_norm"] = float(pred_norm == gold)
+        out["acc_bytes"] = float(pred_bytes == gold)
+        out["exact_match"] = float(bool(greedy[gold]))
+    return out
+
+
+def extract_answer(text: str, how: str) -> str:
+    """Apply one answer filter to generated text (lm-evaluation-harness's regex filter + take_first)."""
+    if how == "none":
+        return text
+    if how == "exact":
+        return text.strip()
+    if how == "strict":
+        return _regex_extract(text, STRICT_PATTERN, 0)
+    if how == "flexible":
+        return _regex_extract(text, FLEXIBLE_PATTERN, -1)
+    if how.startswith("regex:"):
+        return _regex_extract(text, how[len("regex:"):], 0)
+    raise EvalError(f"unknown answer filter {how!r} (exact, none, strict, flexible, regex:PATTERN)")
+
+
+def _regex_extract(text: str, pattern: str, group_select: int) -> str:
+    matches = re.findall(pattern, text)
+    if not matches:
+        return INVALID
+    m = matches[group_select]
+    if isinstance(m, tuple):
+        nonempty = [g for g in m if g]
+        m = nonempty[0] if nonempty else INVALID
+    return m.strip()
+
+
+def exact_match(prediction: str, reference: str, *, ignore_case: bool = False, ignore_punctuation: bool = False,
+                regexes_to_ignore: Sequence[str] = ()) -> float:
+    """1.0 if the normalised prediction equals the normalised reference (lm-evaluation-harness ``exact_match``)."""
+    for pattern in regexes_to_ignore:
+        prediction = re.sub(pattern, "", prediction)
+        reference = re.sub(pattern, "", reference)
+    if ignore_case:
+        prediction, reference = prediction.lower(), reference.lower()
+    if ignore_punctuation:
+        table = str.maketrans("", "", string.punctuation)
+        prediction, reference = prediction.translate(table), reference.translate(table)
+    return float(prediction == reference)
+
+
+def generation_metric_name(how: str, index: int, extract: Sequence[str]) -> str:
+    """Metric name of an answer filter: ``exact_match`` for exact/none, else ``exact_match_<filter>``."""
+    if how in ("exact", "none"):
+        return "exact_match"
+    base = "exact_match_regex" if how.startswith("regex:") else f"exact_match_{how}"
+    same = [h for h in extract if (h.startswith("regex:") if how.startswith("regex:") else h == how)]
+    return base if len(same) == 1 else f"{base}_{index}"
+
+
+# --------------------------------------------------------------------------------------------- validation
+def validate_task(task: Task) -> None:
+    """Refuse a task that cannot be scored (no items, labels out of range, duplicate ids)."""
+    if not task.items:
+        raise EvalError(f"task {task.name} has no items")
+    seen: set[str] = set()
+    for item in task.items:
+        if item.id in seen:
+            raise EvalError(f"task {task.name}: item id {item.id!r} appears twice (ids pair candidate and base)")
+        seen.add(item.id)
+        if task.kind == TaskKind.MULTIPLE_CHOICE:
+            _validate_mc_item(task, item)
+        elif task.kind == TaskKind.GENERATE and not isinstance(item.gold, str):
+            raise EvalError(f"task {task.name}: item {item.id} has no target text")
+        elif task.kind == TaskKind.PERPLEXITY and not (item.text or item.context):
+            raise EvalError(f"task {task.name}: item {item.id} has no text")
+    for ex in task.fewshot_pool if task.num_fewshot else ():
+        if task.kind == TaskKind.MULTIPLE_CHOICE:
+            _validate_mc_item(task, ex)
+
+
+def _validate_mc_item(task: Task, item: Item) -> None:
+    n = len(item.choices)
+    if n == 0:
+        raise EvalError(f"task {task.name}: item {item.id} has no choices")
+    for i, c in enumerate(item.choices):
+        if not isinstance(c, str) or c == "":
+            raise EvalError(f"task {task.name}: item {item.id} choice {i} is empty")
+    golds = item.gold if isinstance(item.gold, tuple) else (item.gold,)
+    for g in golds:
+        if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < n:
+            raise EvalError(f"task {task.name}: item {item.id} label {g!r} is out of range for {n} choices")
+    if not golds:
+        raise EvalError(f"task {task.name}: item {item.id} has no right answer")
+
+
+# --------------------------------------------------------------------------------------------- running
+def evaluate_model(backend: Backend, tasks: Sequence[Task], *, limit: int | None = None,
+                   cache: ResultCache | None = None, progress: Progress = NULL_PROGRESS) -> dict[str, TaskResult]:
+    """Run every task on ``backend``; results by task name. Cached items are not recomputed."""
+    out: dict[str, TaskResult] = {}
+    for task in tasks:
+        if task.name in out:
+            raise EvalError(f"task {task.name} is given twice")
+        out[task.name] = evaluate_task(backend, task, limit=limit, cache=cache, progress=progress)
+    return out
+
+
+def evaluate_task(backend: Backend, task: Task, *, limit: int | None = None, cache: ResultCache | None = None,
+                  progress: Progress = NULL_PROGRESS) -> TaskResult:
+    """Run one task (see :func:`evaluate_model`)."""
+    if limit is not None and limit <= 0:
+        raise EvalError(f"--limit must be a positive number of items (got {limit})")
+    validate_task(task)
+    items = list(task.items[:limit] if limit else task.items)
+    label = task.name
+    progress.start(label, total=len(items))
+    if task.kind in _KIND_RUNNERS and task.kind not in (TaskKind.MULTIPLE_CHOICE, TaskKind.GENERATE,
+                                                        TaskKind.PERPLEXITY):
+        results = _KIND_RUNNERS[task.kind](backend, task, items, progress)
+        progress.finish(label)
+        return _aggregate(task, results, cached=0)
+    if task.kind == TaskKind.KL:
+        raise EvalError(f"task {task.name} measures KL drift, which needs a base model and the KL module "
+                        f"(assay.evaluate.kl)")
+    renders = [_render(task, item, backend) for item in items]
+    keys = [_cache_key(backend, task, item, r) for item, r in zip(items, renders, strict=True)]
+    found = cache.get_many(keys) if cache is not None else {}
+    results: list[ItemResult | None] = []
+    for key in keys:
+        hit = found.get(key)
+        results.append(_item_from_json(hit) if hit is not None else None)
+    n_cached = sum(r is not None for r in results)
+    if n_cached:
+        progress.advance(label, n_cached)
+    todo = [i for i, r in enumerate(results) if r is None]
+    for start in range(0, len(todo), CHUNK_ITEMS):
+        chunk = todo[start:start + CHUNK_ITEMS]
+        scored = _score(backend, task, [items[i] for i in chunk], [renders[i] for i in chunk])
+        for i, res in zip(chunk, scored, strict=True):
+            results[i] = res
+        if cache is not None:
+            cache.put_many({keys[i]: _item_to_json(results[i]) for i in chunk})  # type: ignore[arg-type]
+        progress.advance(label, len(chunk))
+    progress.finish(label)
+    return _aggregate(task, [r for r in results if r is not None], cached=n_cached)
+
+
+def _render(task: Task, item: Item, backend: Backend) -> dict[str, Any]:
+    if task.kind == TaskKind.PERPLEXITY:
+        return {"text": item.text if item.text is not None else item.context}
+    context = build_context(task, item, backend)
+    if task.kind == TaskKind.MULTIPLE_CHOICE:
+        delim = "" if task.use_chat_template else task.target_delimiter
+        return {"context": context, "continuations": [delim + c for c in item.choices]}
+    return {"prompt": context, "until": list(task.generation.until), "max_tokens": task.generation.max_tokens}
+
+
+def _score(backend: Backend, task: Task, items: list[Item], renders: list[dict[str, Any]]) -> list[ItemResult]:
+    if task.kind == TaskKind.MULTIPLE_CHOICE:
+        reqs = [LoglikelihoodRequest(r["context"], c) for r in renders for c in r["continuations"]]
+        res = backend.loglikelihood(reqs)
+        out, pos = [], 0
+        for item in items:
+            chunk = res[pos:pos + len(item.choices)]
+            pos += len(item.choices)
+            lls = tuple(r.logprob for r in chunk)
+            greedy = tuple(r.is_greedy for r in chunk)
+            out.append(ItemResult(id=item.id, metrics=score_choices(item, lls, greedy), loglikelihoods=lls,
+                                  is_greedy=greedy, prediction=int(np.argmax(lls))))
+        return out
+    if task.kind == TaskKind.PERPLEXITY:
+        rolled = backend.loglikelihood_rolling([r["text"] for r in renders])
+        out = []
+        for item, r, rr in zip(items, renders, rolled, strict=True):
+            text = r["text"]
+            out.append(ItemResult(id=item.id, metrics={
+                "logprob": rr.logprob, "tokens": float(rr.n_tokens), "bytes": float(len(text.encode("utf-8"))),
+                "words": float(len(re.split(r"\s+", text)))}))
+        return out
+    if task.kind == TaskKind.PROBE and callable(getattr(task.scorer, "run", None)):
+        # Probes that drive the backend themselves (sampling, repeats, token log-probs): assay.evaluate.probes.
+        return list(task.scorer.run(backend, task, items))  # type: ignore[union-attr]
+    if task.kind in (TaskKind.GENERATE, TaskKind.PROBE):
+        spec = task.generation
+        texts = backend.generate([GenerationRequest(prompt=r["prompt"], until=spec.until, max_tokens=spec.max_tokens)
+                                  for r in renders])
+        out = []
+        for item, text in zip(items, texts, strict=True):
+            if task.kind == TaskKind.PROBE:
+                if task.scorer is None:
+                    raise EvalError(f"probe task {task.name} has no scorer")
+                metrics = {k: float(v) for k, v in task.scorer(item, text).items()}
+                out.append(ItemResult(id=item.id, metrics=metrics, prediction=text))
+                continue
+            metrics, extracted = {}, {}
+            for i, how in enumerate(spec.extract):
+                name = generation_metric_name(how, i, spec.extract)
+                answer = extract_answer(text, how)
+                extracted[name] = answer
+                metrics[name] = exact_match(answer, str(item.gold), ignore_case=spec.ignore_case,
+                                            ignore_punctuation=spec.ignore_punctuation,
+                                            regexes_to_ignore=spec.regexes_to_ignore)
+            out.append(ItemResult(id=item.id, metrics=metrics, prediction=text, extracted=extracted))
+        return out
+    raise EvalError(f"task {task.name}: kind {task.kind.value} cannot be run by this backend")
+
+
+def task_metrics(task: Task, sample: ItemResult | None = None) -> tuple[str, ...]:
+    """The metric names a task reports (its own list, else its kind's defaults)."""
+    if task.metrics:
+        return task.metrics
+    if task.kind == TaskKind.MULTIPLE_CHOICE:
+        base = DEFAULT_METRICS[task.kind]
+        if any(isinstance(it.gold, tuple) for it in task.items):
+            base = (*base, "mc2")
+        return base
+    if task.kind in DEFAULT_METRICS:
+        return DEFAULT_METRICS[task.kind]
+    if task.kind == TaskKind.GENERATE:
+        ex = task.generation.extract
+        return tuple(generation_metric_name(h, i, ex) for i, h in enumerate(ex))
+    return tuple(sample.metrics) if sample is not None else ()
+
+
+def _aggregate(task: Task, results: list[ItemResult], *, cached: int) -> TaskResult:
+    names = task_metrics(task, results[0] if results else None)
+    metrics: dict[str, float] = {}
+    stderr: dict[str, float] = {}
+    for name in names:
+        spec = metric_spec(name)
+        if results and any(k not in results[0].metrics for k in spec.keys):
+            raise EvalError(f"task {task.name}: metric {name!r} is not computed for {task.kind.value} tasks")
+        vals = {k: np.array([float(r.metrics[k]) for r in results]) for k in spec.keys}
+        metrics[name] = aggregate(spec, vals)
+        stderr[name] = mean_stderr(vals[name]) if spec.kind == "mean" else bootstrap_stderr(spec, vals)
+    return TaskResult(task=task.name, version=task.version, kind=task.kind, n=len(results), metrics=metrics,
+                      stderr=stderr, per_item=tuple(results), num_fewshot=task.num_fewshot, source=task.source,
+                      cached=cached)
+
+
+# --------------------------------------------------------------------------------------------- cache glue
+#: Bump when scoring code changes in a way that changes cached numbers.
+SCORING_VERSION = "1"
+
+
+def _cache_key(backend: Backend, task: Task, item: Item, render: Mapping[str, Any]) -> str:
+    info = backend.info
+    spec = task.generation
+    payload = {
+        "scoring": SCORING_VERSION, "backend": info.backend, "model": info.model_id, "settings": info.settings,
+        "task": task.name, "version": task.version, "kind": task.kind.value, "item": item.digest(),
+        "render": render, "metrics": list(task.metrics),
+        "generation": [list(spec.extract), spec.ignore_case, spec.ignore_punctuation, list(spec.regexes_to_ignore)],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def _item_to_json(r: ItemResult) -> str:
+    return json.dumps({"id": r.id, "metrics": dict(r.metrics), "loglikelihoods": list(r.loglikelihoods),
+                       "is_greedy": list(r.is_greedy), "prediction": r.prediction, "extracted": dict(r.extracted)})
+
+
+def _item_from_json(text: str) -> ItemResult:
+    d = json.loads(text)
+    return ItemResult(id=d["id"], metrics=d["metrics"], loglikelihoods=tuple(d["loglikelihoods"]),
+                      is_greedy=tuple(d["is_greedy"]), prediction=d["prediction"], extracted=d["extracted"])
+
+
+def item_log_record(task: str, r: ItemResult) -> dict[str, Any]:
+    """One ``--log-items`` JSON line."""
+    return {"task": task, "id": r.id, "metrics": dict(r.metrics), "loglikelihoods": list(r.loglikelihoods),
+            "is_greedy": list(r.is_greedy), "prediction": r.prediction, "extracted": dict(r.extracted)}
