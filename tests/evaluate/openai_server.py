@@ -1,0 +1,203 @@
+"""A small, real OpenAI-compatible HTTP server over a transformers model, for testing the ``openai`` backend.
+
+It speaks the parts of the API assay uses, the way vLLM does: ``GET /v1/models``; ``POST /v1/completions`` with
+``echo``/``logprobs``/``max_tokens=0`` (log-probabilities of the prompt tokens, ``text_offset`` character
+offsets, top-1 alternatives) and greedy generation with ``stop`` strings; ``POST /v1/chat/completions`` (the
+tokenizer's chat template, greedy). It binds to 127.0.0.1 on an ephemeral port and runs in a thread.
+
+Switches for tests: ``fail_next(status, n)`` answers the next ``n`` API calls with that HTTP status;
+``prompt_logprobs=False`` behaves like servers that ignore ``echo`` for log-probabilities (llama.cpp, OpenAI);
+``require_key`` demands ``Authorization: Bearer <key>``; ``min_max_tokens=1`` refuses ``max_tokens=0`` with HTTP 400
+(as servers that always generate do), and then echoes the generated token's log-probability after the prompt's.
+
+    with serve(model, tokenizer, name="tiny") as server:
+        backend = OpenAIBackend(base_url=server.url)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class ModelServer(ThreadingHTTPServer):
+    """The HTTP server; the model runs under a lock (one forward pass at a time)."""
+
+    daemon_threads = True
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, prompt_logprobs: bool = True,
+                 require_key: str | None = None, min_max_tokens: int = 0) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.prompt_logprobs = prompt_logprobs
+        self.require_key = require_key
+        self.min_max_tokens = min_max_tokens
+        self.calls: list[str] = []
+        self._failures: list[int] = []
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """Base URL including ``/v1``."""
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def fail_next(self, status: int, n: int = 1) -> None:
+        """Answer the next ``n`` API calls with HTTP ``status``."""
+        with self._lock:
+            self._failures.extend([status] * n)
+
+    def pop_failure(self) -> int | None:
+        with self._lock:
+            return self._failures.pop(0) if self._failures else None
+
+    # ------------------------------------------------------------------------------------ model work
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"])
+
+    def prompt_logprobs_doc(self, prompt: str) -> dict[str, Any]:
+        import torch
+
+        ids = self.encode(prompt)
+        with self._lock, torch.inference_mode():
+            logits = self.model(input_ids=torch.tensor([ids])).logits[0].float()
+            lps = torch.log_softmax(logits, dim=-1)
+        tokens, token_lps, top, offsets = [], [], [], []
+        for i, tid in enumerate(ids):
+            offsets.append(len(self.tokenizer.decode(ids[:i])))
+            tokens.append(self.tokenizer.decode([tid]))
+            if i == 0:
+                token_lps.append(None)
+                top.append(None)
+                continue
+            row = lps[i - 1]
+            token_lps.append(float(row[tid]))
+            best = int(row.argmax())
+            top.append({self.tokenizer.decode([best]): float(row[best])})
+        return {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": top, "text_offset": offsets}
+
+    def greedy(self, ids: list[int], max_tokens: int, stop: list[str]) -> tuple[str, str]:
+        import torch
+
+        generated: list[int] = []
+        text = ""
+        eos = self.tokenizer.eos_token_id
+        with self._lock, torch.inference_mode():
+            past, inp = None, torch.tensor([ids])
+            for _ in range(max_tokens):
+                out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                nxt = int(out.logits[0, -1].float().argmax())
+                if nxt == eos:
+                    return text, "stop"
+                generated.append(nxt)
+                text = self.tokenizer.decode(generated, skip_special_tokens=True)
+                hits = [text.index(s) for s in stop if s and s in text]
+                if hits:
+                    return text[:min(hits)], "stop"
+                inp = torch.tensor([[nxt]])
+        return text, "length"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ModelServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
+        pass
+
+    def _send(self, status: int, doc: Any) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if status == 429:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _gate(self) -> bool:
+        self.server.calls.append(self.path)
+        if self.server.require_key and self.headers.get("Authorization") != f"Bearer {self.server.require_key}":
+            self._send(401, {"error": {"message": "invalid api key"}})
+            return False
+        failure = self.server.pop_failure()
+        if failure is not None:
+            self._send(failure, {"error": {"message": f"injected failure {failure}"}})
+            return False
+        return True
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        if not self._gate():
+            return
+        if self.path.rstrip("/") == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": self.server.name, "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if not self._gate():
+            return
+        try:
+            req = json.loads(raw)
+        except json.JSONDecodeError:
+            self._send(400, {"error": {"message": "body is not JSON"}})
+            return
+        if req.get("model") != self.server.name:
+            self._send(404, {"error": {"message": f"model {req.get('model')!r} not found"}})
+            return
+        if self.path == "/v1/completions":
+            self._send(*self._completions(req))
+        elif self.path == "/v1/chat/completions":
+            self._send(200, self._chat(req))
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+    def _completions(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        prompt = str(req["prompt"])
+        max_tokens = int(req.get("max_tokens", 16))
+        stop = req.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else list(stop)
+        if max_tokens < self.server.min_max_tokens:
+            return 400, {"error": {"message": f"max_tokens must be at least {self.server.min_max_tokens}"}}
+        text, finish = ("", "length")
+        if max_tokens > 0:
+            text, finish = self.server.greedy(self.server.encode(prompt), max_tokens, stop)
+        logprobs = None
+        if req.get("echo") and req.get("logprobs") is not None and self.server.prompt_logprobs:
+            logprobs = self.server.prompt_logprobs_doc(prompt + text)
+        choice = {"index": 0, "text": (prompt + text) if req.get("echo") else text, "logprobs": logprobs,
+                  "finish_reason": finish}
+        return 200, {"id": "cmpl-test", "object": "text_completion", "model": self.server.name, "choices": [choice]}
+
+    def _chat(self, req: dict[str, Any]) -> dict[str, Any]:
+        tok = self.server.tokenizer
+        prompt = tok.apply_chat_template(req["messages"], tokenize=False, add_generation_prompt=True)
+        stop = req.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else list(stop)
+        text, finish = self.server.greedy(self.server.encode(prompt), int(req.get("max_tokens", 16)), stop)
+        return {"id": "chat-test", "object": "chat.completion", "model": self.server.name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": finish}]}
+
+
+@contextmanager
+def serve(model: Any, tokenizer: Any, *, name: str = "tiny", prompt_logprobs: bool = True,
+          require_key: str | None = None, min_max_tokens: int = 0) -> Iterator[ModelServer]:
+    """Run a :class:`ModelServer` in a background thread for the duration of the block."""
+    server = ModelServer(model, tokenizer, name=name, prompt_logprobs=prompt_logprobs, require_key=require_key,
+                         min_max_tokens=min_max_tokens)
+    thread = threading.Thread(target=server.serve_forever, name="openai-test-server", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
