@@ -61,6 +61,17 @@ def test_partial_file_overrides_only_what_it_names(tmp_path: Path) -> None:
     ("licence:\n  monthly_active_users: many\n", "licence.monthly_active_users"),
     ("signature: [1, 2]\n", "signature"),
     ("licence:\n  deny: [kind:evil]\n", "licence.deny"),
+    ("deploy:\n  bench: yes please\n", "deploy.bench"),
+    ("deploy:\n  max_slowdown: 0.5\n", "deploy.max_slowdown"),
+    ("deploy:\n  output_tokens: 1\n", "deploy.output_tokens"),
+    ("deploy:\n  benchh: true\n", "deploy.benchh"),
+    ("cost:\n  on_exceed: explode\n", "cost.on_exceed"),
+    ("cost:\n  utilisation: 0\n", "cost.utilisation"),
+    ("cost:\n  utilisation: 1.5\n", "cost.utilisation"),
+    ("cost:\n  api_per_task: -0.1\n", "cost.api_per_task"),
+    ("cost:\n  monthly_volume: 1.5\n", "cost.monthly_volume"),
+    ("cost:\n  gpu_price_per_hour: 1.2\n", "cost.tokens_out"),
+    ("cost:\n  api_output_per_mtok: 10\n", "cost.tokens_out"),
 ])
 def test_invalid_policy_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     f = tmp_path / "p.yaml"
@@ -106,6 +117,63 @@ def test_trusted_keys_are_relative_to_the_policy_file(tmp_path: Path) -> None:
     f = tmp_path / "ci" / "p.yaml"
     f.write_text("signature:\n  required: true\n  trusted_keys: [keys/pub.pem]\n")
     assert load_policy(f).signature.trusted_keys == (str((tmp_path / "ci" / "keys" / "pub.pem").resolve()),)
+
+
+def test_deploy_and_cost_defaults_and_overrides(tmp_path: Path) -> None:
+    p = default_policy()
+    assert p.deploy.bench is False and p.deploy.max_slowdown == 1.5 and p.deploy.isolate is True
+    assert (p.deploy.prompt_tokens, p.deploy.output_tokens, p.deploy.repeats, p.deploy.batch) == (64, 32, 3, 1)
+    assert not p.cost.configured() and p.cost.max_cost_per_task is None and p.cost.on_exceed == "fail"
+    f = tmp_path / "p.yaml"
+    f.write_text("deploy: {bench: true, max_slowdown: null}\ncost: {api_per_task: 0.15, self_per_task: 0.01, "
+                 "training_cost: 3000, max_cost_per_task: 0.02, on_exceed: warn}\n")
+    q = load_policy(f)
+    assert q.deploy.bench is True and q.deploy.max_slowdown is None
+    assert q.cost.configured() and (q.cost.api_per_task, q.cost.self_per_task, q.cost.training_cost) == (0.15, 0.01, 3000)
+    assert (q.cost.max_cost_per_task, q.cost.on_exceed) == (0.02, "warn")
+    assert _without_source(policy_from_document(policy_document(q))) == _without_source(q)
+
+
+def test_cost_file_as_a_section_or_a_policy(tmp_path: Path) -> None:
+    from assay.policy import load_cost_file
+
+    keep = parse_policy({"cost": {"max_cost_per_task": 0.005, "on_exceed": "warn"}}).cost
+    section = tmp_path / "cost.yaml"
+    section.write_text("api_per_task: 0.15\nself_per_task: 0.01\ntraining_cost: 3000\n")
+    c = load_cost_file(section, keep=keep)
+    assert (c.api_per_task, c.self_per_task, c.training_cost) == (0.15, 0.01, 3000)
+    assert (c.max_cost_per_task, c.on_exceed) == (0.005, "warn")  # the policy's ceiling is kept
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("scan: {fail_on: high}\ncost: {api_per_task: 0.2, self_per_task: 0.05}\n")
+    assert load_cost_file(policy_file).api_per_task == 0.2
+
+
+def test_cost_document_as_cost_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from assay.policy import load_cost_file
+
+    assert main(["cost", "--api-per-task", "0.15", "--throughput", "50", "--gpu-price-per-hour", "1.2",
+                 "--tokens-out", "200", "--training-cost", "3000", "--monthly-tasks", "1000", "--json"]) == 0
+    f = tmp_path / "cost.json"
+    f.write_text(capsys.readouterr().out)
+    c = load_cost_file(f)
+    assert (c.api_per_task, c.gpu_price_per_hour, c.tokens_out, c.training_cost, c.monthly_volume) == (
+        0.15, 1.2, 200, 3000, 1000)
+    assert c.self_per_task is None  # the throughput measured for that document is not carried over
+
+
+@pytest.mark.parametrize("text, needle", [("api_per_task: 0.1\nbogus: 1\n", "bogus"),
+                                          ("[1, 2]\n", "mapping"),
+                                          ("utilisation: 2\n", "cost.utilisation")])
+def test_bad_cost_file(tmp_path: Path, text: str, needle: str) -> None:
+    from assay.policy import load_cost_file
+
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(PolicyError) as err:
+        load_cost_file(f)
+    assert needle in err.value.message and str(f) in err.value.message
+    with pytest.raises(PolicyError, match="no such cost file"):
+        load_cost_file(tmp_path / "missing.yaml")
 
 
 def test_document_round_trip() -> None:

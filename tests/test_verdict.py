@@ -218,3 +218,90 @@ def test_stage_missing_entirely_is_undecided() -> None:
     v = decide(stages, default_policy())
     assert v.outcome is Outcome.NONE and v.reasons[0].evidence == "stages.lineage"
     assert stages["scan"].status is Status.RAN
+
+
+# --- deployment: speed against the base, cost ceiling, card claims, licence clauses ---------------------------
+
+
+def _bench(cand_decode: float, base_decode: float | None) -> dict:  # type: ignore[type-arg]
+    doc = {"schema": "assay.bench/1", "candidate": {"decode_tokens_per_s": cand_decode},
+           "base": {"decode_tokens_per_s": base_decode} if base_decode else None, "ratios": {}}
+    if base_decode:
+        doc["ratios"]["decode_tokens_per_s"] = cand_decode / base_decode
+    return doc
+
+
+@pytest.mark.parametrize("cand, base, max_slowdown, warns", [
+    (100.0, 100.0, 1.25, False), (79.0, 100.0, 1.25, True), (81.0, 100.0, 1.25, False),
+    (40.0, 100.0, None, False), (40.0, None, 1.25, False), (66.0, 100.0, 1.5, True)])
+def test_slowdown_against_the_base(cand: float, base: float | None, max_slowdown: float | None,
+                                   warns: bool) -> None:
+    policy = parse_policy({"deploy": {"max_slowdown": max_slowdown}})
+    v = decide(clean_stages(bench=_bench(cand, base)), policy)
+    speed = [r for r in v.reasons if r.rule == "deploy.speed"]
+    assert bool(speed) is warns and v.outcome is (Outcome.WARN if warns else Outcome.PASS)
+    if warns:
+        assert speed[0].level is Level.WARN and speed[0].evidence == "bench.ratios.decode_tokens_per_s"
+        assert f"{base / cand:.2f}x slower" in speed[0].message
+
+
+def test_bench_that_failed_or_was_off() -> None:
+    failed = clean_stages(bench=StageOutcome.error("bench", "prompt too long"))
+    v = decide(failed, default_policy())
+    assert v.outcome is Outcome.WARN and [r.rule for r in v.reasons] == ["stage.ran"]
+    off = clean_stages(bench=StageOutcome.not_applicable("bench", "off"))
+    assert decide(off, default_policy()).outcome is Outcome.PASS
+
+
+def _cost(self_per_task: float) -> dict:  # type: ignore[type-arg]
+    return {"schema": "assay.cost/1", "self_per_task": self_per_task, "self_per_task_basis": "given",
+            "api_per_task": 0.15, "break_even_tasks": 1}
+
+
+@pytest.mark.parametrize("on_exceed, outcome", [("fail", Outcome.FAIL), ("warn", Outcome.WARN)])
+def test_cost_ceiling(on_exceed: str, outcome: Outcome) -> None:
+    policy = parse_policy({"cost": {"max_cost_per_task": 0.02, "on_exceed": on_exceed}})
+    assert decide(clean_stages(cost=_cost(0.02)), policy).outcome is Outcome.PASS  # at the ceiling is within it
+    v = decide(clean_stages(cost=_cost(0.0201)), policy)
+    assert v.outcome is outcome
+    assert [(r.rule, r.evidence) for r in v.reasons] == [("cost.max_per_task", "cost.self_per_task")]
+    assert "0.0201" in v.reasons[0].message and "0.02" in v.reasons[0].message
+    # without a ceiling the same cost is only reported
+    assert decide(clean_stages(cost=_cost(5.0)), default_policy()).outcome is Outcome.PASS
+
+
+def test_cost_ceiling_that_could_not_be_checked() -> None:
+    policy = parse_policy({"cost": {"max_cost_per_task": 0.02}})
+    skipped = decide(clean_stages(cost="the self-hosted cost needs a measured throughput"), policy)
+    assert skipped.outcome is Outcome.WARN and skipped.reasons[0].rule == "cost.max_per_task"
+    assert "measured throughput" in skipped.reasons[0].message
+    crashed = decide(clean_stages(cost=StageOutcome.error("cost", "boom")), policy)
+    assert crashed.outcome is Outcome.NONE
+    blocked = decide(clean_stages(cost=StageOutcome.blocked("cost", "unsafe")), policy)
+    assert blocked.outcome is Outcome.PASS  # the blocking stage gives the reason
+
+
+def test_unsupported_claim_is_one_reason_with_its_numbers() -> None:
+    claim = {"task": None, "dataset": "ARC", "dataset_type": "ai2_arc", "metric": "acc_norm", "value": 91.0}
+    card = {"schema": "assay.card/1",
+            "claims": [{"claim": claim, "measured_key": "arc_challenge/acc_norm", "claimed": 0.91,
+                        "measured": 0.42, "delta": 0.49, "supported": False},
+                       {"claim": {**claim, "metric": "acc"}, "measured_key": "arc_challenge/acc", "claimed": 0.40,
+                        "measured": 0.41, "delta": -0.01, "supported": True}],
+            "findings": [{"rule": "CARD-CLAIM-UNSUPPORTED", "severity": "medium", "message": "claims too much"}]}
+    v = decide(clean_stages(card=card), default_policy())
+    assert v.outcome is Outcome.WARN
+    assert [(r.rule, r.evidence) for r in v.reasons] == [("card.claims", "card.claims[0]")]
+    assert "0.910" in v.reasons[0].message and "0.420" in v.reasons[0].message
+
+
+def test_licence_reasons_cite_their_clause() -> None:
+    licence = {"licence": "llama3.1", "violations": [
+        {"rule": "LICENCE-DENIED", "severity": "fail", "message": "licence llama3.1 is denied", "clause": "licence.deny"},
+        {"rule": "LICENCE-MAU-CAP", "severity": "fail", "message": "900,000,000 users exceed the cap",
+         "clause": "Llama 3.1 Community License, section 2"}]}
+    v = decide(clean_stages(licence=licence), default_policy())
+    assert v.outcome is Outcome.FAIL
+    assert [r.message for r in v.reasons] == [
+        "licence llama3.1 is denied (policy key licence.deny)",
+        "900,000,000 users exceed the cap (licence clause: Llama 3.1 Community License, section 2)"]

@@ -47,6 +47,16 @@ def test_policy_with_a_typo(vet_zoo: dict[str, Path], tmp_path: Path, capsys: py
     _one_line_error(capsys, "lineage.reject_identicall")
 
 
+def test_bad_cost_file_is_refused_before_any_work(vet_zoo: dict[str, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "cost.yaml"
+    bad.write_text("api_per_task: 0.15\ngpu_price_per_hour: 1.2\n")  # no tokens_out: could never be computed
+    assert main(["vet", str(vet_zoo["honest"]), "--cost-from", str(bad)]) == 2
+    _one_line_error(capsys, "cost.tokens_out")
+    assert main(["vet", str(vet_zoo["honest"]), "--cost-from", str(tmp_path / "nope.yaml")]) == 2
+    _one_line_error(capsys, "no such cost file")
+
+
 def test_format_without_out_is_a_usage_error(vet_zoo: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["vet", str(vet_zoo["honest"]), "--format", "html"]) == 2
     _one_line_error(capsys, "--out")
@@ -318,3 +328,169 @@ def test_interrupted_vet_leaves_no_report(vet_zoo: dict[str, Path], tmp_path: Pa
                            tasks=["builtin:knowledge"], limit=2, out_dir=out)
     assert sorted(p.name for p in out.iterdir()) == ["report.html"]
     assert (out / "report.html").read_text() == "the previous report"
+
+
+# --- deployment: hardware fit, bench, cost, card claims and licence reach the verdict ---------------------
+
+COST_POLICY = """\
+deploy:
+  max_slowdown: 1.5
+cost:
+  api_input_per_mtok: 2.5
+  api_output_per_mtok: 10
+  tokens_in: 64
+  tokens_out: 32
+  gpu_price_per_hour: 1.2
+  utilisation: 0.5
+  training_cost: 3000
+  monthly_volume: 100000
+"""
+
+
+def test_bench_and_cost_end_to_end(vet_zoo: dict[str, Path], tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from assay.deploy.cost import CostInputs, compute_cost
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(COST_POLICY)
+    out = tmp_path / "out"
+    rc, doc = _vet(vet_zoo["honest"], vet_zoo["base"], capsys, "--bench", "--policy", str(policy), "--out", str(out))
+    assert doc["policy"]["deploy"]["bench"] is True  # --bench is recorded in the policy applied
+
+    # hardware fit, from the headers: the inventory's parameter count at 2 / 1.0625 / 0.5625 bytes per weight
+    params = doc["inventory"]["parameters"]
+    est = {e["bits"]: e for e in doc["hardware"]["estimates"]}
+    assert est[16]["weights_bytes"] == 2 * params and est[8]["weights_bytes"] < est[16]["weights_bytes"]
+    for e in est.values():
+        assert e["total_bytes"] == e["weights_bytes"] + e["kv_cache_bytes"] + e["overhead_bytes"] and e["kv_cache_bytes"] > 0
+    assert len(doc["hardware"]["devices"]) == 3 * len({d["device"] for d in doc["hardware"]["devices"]})
+
+    # the bench measured both models in one run; the ratios are the ratios of the figures
+    bench = doc["bench"]
+    cand, base = bench["candidate"], bench["base"]
+    assert bench["settings"]["prompt_tokens"] == 64 and bench["settings"]["output_tokens"] == 32
+    assert bench["settings"]["repeats"] == 3
+    for m in (cand, base):
+        assert m["decode_tokens_per_s"] > 0 and m["prefill_tokens_per_s"] > 0 and m["load_s"] > 0
+        assert m["peak_rss_bytes"] > 0 and 0 < m["latency_p50_s"] <= m["latency_p95_s"]
+        assert m["parameters"] == params
+    for key in ("decode_tokens_per_s", "model_rss_bytes", "load_s"):
+        if base[key]:
+            assert bench["ratios"][key] == pytest.approx(cand[key] / base[key])
+
+    # the cost is the cost model applied to the bench's throughput: same inputs, same figures
+    cost = doc["cost"]
+    inputs = cost["inputs"]
+    assert inputs["decode_tokens_per_s"] == cand["batches"][0]["decode_tokens_per_s"]
+    again = compute_cost(CostInputs(**inputs))
+    assert cost["break_even_tasks"] == again.break_even_tasks > 0
+    assert cost["api_per_task"] == pytest.approx(64 * 2.5 / 1e6 + 32 * 10 / 1e6)
+    seconds = 32 / inputs["decode_tokens_per_s"] + 64 / inputs["prefill_tokens_per_s"]
+    assert cost["self_per_task"] == pytest.approx(1.2 / 3600 * seconds / 0.5) and cost["self_per_task"] > 0
+    assert cost["monthly_api"] == pytest.approx(100000 * cost["api_per_task"])
+
+    # the verdict follows the measured speed: a WARN only when the candidate is more than 1.5x slower
+    slow = bench["ratios"]["decode_tokens_per_s"] < 1 / 1.5
+    assert ("deploy.speed" in _rules(doc)) is slow
+    assert (rc, doc["verdict"]) == (0, "WARN" if slow else "PASS"), doc["reasons"]
+
+    # every report carries the new sections
+    be = f"{cost['break_even_tasks']:,}"
+    html = (out / "report.html").read_text()
+    assert f"break-even {be} tasks" in html and "Where it fits" in html and "Measured speed and memory" in html
+    assert f"**{be} tasks**" in (out / "report.md").read_text()
+    bom = json.loads((out / "bom.cdx.json").read_text())
+    perf = {p["type"]: float(p["value"])
+            for p in bom["components"][0]["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]}
+    assert perf["decode tokens per second"] == pytest.approx(cand["decode_tokens_per_s"], rel=1e-5)
+    assert perf["break-even tasks"] == cost["break_even_tasks"]
+    assert json.loads((out / "vet.json").read_text()) == doc
+
+
+def test_cost_ceiling_gives_the_configured_verdict(vet_zoo: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    cost = tmp_path / "cost.yaml"  # the worked example of the cost issue, read with --cost-from
+    cost.write_text("api_per_task: 0.15\nself_per_task: 0.01\ntraining_cost: 3000\n")
+    policy = tmp_path / "policy.yaml"
+    for on_exceed, verdict, code in (("warn", "WARN", 0), ("fail", "FAIL", 1)):
+        policy.write_text(f"cost:\n  max_cost_per_task: 0.005\n  on_exceed: {on_exceed}\n")
+        rc, doc = _vet(vet_zoo["honest"], vet_zoo["base"], capsys, "--policy", str(policy), "--cost-from", str(cost))
+        assert (rc, doc["verdict"]) == (code, verdict)
+        assert [(r["rule"], r["evidence"]) for r in doc["reasons"]] == [("cost.max_per_task", "cost.self_per_task")]
+        assert doc["cost"]["break_even_tasks"] == 21429 and doc["cost"]["self_per_task"] == 0.01
+        assert doc["policy"]["cost"]["self_per_task"] == 0.01 and doc["policy"]["cost"]["on_exceed"] == on_exceed
+        assert doc["stages"]["bench"]["status"] == "not_applicable" and doc["bench"] is None
+
+
+CLAIMING_CARD = """\
+---
+license: llama3.1
+base_model: assay-tests/tiny-llama-base
+base_model_relation: finetune
+model-index:
+- name: broken-finetune
+  results:
+  - task: {type: text-generation}
+    dataset: {name: Knowledge drill, type: "builtin:knowledge"}
+    metrics:
+    - {type: acc, value: 99.0}
+  - task: {type: text-generation}
+    dataset: {name: AI2 Reasoning Challenge (25-Shot), type: ai2_arc}
+    metrics:
+    - {type: acc_norm, value: 80.1}
+---
+# The best knowledge model
+"""
+
+
+def test_card_claims_and_licence_reach_the_verdict(vet_zoo: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from assay.deploy.licences import lookup
+
+    model = _copy(vet_zoo["broken"], tmp_path / "claims-too-much")
+    (model / "README.md").write_text(CLAIMING_CARD)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("licence:\n  deny: ['llama3*']\n  monthly_active_users: 900000000\n")
+    rc, doc = _vet(model, vet_zoo["base"], capsys, "--policy", str(policy))
+    assert (rc, doc["verdict"]) == (1, "FAIL")
+    licence = [r for r in doc["reasons"] if r["rule"] == "licence.allowed"]
+    assert [r["level"] for r in licence] == ["fail", "fail"]
+    assert "denied" in licence[0]["message"] and "policy key licence.deny" in licence[0]["message"]
+    clause = lookup("llama3.1").mau_clause
+    assert "900,000,000" in licence[1]["message"] and clause in licence[1]["message"]
+    assert doc["licence"]["terms"]["mau_cap"] == 700_000_000
+
+    # the card's claim is matched to what vet measured on the same task and metric
+    measured = doc["evaluation"]["tasks"]["builtin:knowledge"]["metrics"]["acc"]
+    [check] = doc["card"]["claims"]
+    assert (check["measured_key"], check["claimed"], check["measured"]) == ("builtin:knowledge/acc", 0.99, measured)
+    assert check["supported"] is (0.99 - measured <= 0.05)
+    claims = [r for r in doc["reasons"] if r["rule"] == "card.claims"]
+    assert claims and claims[0]["evidence"] == "card.claims[0]" and f"{measured:.3f}" in claims[0]["message"]
+    assert [c["dataset_type"] for c in doc["card"]["claims_unmatched"]] == ["ai2_arc"]  # not measured here
+
+
+def test_claims_are_matched_by_benchmark_name_and_metric(tmp_path: Path) -> None:
+    from assay.deploy.card import read_card
+    from assay.model.ref import ModelRef
+    from assay.vet import match_claims
+
+    (tmp_path / "README.md").write_text("""---
+model-index:
+- name: m
+  results:
+  - dataset: {name: AI2 Reasoning Challenge (25-Shot), type: ai2_arc}
+    metrics: [{type: acc_norm, value: 60.0}]
+  - dataset: {name: MMLU (5-Shot), type: cais/mmlu}
+    metrics: [{type: accuracy, value: 51.0}]
+  - dataset: {name: HellaSwag (10-Shot), type: hellaswag}
+    metrics: [{type: acc_norm, value: 80.0}]
+---
+""")
+    ref = ModelRef(spec=str(tmp_path), root=tmp_path, files=(Path("README.md"),), single_file=False)
+    measured = {("arc_challenge", "acc"): 0.47, ("arc_challenge", "acc_norm"): 0.45, ("mmlu", "acc"): 0.50,
+                ("builtin:knowledge", "acc"): 0.9}
+    checks, unmatched = match_claims(read_card(ref), measured)
+    got = {c.measured_key: (c.claimed, c.measured, c.supported) for c in checks}
+    assert got == {"arc_challenge/acc_norm": (0.60, 0.45, False), "mmlu/acc": (0.51, 0.50, True)}
+    assert [c.dataset_type for c in unmatched] == ["hellaswag"]

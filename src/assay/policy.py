@@ -15,6 +15,7 @@ document and return reasons. :meth:`Policy.rules` composes them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,73 @@ class LicencePolicy:
     """Your service's monthly active users, checked against licence caps (Llama: 700 million)."""
 
 
+#: What happens when the self-hosted cost per task exceeds ``cost.max_cost_per_task``.
+COST_LEVELS = ("fail", "warn")
+
+
+@dataclass(frozen=True)
+class DeployPolicy:
+    """Deployment readiness: hardware fit (always, from headers) and the optional speed and memory bench."""
+
+    bench: bool = False
+    """Measure speed and memory (``assay bench``) of candidate and base after they scanned safe. Slow, so off by
+    default; ``assay vet --bench`` turns it on for one run."""
+    prompt_tokens: int = 64
+    """Prompt length of each bench request, tokens."""
+    output_tokens: int = 32
+    """Tokens generated per bench request."""
+    repeats: int = 3
+    """Measured bench requests per model (after one warm-up)."""
+    batch: int = 1
+    """Concurrent sequences: the bench's batch size and the key/value cache of the hardware fit."""
+    context: int | None = None
+    """Context the key/value cache is sized for in the hardware fit (None: the model's own maximum)."""
+    isolate: bool = True
+    """Bench each model in a fresh process (each model's own load time and peak memory, a few seconds more to
+    start); false measures inside the vet process, where a model's memory growth is understated."""
+    max_slowdown: float | None = 1.5
+    """WARN when the candidate decodes more than this factor slower than its base, measured in the same run
+    (``base decode tok/s / candidate decode tok/s``); None: not judged. Only with a bench and a base. A
+    fine-tune runs at its base's speed, so only a real difference should trip it; timings on a busy machine
+    vary by a few tens of percent, hence not tighter by default."""
+
+
+@dataclass(frozen=True)
+class CostPolicy:
+    """What serving the candidate costs against a paid API (``assay cost``), and the most a task may cost."""
+
+    api_per_task: float | None = None
+    """API price per task."""
+    api_input_per_mtok: float | None = None
+    """API price per million input tokens (with ``tokens_in``), when ``api_per_task`` is not given."""
+    api_output_per_mtok: float | None = None
+    """API price per million output tokens (with ``tokens_out``)."""
+    tokens_in: int | None = None
+    """Input tokens per task."""
+    tokens_out: int | None = None
+    """Output tokens per task (needed to derive the self-hosted cost from the bench's throughput)."""
+    self_per_task: float | None = None
+    """Self-hosted cost per task when already known; otherwise derived from the bench and ``gpu_price_per_hour``."""
+    gpu_price_per_hour: float | None = None
+    """Price of the serving hardware per hour."""
+    utilisation: float = 1.0
+    """Share of paid hardware hours doing useful work, in (0, 1]."""
+    training_cost: float = 0.0
+    """One-off cost of the fine-tune, paid back by the saving per task (break-even)."""
+    monthly_volume: int | None = None
+    """Expected tasks per month (monthly costs, payback time)."""
+    max_cost_per_task: float | None = None
+    """Most a task may cost self-hosted; above it the verdict is ``on_exceed``. None: not judged."""
+    on_exceed: str = "fail"
+    """``fail`` or ``warn``: the verdict when the self-hosted cost per task exceeds ``max_cost_per_task``."""
+
+    def configured(self) -> bool:
+        """True when any cost figure is given (so ``assay vet`` computes the cost)."""
+        return any(getattr(self, k) is not None for k in (
+            "api_per_task", "api_input_per_mtok", "api_output_per_mtok", "self_per_task", "gpu_price_per_hour",
+            "max_cost_per_task"))
+
+
 @dataclass(frozen=True)
 class Policy:
     """A whole policy. Build with :func:`default_policy` or :func:`load_policy`."""
@@ -124,6 +192,10 @@ class Policy:
     """Evaluation tasks, margins and required improvements."""
     licence: LicencePolicy = field(default_factory=LicencePolicy)
     """Licence allow and deny lists."""
+    deploy: DeployPolicy = field(default_factory=DeployPolicy)
+    """Hardware fit and the optional bench."""
+    cost: CostPolicy = field(default_factory=CostPolicy)
+    """Cost inputs and the cost ceiling."""
     source: str = "default"
     """Where the policy came from (a file path, or ``default``)."""
 
@@ -146,6 +218,10 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "lineage": ("require_descends", "reject_identical"),
     "evaluation": ("tasks", "limit", "margins", "task_margins", "must_improve", "alpha"),
     "licence": ("allow", "deny", "monthly_active_users"),
+    "deploy": ("bench", "prompt_tokens", "output_tokens", "repeats", "batch", "context", "isolate", "max_slowdown"),
+    "cost": ("api_per_task", "api_input_per_mtok", "api_output_per_mtok", "tokens_in", "tokens_out", "self_per_task",
+             "gpu_price_per_hour", "utilisation", "training_cost", "monthly_volume", "max_cost_per_task",
+             "on_exceed"),
 }
 
 
@@ -179,6 +255,66 @@ def _opt_int(key: str, v: Any) -> int | None:
     return v
 
 
+def _opt_number(key: str, v: Any, *, lo: float = 0.0, hi: float = math.inf) -> float | None:
+    return None if v is None else _number(key, v, lo=lo, hi=hi)
+
+
+def _int(key: str, v: Any, *, lo: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise PolicyError(f"policy key {key}: expected a whole number of at least {lo}, got {_show(v)}")
+    return v
+
+
+def parse_deploy(d: Mapping[str, Any]) -> DeployPolicy:
+    """The ``deploy`` section (already checked for unknown keys)."""
+    return DeployPolicy(
+        bench=_bool("deploy.bench", d.get("bench", False)),
+        prompt_tokens=_int("deploy.prompt_tokens", d.get("prompt_tokens", 64)),
+        output_tokens=_int("deploy.output_tokens", d.get("output_tokens", 32), lo=2),
+        repeats=_int("deploy.repeats", d.get("repeats", 3)),
+        batch=_int("deploy.batch", d.get("batch", 1)),
+        context=_opt_int("deploy.context", d.get("context")),
+        isolate=_bool("deploy.isolate", d.get("isolate", True)),
+        max_slowdown=_opt_number("deploy.max_slowdown", d.get("max_slowdown", 1.5), lo=1.0, hi=1e6))
+
+
+def parse_cost(c: Mapping[str, Any], *, where: str = "cost") -> CostPolicy:
+    """The ``cost`` section (already checked for unknown keys); ``where`` prefixes key names in errors."""
+    on_exceed = c.get("on_exceed", "fail")
+    if on_exceed not in COST_LEVELS:
+        raise PolicyError(f"policy key {where}.on_exceed: expected one of {', '.join(COST_LEVELS)}, "
+                          f"got {_show(on_exceed)}")
+    utilisation = _number(f"{where}.utilisation", c.get("utilisation", 1.0), hi=1.0)
+    if utilisation == 0:
+        raise PolicyError(f"policy key {where}.utilisation: expected a share in (0, 1], got 0")
+    money = {k: _opt_number(f"{where}.{k}", c.get(k), hi=1e12) for k in (
+        "api_per_task", "api_input_per_mtok", "api_output_per_mtok", "self_per_task", "gpu_price_per_hour",
+        "max_cost_per_task")}
+    cost = CostPolicy(**money, tokens_in=_opt_count(f"{where}.tokens_in", c.get("tokens_in")),
+                      tokens_out=_opt_count(f"{where}.tokens_out", c.get("tokens_out")),
+                      utilisation=utilisation,
+                      training_cost=_number(f"{where}.training_cost", c.get("training_cost", 0.0), hi=1e15),
+                      monthly_volume=_opt_count(f"{where}.monthly_volume", c.get("monthly_volume")),
+                      on_exceed=on_exceed)
+    # Combinations that could never be computed are refused now, not after a long vet.
+    if cost.api_per_task is None:
+        for price, tokens in (("api_input_per_mtok", "tokens_in"), ("api_output_per_mtok", "tokens_out")):
+            if getattr(cost, price) is not None and getattr(cost, tokens) is None:
+                raise PolicyError(f"policy key {where}.{price} needs {where}.{tokens} (tokens per task)")
+    if cost.self_per_task is None and cost.gpu_price_per_hour is not None and cost.tokens_out is None:
+        raise PolicyError(f"policy key {where}.gpu_price_per_hour needs {where}.tokens_out: the self-hosted cost "
+                          "per task is the time to generate that many tokens at the measured speed")
+    return cost
+
+
+def _opt_count(key: str, v: Any) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise PolicyError(f"policy key {key}: expected a whole number (0 or more) or null, got {_show(v)}")
+    return v
+
+
 def _margin_table(key: str, v: Any) -> dict[str, float]:
     if v is None:
         return {}
@@ -209,8 +345,8 @@ def _parse(data: Any, *, source: str, base_dir: Path | None) -> Policy:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise PolicyError(f"{source}: a policy is a mapping of sections (scan, signature, lineage, evaluation, "
-                          f"licence), got {_show(data)}")
+        raise PolicyError(f"{source}: a policy is a mapping of sections ({', '.join(_SECTIONS)}), "
+                          f"got {_show(data)}")
     unknown = [k for k in data if k not in _SECTIONS]
     if unknown:
         raise PolicyError(f"{source}: unknown policy key {unknown[0]!r} "
@@ -267,7 +403,7 @@ def _parse(data: Any, *, source: str, base_dir: Path | None) -> Policy:
                             deny=_str_list("licence.deny", lc.get("deny")), monthly_active_users=mau)
     _check_kinds(licence)
     return Policy(scan=scan, signature=signature, lineage=lineage, evaluation=evaluation, licence=licence,
-                  source=source)
+                  deploy=parse_deploy(sec["deploy"]), cost=parse_cost(sec["cost"]), source=source)
 
 
 def _check_kinds(licence: LicencePolicy) -> None:
@@ -301,6 +437,49 @@ def load_policy(path: Path | str) -> Policy:
     return parse_policy(data, source=str(p), base_dir=p.parent.resolve())
 
 
+#: ``assay.cost/1`` input names -> ``cost`` policy keys (throughput is not taken: vet measures its own).
+_COST_DOC_INPUTS = {"api_per_task": "api_per_task", "api_input_per_mtok": "api_input_per_mtok",
+                    "api_output_per_mtok": "api_output_per_mtok", "self_per_task": "self_per_task",
+                    "hardware_per_hour": "gpu_price_per_hour", "utilisation": "utilisation",
+                    "tokens_in": "tokens_in", "tokens_out": "tokens_out", "training_cost": "training_cost",
+                    "monthly_tasks": "monthly_volume"}
+
+
+def load_cost_file(path: Path | str, *, keep: CostPolicy | None = None) -> CostPolicy:
+    """The cost inputs of ``assay vet --cost-from FILE``: a YAML or JSON mapping of ``cost`` keys, a policy file
+    (its ``cost`` section), or a saved ``assay cost --json`` document (its inputs, without the throughput).
+
+    ``keep``'s ceiling (``max_cost_per_task``, ``on_exceed``) is kept unless the file sets its own. Raises
+    :class:`PolicyError` naming the file and key.
+    """
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))  # JSON is YAML
+    except FileNotFoundError as exc:
+        raise PolicyError(f"no such cost file: {p}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read cost file {p}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{p}: not valid YAML or JSON: {getattr(exc, 'problem', None) or exc}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(f"{p}: a cost file is a mapping of cost keys ({', '.join(_SECTIONS['cost'])}), "
+                          f"got {_show(data)}")
+    if data.get("schema") == "assay.cost/1":
+        inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
+        data = {key: inputs[name] for name, key in _COST_DOC_INPUTS.items() if inputs.get(name) is not None}
+    elif isinstance(data.get("cost"), dict) and set(data) <= set(_SECTIONS):
+        data = data["cost"]
+    bad = [k for k in data if k not in _SECTIONS["cost"]]
+    if bad:
+        raise PolicyError(f"{p}: unknown cost key {bad[0]!r} (known: {', '.join(_SECTIONS['cost'])})")
+    if keep is not None:
+        data = {"max_cost_per_task": keep.max_cost_per_task, "on_exceed": keep.on_exceed, **data}
+    try:
+        return parse_cost(data)
+    except PolicyError as exc:
+        raise PolicyError(f"{p}: {exc.message}") from None
+
+
 def policy_document(policy: Policy) -> dict[str, Any]:
     """The policy as plain data (part of every ``assay.vet/1`` document), with the defaults filled in."""
     return {
@@ -316,6 +495,8 @@ def policy_document(policy: Policy) -> dict[str, Any]:
                        "must_improve": list(policy.evaluation.must_improve), "alpha": policy.evaluation.alpha},
         "licence": {"allow": list(policy.licence.allow), "deny": list(policy.licence.deny),
                     "monthly_active_users": policy.licence.monthly_active_users},
+        "deploy": dataclasses.asdict(policy.deploy),
+        "cost": dataclasses.asdict(policy.cost),
     }
 
 
@@ -382,5 +563,37 @@ licence:
   deny: []
   # Your monthly active users, checked against licence caps (null: not checked).
   monthly_active_users: null
+
+deploy:
+  # Hardware fit (memory at 16/8/4 bits and the devices it fits) is always estimated from the headers.
+  # Measure speed and memory of candidate and base on this machine (slow; `assay vet --bench` for one run).
+  bench: false
+  prompt_tokens: 64       # bench request: prompt length
+  output_tokens: 32       # bench request: tokens generated
+  repeats: 3              # measured requests per model, after one warm-up
+  batch: 1                # concurrent sequences (bench batch size and key/value cache of the fit)
+  context: null           # context the key/value cache is sized for (null: the model's maximum)
+  isolate: true           # bench each model in a fresh process (its own load time and peak memory)
+  # WARN when the candidate decodes more than this factor slower than its base, measured in the same
+  # run (null: not judged). Timings on a busy machine vary by a few tens of percent.
+  max_slowdown: 1.5
+
+cost:
+  # Cost per task self-hosted against a paid API, and the break-even volume of the training cost.
+  # Computed when an API price is given together with a bench (throughput) and gpu_price_per_hour,
+  # or with self_per_task. `assay vet --cost-from FILE` reads this section from another file.
+  api_per_task: null          # API price per task, or the two per-million-token prices:
+  api_input_per_mtok: null
+  api_output_per_mtok: null
+  tokens_in: null             # tokens per task
+  tokens_out: null
+  self_per_task: null         # self-hosted cost per task, when already known
+  gpu_price_per_hour: null    # price of the serving hardware per hour
+  utilisation: 1.0            # share of paid hours doing useful work (an idle GPU still costs money)
+  training_cost: 0            # one-off cost of the fine-tune
+  monthly_volume: null        # tasks per month
+  # Most a task may cost self-hosted (null: not judged), and the verdict when it costs more: fail or warn.
+  max_cost_per_task: null
+  on_exceed: fail
 """
 """The text ``assay policy init`` writes: every key with its default and a comment."""

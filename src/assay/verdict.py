@@ -14,7 +14,8 @@ Evidence is a path into the ``assay.vet/1`` document, e.g. ``scan.findings[3]`` 
 else any WARN -> WARN; else PASS.
 
 Rule ids (stable): ``scan.safe``, ``signature.valid``, ``lineage.descends``, ``lineage.not_identical``,
-``evaluation.no_regression``, ``evaluation.must_improve``, ``licence.allowed``, ``card.findings``, ``stage.ran``.
+``evaluation.no_regression``, ``evaluation.must_improve``, ``licence.allowed``, ``card.findings``,
+``card.claims``, ``deploy.speed``, ``cost.max_per_task``, ``stage.ran``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 from assay.policy import SEVERITIES
 
 if TYPE_CHECKING:
-    from assay.policy import EvaluationPolicy, Policy
+    from assay.policy import CostPolicy, EvaluationPolicy, Policy
 
 #: Metrics where smaller is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = ("bits_per_byte", "perplexity", "word_perplexity", "token_perplexity", "byte_perplexity",
@@ -473,8 +474,8 @@ class LicenceAllowed(Rule):
                 level = Level.FAIL if v.get("severity") == "fail" else Level.WARN
                 if level is Level.WARN and not self._constrained():
                     continue  # an unknown licence only matters when the policy restricts licences
-                clause = f" ({v['clause']})" if v.get("clause") else ""
-                reasons.append(self._reason(f"{v.get('message')}{clause}", f"licence.violations[{i}]", level))
+                reasons.append(self._reason(f"{v.get('message')}{_cite(v.get('clause'))}",
+                                            f"licence.violations[{i}]", level))
             return reasons
         if not lic:
             if self.licence.allow:
@@ -489,6 +490,16 @@ class LicenceAllowed(Rule):
         return reasons
 
 
+def _cite(clause: Any) -> str:
+    """Where a licence rule comes from: the policy key, or the licence's own clause."""
+    if not clause:
+        return ""
+    text = str(clause)
+    if text.startswith("licence."):
+        return f" (policy key {text})"
+    return f" (licence clause: {text})"
+
+
 class CardFindings(Rule):
     """Problems the model-card review reports (licence laundering, claims that contradict measurements)."""
 
@@ -500,8 +511,11 @@ class CardFindings(Rule):
         if out is None or out.status is not Status.RAN:
             return []  # the card review is informative; its absence is shown in the stage list
         reasons: list[Reason] = []
-        for i, f in enumerate((out.document or {}).get("findings") or []):
-            if not isinstance(f, Mapping):
+        doc = out.document or {}
+        # unsupported claims with their numbers are CardClaims' reasons; the matching findings would repeat them
+        by_claims = any(isinstance(c, Mapping) and c.get("supported") is False for c in doc.get("claims") or [])
+        for i, f in enumerate(doc.get("findings") or []):
+            if not isinstance(f, Mapping) or (by_claims and f.get("rule") == "CARD-CLAIM-UNSUPPORTED"):
                 continue
             sev = str(f.get("severity", "low"))
             level = Level.FAIL if sev in ("critical", "high") else Level.WARN if sev == "medium" else None
@@ -510,17 +524,108 @@ class CardFindings(Rule):
         return reasons
 
 
-class StageRan(Rule):
-    """An informative stage (inventory, card) that failed or could not run is still a reason, never silent."""
+class CardClaims(Rule):
+    """Scores the card claims (``model-index``) are not far above what vet measured on the same task."""
 
-    rule_id = "stage.ran"
-
-    def __init__(self, stage: str) -> None:
-        self.stage = stage
+    rule_id = "card.claims"
+    stage = "card"
 
     def check(self, stages: Stages) -> list[Reason]:
         out = stages.get(self.stage)
-        if out is None or out.status not in (Status.ERROR, Status.SKIPPED):
+        if out is None or out.status is not Status.RAN:
+            return []
+        reasons: list[Reason] = []
+        for i, c in enumerate((out.document or {}).get("claims") or []):
+            if not isinstance(c, Mapping) or c.get("supported") is not False:
+                continue
+            claim = c.get("claim") if isinstance(c.get("claim"), Mapping) else {}
+            task, _, metric = str(c.get("measured_key", "")).partition("/")
+            reasons.append(self._reason(
+                f"the card claims {claim.get('metric')} {_num(c.get('claimed'))} on "
+                f"{claim.get('dataset') or claim.get('dataset_type') or task}, but vet measured "
+                f"{_num(c.get('measured'))} ({task} {metric})", f"card.claims[{i}]", Level.WARN))
+        return reasons
+
+
+def _num(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+
+
+class SpeedVsBase(Rule):
+    """The candidate decodes no more than ``max_slowdown`` times slower than its base (same bench run)."""
+
+    rule_id = "deploy.speed"
+    stage = "bench"
+
+    def __init__(self, max_slowdown: float | None) -> None:
+        self.max_slowdown = max_slowdown
+
+    def check(self, stages: Stages) -> list[Reason]:
+        out = stages.get(self.stage)
+        if self.max_slowdown is None or out is None or out.status is not Status.RAN:
+            return []  # a bench that did not run is StageRan's reason; no base: no ratio to judge
+        doc = out.document or {}
+        ratio = (doc.get("ratios") or {}).get("decode_tokens_per_s")
+        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or ratio <= 0:
+            return []
+        if ratio >= 1 / self.max_slowdown:
+            return []
+        cand = (doc.get("candidate") or {}).get("decode_tokens_per_s")
+        base = (doc.get("base") or {}).get("decode_tokens_per_s")
+        return [self._reason(f"the candidate decodes {1 / ratio:.2f}x slower than its base ({_num1(cand)} against "
+                             f"{_num1(base)} tokens/s, measured in the same run), more than deploy.max_slowdown "
+                             f"{self.max_slowdown:g}", "bench.ratios.decode_tokens_per_s", Level.WARN)]
+
+
+def _num1(x: Any) -> str:
+    return f"{x:,.1f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+
+
+class CostWithinBudget(Rule):
+    """The self-hosted cost per task is at most ``cost.max_cost_per_task``."""
+
+    rule_id = "cost.max_per_task"
+    stage = "cost"
+
+    def __init__(self, cost: CostPolicy) -> None:
+        self.cost = cost
+
+    def check(self, stages: Stages) -> list[Reason]:
+        limit = self.cost.max_cost_per_task
+        if limit is None:
+            return []
+        out = stages.get(self.stage)
+        if out is None or out.status is not Status.RAN:
+            if out is not None and out.status is Status.BLOCKED:
+                return []
+            level = Level.UNDECIDED if out is None or out.status is Status.ERROR else Level.WARN
+            why = out.reason if out is not None and out.reason else "the cost stage did not run"
+            return [self._reason(f"cost per task not checked against cost.max_cost_per_task ${limit:g}: {why}",
+                                 f"stages.{self.stage}", level)]
+        doc = out.document or {}
+        cost = doc.get("self_per_task")
+        if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+            return [self._reason("the cost stage gave no self-hosted cost per task", "cost", Level.UNDECIDED)]
+        if cost <= limit:
+            return []
+        level = Level.FAIL if self.cost.on_exceed == "fail" else Level.WARN
+        basis = doc.get("self_per_task_basis") or "given"
+        return [self._reason(f"self-hosted cost per task ${cost:.6g} ({basis}) exceeds cost.max_cost_per_task "
+                             f"${limit:g}", "cost.self_per_task", level)]
+
+
+class StageRan(Rule):
+    """An informative stage (inventory, card, bench ...) that failed or could not run is still a reason."""
+
+    rule_id = "stage.ran"
+
+    def __init__(self, stage: str, statuses: tuple[Status, ...] = (Status.ERROR, Status.SKIPPED)) -> None:
+        self.stage = stage
+        self.statuses = statuses
+
+    def check(self, stages: Stages) -> list[Reason]:
+        out = stages.get(self.stage)
+        if out is None or out.status not in self.statuses:
             return []
         what = "failed" if out.status is Status.ERROR else "did not run"
         return [self._reason(f"the {self.stage} stage {what}: {out.reason}", f"stages.{self.stage}", Level.WARN)]
@@ -532,8 +637,11 @@ def rules_for(policy: Policy) -> AllOf:
                          DescendsFromBase()]
     if policy.lineage.reject_identical:
         rules.append(NotIdentical())
-    rules += [NoRegression(policy), MustImprove(policy), LicenceAllowed(policy), CardFindings(),
-              StageRan("inventory"), StageRan("card")]
+    rules += [NoRegression(policy), MustImprove(policy), LicenceAllowed(policy), CardFindings(), CardClaims(),
+              SpeedVsBase(policy.deploy.max_slowdown), CostWithinBudget(policy.cost),
+              StageRan("inventory"), StageRan("hardware", (Status.ERROR,)), StageRan("card"), StageRan("bench")]
+    if policy.cost.max_cost_per_task is None:  # with a ceiling, CostWithinBudget says why it was not checked
+        rules.append(StageRan("cost"))
     if not policy.lineage.require_descends:
         rules = [r for r in rules if not isinstance(r, DescendsFromBase)]
     return AllOf(rules)

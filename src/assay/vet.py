@@ -1,10 +1,13 @@
 """``assay vet``: every stage in order, one verdict under a policy, and the evidence behind it.
 
-Stages, in order: inventory; scan (candidate, and the base before it is ever loaded); signature (when a
-``model.sig`` is present or the policy requires one); lineage against the base; evaluation of candidate and base
-on the policy's tasks (base results come from the result cache when present) and their paired comparison; card
-and licence. An ``unsafe`` or ``not verified`` candidate is never loaded: every later stage is *blocked* with that
-reason. A stage that cannot run (no base, a stage not installed) is recorded with why, and the verdict says so.
+Stages, in order: inventory; hardware fit (memory at 16/8/4 bits and the devices it fits, from the headers);
+scan (candidate, and the base before it is ever loaded); signature (when a ``model.sig`` is present or the policy
+requires one); lineage against the base; evaluation of candidate and base on the policy's tasks (base results
+come from the result cache when present) and their paired comparison; card (transparency, claimed scores against
+the measured ones) and licence; the optional bench of speed and memory (``deploy.bench`` or ``bench=True``,
+candidate and base in the same run); cost per task and break-even (the policy's ``cost`` section). An ``unsafe``
+or ``not verified`` candidate is never loaded: every later stage is *blocked* with that reason. A stage that
+cannot run (no base, a stage not installed) is recorded with why, and the verdict says so.
 
     >>> from assay.policy import default_policy
     >>> result = run_vet("./my-finetune", base="./base-model", policy=default_policy(), out_dir=Path("vet-out"))
@@ -29,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +40,14 @@ from assay import __version__
 from assay.errors import AssayError, ModelError, PolicyError, ReportError
 from assay.model.formats import Format, detect
 from assay.model.ref import ModelRef, resolve
-from assay.policy import Policy, policy_document
+from assay.policy import CostPolicy, Policy, policy_document
 from assay.progress import NULL_PROGRESS, Progress
 from assay.verdict import Status, StageOutcome, Verdict, decide, reason_document
 
 SCHEMA = "assay.vet/1"
 #: The order stages run (and appear in reports).
-STAGES = ("inventory", "scan", "base_scan", "signature", "lineage", "evaluation", "comparison", "card", "licence")
+STAGES = ("inventory", "hardware", "scan", "base_scan", "signature", "lineage", "evaluation", "comparison", "card",
+          "licence", "bench", "cost")
 #: Weight formats ``assay vet`` can take as a candidate (others are refused as bad input).
 VET_FORMATS = frozenset({Format.SAFETENSORS, Format.GGUF, Format.TORCH_ZIP, Format.PICKLE})
 #: Largest trainer_state.json read for the loss curve.
@@ -209,10 +213,34 @@ def _plain(doc: Any) -> Any:
 # --- stages -----------------------------------------------------------------------------------------------
 
 
-def _inventory(ref: ModelRef) -> Mapping[str, Any]:
+def _inventory(ref: ModelRef, keep: dict[str, Any]) -> Mapping[str, Any]:
+    """The inventory document; the :class:`~assay.model.inventory.Inventory` is kept in ``keep["inventory"]``."""
     from assay.model.inventory import inventory_document, open_model
 
-    return inventory_document(open_model(ref.spec))
+    inv = open_model(ref.spec)
+    keep["inventory"] = inv
+    return inventory_document(inv)
+
+
+def _hardware(inv: Any, policy: Policy) -> StageOutcome:
+    """Memory at 16/8/4 bits plus the key/value cache, and the devices it fits (from the headers alone)."""
+    from assay.deploy.bench import fit_document
+    from assay.deploy.hardware import hardware_fit, shape_from_inventory
+
+    if inv is None:
+        return StageOutcome.skipped("hardware", "no inventory, so the model's size is unknown")
+    if getattr(inv, "adapter", None) is not None:
+        return StageOutcome.skipped("hardware", "the candidate is an adapter: it needs its base's memory plus its own "
+                                                "few parameters (`assay bench BASE --fit-only` estimates the base)")
+    if not getattr(inv, "parameters", None):
+        return StageOutcome.skipped("hardware", "the parameter count could not be read from the headers, so the "
+                                                "memory needed is unknown")
+
+    def run() -> Mapping[str, Any]:
+        fit = hardware_fit(shape_from_inventory(inv), context=policy.deploy.context, batch=policy.deploy.batch)
+        return {"schema": "assay.fit/1", "source": "headers (estimate, nothing loaded)", **fit_document(fit)}
+
+    return _timed("hardware", run, NULL_PROGRESS)
 
 
 def _scan(ref: ModelRef, policy: Policy, progress: Progress, keep: dict[str, Any], key: str) -> Mapping[str, Any]:
@@ -308,17 +336,102 @@ def _evaluate(ref: ModelRef, scanned: Any, tasks: Sequence[Any], limit: int | No
         backend.close()
 
 
-def _card(ref: ModelRef, base: ModelRef | None, evaluation: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    from assay.deploy.card import card_document, check_claims, read_card
+#: Names model cards use in ``model-index`` for the benchmarks assay runs (measured task -> dataset ids / names).
+CLAIM_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "arc_challenge": ("ai2_arc", "allenai/ai2_arc", "arc", "arc-challenge", "ARC-Challenge",
+                      "AI2 Reasoning Challenge"),
+    "arc_easy": ("arc-easy", "ARC-Easy", "ARC Easy"),
+    "hellaswag": ("Rowan/hellaswag", "HellaSwag"),
+    "mmlu": ("cais/mmlu", "hails/mmlu_no_train", "lukaemon/mmlu", "MMLU"),
+    "truthfulqa_mc2": ("truthful_qa", "truthfulqa", "TruthfulQA"),
+    "winogrande": ("allenai/winogrande", "WinoGrande"),
+    "gsm8k": ("openai/gsm8k", "GSM8K"),
+}
+#: Metric names cards use -> the metric assay reports.
+METRIC_ALIASES: Mapping[str, str] = {"accuracy": "acc", "normalizedaccuracy": "acc_norm", "accnorm": "acc_norm",
+                                     "em": "exact_match", "exactmatch": "exact_match", "mc2": "mc2", "acc": "acc"}
 
-    report = read_card(ref, base=base)
-    measured: dict[str, float] = {}
+
+def _name_key(text: str | None) -> str:
+    """Letters and digits only, lower case, without a parenthesised suffix (``ARC (25-Shot)`` -> ``arc``)."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "", re.sub(r"\(.*?\)", "", (text or "").lower()))
+
+
+def _claim_names(claim: Any) -> set[str]:
+    names: set[str] = set()
+    for raw in (claim.dataset_type, claim.dataset, claim.task):
+        if raw:
+            names |= {_name_key(raw), _name_key(str(raw).rsplit("/", 1)[-1])}
+    return names - {""}
+
+
+def _task_names(task: str) -> set[str]:
+    short = task.rsplit(":", 1)[-1]
+    names = {_name_key(task), _name_key(short)}
+    for alias in CLAIM_ALIASES.get(short, ()):
+        names |= {_name_key(alias), _name_key(alias.rsplit("/", 1)[-1])}
+    return names - {""}
+
+
+def _metric_key(metric: str) -> str:
+    base = metric.split(",", 1)[0]
+    return METRIC_ALIASES.get(_name_key(base), base.lower())
+
+
+def measured_scores(evaluation: Mapping[str, Any] | None) -> dict[tuple[str, str], float]:
+    """``(task, metric) -> value`` of the candidate's higher-is-better scores in 0..1 (what card claims state)."""
+    from assay.verdict import _metric_direction
+
+    out: dict[tuple[str, str], float] = {}
     for task, t in ((evaluation or {}).get("tasks") or {}).items():
         for metric, value in ((t or {}).get("metrics") or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
-                measured[f"{task}/{metric}"] = float(value)
-    claims = check_claims(report, measured) if measured else None
-    return card_document(report, claims=claims)
+            if (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+                    and _metric_direction(metric) > 0):
+                out[(str(task), str(metric))] = float(value)
+    return out
+
+
+def match_claims(report: Any, measured: Mapping[tuple[str, str], float]) -> tuple[list[Any], list[Any]]:
+    """Pair each ``model-index`` claim of a card with what vet measured; ``(checks, unmatched claims)``.
+
+    A claim matches a measured task when its dataset id, dataset name or task name is the task's name (or its
+    name after the suite prefix, or a name cards use for that benchmark, :data:`CLAIM_ALIASES`) and its metric
+    is the same metric (:data:`METRIC_ALIASES`). The comparison itself is :func:`assay.deploy.card.check_claims`
+    (percentages scaled, a claim more than its tolerance above the measurement is unsupported); the returned
+    checks name the measured ``task/metric``.
+    """
+    from assay.deploy.card import check_claims
+
+    checks: list[Any] = []
+    unmatched: list[Any] = []
+    for claim in report.eval_results:
+        names = _claim_names(claim)
+        hit = next(((task, metric, value) for (task, metric), value in measured.items()
+                    if names & _task_names(task) and _metric_key(metric) == _metric_key(claim.metric)), None)
+        if hit is None:
+            unmatched.append(claim)
+            continue
+        task, metric, value = hit
+        # check_claims matches on the claim's own names: hand it the measurement under one of them
+        label = next(_name_key(x) for x in (claim.dataset_type, claim.dataset, claim.task) if _name_key(x))
+        found = check_claims(replace(report, eval_results=(claim,)), {f"{label}/{claim.metric}": value})
+        checks += [replace(c, measured_key=f"{task}/{metric}") for c in found]
+    return checks, unmatched
+
+
+def _card(ref: ModelRef, base: ModelRef | None, evaluation: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    from assay.deploy.card import card_document, read_card
+
+    report = read_card(ref, base=base)
+    measured = measured_scores(evaluation)
+    claims, unmatched = match_claims(report, measured) if measured else ([], list(report.eval_results))
+    doc = dict(card_document(report, claims=claims))
+    doc["claims_unmatched"] = _plain(unmatched)
+    doc["claims_basis"] = ("the candidate's scores measured by this vet" if measured
+                           else "nothing measured (evaluation did not run), so no claim was checked")
+    return doc
 
 
 def _licence(card_doc: Mapping[str, Any], policy: Policy) -> Mapping[str, Any]:
@@ -328,7 +441,70 @@ def _licence(card_doc: Mapping[str, Any], policy: Policy) -> Mapping[str, Any]:
     violations = check_licence(lic, allow=list(policy.licence.allow), deny=list(policy.licence.deny),
                                monthly_active_users=policy.licence.monthly_active_users)
     return {"schema": "assay.licence/1", "licence": normalise(lic) if lic else None,
-            "terms": _plain(lookup(lic)), "violations": _plain(violations)}
+            "terms": _plain(lookup(lic)), "violations": _plain(violations),
+            "base_licence": card_doc.get("base_licence"), "base_licence_source": card_doc.get("base_licence_source")}
+
+
+def _bench(cand: ModelRef, base: ModelRef | None, base_note: str | None, policy: Policy,
+           progress: Progress) -> Mapping[str, Any]:
+    """Speed and memory of the candidate (and its base, in the same run); both scanned safe before this."""
+    from assay.deploy.bench import bench_document, run_bench
+
+    d = policy.deploy
+    report = run_bench(cand, base=base, prompt_tokens=d.prompt_tokens, output_tokens=d.output_tokens,
+                       batch_sizes=(d.batch,), repeats=d.repeats, warmup=1, isolate=d.isolate, progress=progress)
+    doc = bench_document(report)
+    if base_note:
+        doc["notes"] = [*doc["notes"], base_note]
+    return doc
+
+
+def cost_inputs(cost: CostPolicy, bench: Mapping[str, Any] | None) -> Any:
+    """The :class:`~assay.deploy.cost.CostInputs` of the policy's ``cost`` section and the bench document."""
+    from assay.deploy.cost import CostInputs, inputs_from_bench
+
+    derived: dict[str, Any] = {}
+    if cost.self_per_task is None and bench is not None:
+        derived = inputs_from_bench(dict(bench))
+    return CostInputs(api_per_task=cost.api_per_task, api_input_per_mtok=cost.api_input_per_mtok,
+                      api_output_per_mtok=cost.api_output_per_mtok, self_per_task=cost.self_per_task,
+                      decode_tokens_per_s=derived.get("decode_tokens_per_s"),
+                      prefill_tokens_per_s=derived.get("prefill_tokens_per_s"),
+                      hardware_per_hour=cost.gpu_price_per_hour if cost.self_per_task is None else None,
+                      utilisation=cost.utilisation, tokens_in=cost.tokens_in, tokens_out=cost.tokens_out,
+                      training_cost=cost.training_cost, monthly_tasks=cost.monthly_volume,
+                      source=derived.get("source", {"self_per_task": "given by the policy"}))
+
+
+def _cost(policy: Policy, bench: StageOutcome | None) -> StageOutcome:
+    """Cost per task self-hosted and via the API, and break-even, from the policy's prices and the bench."""
+    c = policy.cost
+    if not c.configured():
+        return StageOutcome.not_applicable("cost", "no cost inputs (the policy's cost section, or --cost-from FILE)")
+    if c.api_per_task is None and c.api_input_per_mtok is None and c.api_output_per_mtok is None:
+        return StageOutcome.skipped("cost", "no API price to compare with (cost.api_per_task, or "
+                                            "cost.api_input_per_mtok / cost.api_output_per_mtok with tokens per task)")
+    bench_doc = None
+    if c.self_per_task is None:
+        if c.gpu_price_per_hour is None:
+            return StageOutcome.skipped("cost", "the self-hosted cost needs cost.self_per_task, or "
+                                                "cost.gpu_price_per_hour with a bench")
+        if bench is None or bench.status is Status.NOT_APPLICABLE:
+            return StageOutcome.skipped("cost", "the self-hosted cost needs a measured throughput: run with --bench "
+                                                "(policy deploy.bench) or give cost.self_per_task")
+        if bench.status is Status.BLOCKED:
+            return StageOutcome.blocked("cost", bench.reason or "the bench was blocked")
+        if bench.status is not Status.RAN:
+            return StageOutcome.skipped("cost", f"no measured throughput: the bench {bench.status.value} "
+                                                f"({bench.reason})")
+        bench_doc = bench.document
+
+    def run() -> Mapping[str, Any]:
+        from assay.deploy.cost import compute_cost, cost_document
+
+        return cost_document(compute_cost(cost_inputs(c, bench_doc)))
+
+    return _timed("cost", run, NULL_PROGRESS)
 
 
 def read_training_log(ref: ModelRef) -> dict[str, Any] | None:
@@ -358,13 +534,20 @@ def read_training_log(ref: ModelRef) -> dict[str, Any] | None:
 def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: Sequence[str] | None = None,
             limit: int | None = None, out_dir: Path | None = None, revision: str | None = None,
             formats: Sequence[str] = ("json", "html", "md", "sarif", "cyclonedx"),
-            progress: Progress = NULL_PROGRESS) -> VetResult:
+            progress: Progress = NULL_PROGRESS, bench: bool | None = None,
+            cost: CostPolicy | None = None) -> VetResult:
     """Vet ``candidate`` (against ``base``, else the card's ``base_model`` when cached) under ``policy``.
 
-    ``tasks`` and ``limit`` override the policy's evaluation tasks and item limit. With ``out_dir``, the reports
-    in ``formats`` are written there atomically (see :func:`write_reports`). Raises :class:`AssayError` for bad
-    input (unresolvable candidate or base, a candidate that is not a model, an unwritable ``out_dir``).
+    ``tasks`` and ``limit`` override the policy's evaluation tasks and item limit; ``bench`` overrides
+    ``deploy.bench`` and ``cost`` the policy's cost section (the document's policy shows what was applied). With
+    ``out_dir``, the reports in ``formats`` are written there atomically (see :func:`write_reports`). Raises
+    :class:`AssayError` for bad input (unresolvable candidate or base, a candidate that is not a model, an
+    unwritable ``out_dir``).
     """
+    if bench is not None and bench != policy.deploy.bench:
+        policy = replace(policy, deploy=replace(policy.deploy, bench=bench))
+    if cost is not None:
+        policy = replace(policy, cost=cost)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     if out_dir is not None:
@@ -380,7 +563,7 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
     stage_names = list(STAGES)
     progress.start("vet", total=len(stage_names))
     outcomes: dict[str, StageOutcome] = {}
-    reports: dict[str, Any] = {}  # scan reports, by "candidate" / "base"
+    reports: dict[str, Any] = {}  # scan reports by "candidate" / "base", and the "inventory" object
 
     def done(outcome: StageOutcome) -> None:
         outcomes[outcome.name] = outcome
@@ -395,10 +578,16 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
 
     # 1. inventory (headers only; an unreadable model is bad input)
     if _available("assay.model.inventory", "open_model"):
-        done(_timed("inventory", lambda: _inventory(cand_ref), progress))
+        done(_timed("inventory", lambda: _inventory(cand_ref, reports), progress))
     else:
         done(StageOutcome.skipped("inventory", "the inventory stage is not available in this install"))
     inventory_doc = outcomes["inventory"].document
+
+    # 1b. hardware fit: an estimate from the headers, so it runs whatever the scan finds
+    if _available("assay.deploy.hardware", "hardware_fit"):
+        done(_hardware(reports.get("inventory"), policy))
+    else:
+        done(StageOutcome.skipped("hardware", "the hardware-fit estimate is not available in this install"))
 
     # 2. scan the candidate; nothing later loads it unless it is safe
     if _available("assay.scan", "scan_model"):
@@ -480,6 +669,26 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
     else:
         c = card_doc
         done(_timed("licence", lambda: _licence(c, policy), progress))
+
+    # 7. bench (optional, slow): only models that scanned safe are loaded
+    if not policy.deploy.bench:
+        done(StageOutcome.not_applicable("bench", "off (policy deploy.bench is false; `assay vet --bench` measures "
+                                                  "speed and memory)"))
+    elif not _available("assay.deploy.bench", "run_bench") or not _available("assay.evaluate.backends.hf",
+                                                                             "HFBackend"):
+        done(StageOutcome.skipped("bench", "the bench needs the eval extra (torch, transformers): "
+                                           "pip install 'assay[eval]'"))
+    else:
+        bench_base = base_ref if base_ok else None
+        note = None if bench_base is not None else (
+            f"no base measured ({bad_base or no_base_reason}): no ratios")
+        done(_timed("bench", lambda: _bench(cand_ref, bench_base, note, policy, progress), progress))
+
+    # 8. cost per task and break-even
+    if _available("assay.deploy.cost", "compute_cost"):
+        done(_cost(policy, outcomes.get("bench")))
+    else:
+        done(StageOutcome.skipped("cost", "the cost model is not available in this install"))
 
     return _finish(cand_ref, base_ref, base_source, policy, outcomes, training, started, t0, out_dir, formats,
                    progress)

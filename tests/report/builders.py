@@ -75,3 +75,48 @@ def loss_history(steps: int = 30, seed: int = 0) -> dict[str, Any]:
     rows = [{"step": s, "loss": 3.0 * 0.95 ** s + rng.random() * 0.05} for s in range(1, steps + 1)]
     rows += [{"step": s, "eval_loss": 3.1 * 0.95 ** s} for s in range(5, steps + 1, 5)]
     return {"path": "trainer_state.json", "log_history": rows}
+
+
+def hardware_doc(parameters: int = 135_000_000, *, context: int = 2048) -> dict[str, Any]:
+    """The hardware-fit stage document of a Llama-shaped model, from the real estimate."""
+    from assay.deploy.bench import fit_document
+    from assay.deploy.hardware import hardware_fit, shape_from_config
+
+    shape = shape_from_config({"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+                               "hidden_size": 576, "max_position_embeddings": 8192}, parameters=parameters)
+    return {"schema": "assay.fit/1", "source": "headers", **fit_document(hardware_fit(shape, context=context))}
+
+
+def bench_doc(cand_decode: float, base_decode: float | None, *, rss: int = 300 * 2**20) -> dict[str, Any]:
+    """An ``assay.bench/1`` document with chosen decode speeds (other figures derived from them)."""
+
+    def model(name: str, decode: float) -> dict[str, Any]:
+        return {"model": name, "backend": "hf", "device": "cpu", "dtype": "float32", "parameters": 135_000_000,
+                "scan_s": 0.1, "load_s": 1.5, "rss_before_load_bytes": 2**28, "peak_rss_bytes": 2**28 + rss,
+                "model_rss_bytes": rss, "cuda_peak_bytes": None, "ttft_s": 64 / (decode * 10),
+                "prefill_tokens_per_s": decode * 10, "decode_tokens_per_s": decode, "latency_p50_s": 32 / decode,
+                "latency_p95_s": 33 / decode, "batches": [{"batch_size": 1, "repeats": 3, "ttft_s": 64 / (decode * 10),
+                                                          "prefill_tokens_per_s": decode * 10,
+                                                          "decode_tokens_per_s": decode,
+                                                          "latency_p50_s": 32 / decode, "latency_p95_s": 33 / decode,
+                                                          "requests_per_s": decode / 32,
+                                                          "latencies_s": [32 / decode] * 3}],
+                "notes": []}
+
+    cand = model("cand", cand_decode)
+    base = model("base", base_decode) if base_decode else None
+    ratios = {} if base is None else {k: cand[k] / base[k] for k in (
+        "load_s", "ttft_s", "prefill_tokens_per_s", "decode_tokens_per_s", "latency_p50_s", "latency_p95_s",
+        "model_rss_bytes", "parameters")}
+    return {"schema": "assay.bench/1",
+            "settings": {"prompt_tokens": 64, "output_tokens": 32, "batch_sizes": [1], "repeats": 3, "warmup": 1,
+                         "threads": None, "dtype": "float32"},
+            "hardware": {"description": "Test CPU, 2 cores, 8.0 GiB RAM, torch 2 (cpu, 1 thread)"},
+            "candidate": cand, "base": base, "ratios": ratios, "fit": None, "notes": []}
+
+
+def cost_doc(bench: Mapping[str, Any], **prices: Any) -> dict[str, Any]:
+    """The cost stage document from a bench document and prices, through the real cost model."""
+    from assay.deploy.cost import CostInputs, compute_cost, cost_document, inputs_from_bench
+
+    return cost_document(compute_cost(CostInputs(**inputs_from_bench(dict(bench)), **prices)))

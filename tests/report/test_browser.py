@@ -41,7 +41,7 @@ def test_console_check_catches_a_broken_page(tmp_path: Path) -> None:
     assert any("undefinedFunction" in c for c in console)
 
 
-@pytest.mark.parametrize("kind", ["regression", "unsafe"])
+@pytest.mark.parametrize("kind", ["regression", "unsafe", "deployed"])
 def test_report_loads_clean_and_shows_the_verdict(tmp_path: Path, vet_docs: dict[str, Any], kind: str) -> None:
     doc = vet_docs[kind]
     page = write_atomic(tmp_path / "report.html", get_renderer("html").render(doc))

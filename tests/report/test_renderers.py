@@ -17,7 +17,7 @@ from assay.report.base import comparison_rows
 from assay.report.html import render_leaderboard
 from tests.report.conftest import HOSTILE
 
-KINDS = ("regression", "honest", "unsafe", "nobase")
+KINDS = ("regression", "honest", "unsafe", "nobase", "deployed")
 
 
 class _Collect(HTMLParser):
@@ -56,6 +56,9 @@ def test_expected_verdicts_of_the_fixtures(vet_docs: dict[str, Any]) -> None:
     assert vet_docs["honest"]["verdict"] == "PASS"
     assert vet_docs["unsafe"]["verdict"] == "FAIL"
     assert vet_docs["nobase"]["verdict"] == "WARN"
+    # the card claims 0.95 where 0.62 was measured: a warning with the numbers, pointing at the claim
+    assert vet_docs["deployed"]["verdict"] == "WARN"
+    assert [(r["rule"], r["evidence"]) for r in vet_docs["deployed"]["reasons"]] == [("card.claims", "card.claims[0]")]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -224,3 +227,57 @@ def test_write_atomic_into_an_unwritable_place(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ReportError, match="cannot write"):
         write_atomic(blocker / "sub" / "report.md", "x")
+
+
+def test_deployment_in_every_human_format(vet_docs: dict[str, Any]) -> None:
+    from assay.report.base import fit_rows, human_bytes, money
+
+    doc = vet_docs["deployed"]
+    bench, cost, card = doc["bench"], doc["cost"], doc["card"]
+    ratio = bench["ratios"]["decode_tokens_per_s"]
+    be = cost["break_even_tasks"]
+    rows = fit_rows(doc)
+    assert [r["bits"] for r in rows] == [16, 8, 4] and rows[0]["total_bytes"] > rows[2]["total_bytes"] > 0
+
+    text = get_renderer("terminal").render(doc)
+    assert "Hardware fit" in text and human_bytes(rows[0]["total_bytes"]) in text
+    assert f"{ratio:.2f}x" in text and f"{be:,} tasks" in text and money(cost["self_per_task"]) in text
+    assert f"{card['transparency_score']}/100" in text and "700,000,000 monthly active users" in text
+    assert "unsupported" in text
+
+    md = get_renderer("md").render(doc)
+    assert f"**{be:,} tasks**" in md and f"{ratio:.2f}x the base" in md and f"**{card['transparency_score']}/100**" in md
+    assert "cap 700,000,000 monthly active users" in md and len(md.splitlines()) <= 60
+
+    html = get_renderer("html").render(doc)
+    deploy = re.search(r'<h2 id="[^"]*-deploy">.*?(?=<h2 )', html, re.S)
+    assert deploy
+    fit_table = re.search(r"<h3>Where it fits</h3>\s*<table>.*?</table>", deploy.group(0), re.S)
+    assert fit_table and fit_table.group(0).count("<tr>") == 1 + len(rows)
+    decode_row = re.search(r"<td>decode tokens/s</td>(.*?)</tr>", deploy.group(0), re.S)
+    assert decode_row and f"{ratio:.2f}x" in decode_row.group(1)
+    svg = re.search(r'<svg[^>]*aria-label="Cumulative cost.*?</svg>', html, re.S)
+    assert svg and f"break-even {be:,} tasks" in svg.group(0) and f"Break-even at <b>{be:,}</b> tasks" in html
+    card_section = re.search(r'<h2 id="[^"]*-card">.*?(?=<h2 )', html, re.S)
+    assert card_section and "Llama 3.1 Community License" in card_section.group(0)
+    assert all(m in card_section.group(0) for m in card["missing"]) and ">unsupported<" in card_section.group(0)
+
+
+def test_cyclonedx_carries_speed_memory_and_cost(vet_docs: dict[str, Any]) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    doc = vet_docs["deployed"]
+    text = get_renderer("cyclonedx").render(doc)
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    comp = json.loads(text)["components"][0]
+    perf = {p["type"]: float(p["value"]) for p in comp["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]}
+    assert perf["decode tokens per second"] == pytest.approx(doc["bench"]["candidate"]["decode_tokens_per_s"])
+    assert perf["decode tokens per second ratio vs base"] == pytest.approx(doc["bench"]["ratios"]["decode_tokens_per_s"],
+                                                                           rel=1e-5)
+    assert perf["memory, RSS growth (bytes)"] == doc["bench"]["candidate"]["model_rss_bytes"]
+    assert perf["self-hosted cost per task"] == pytest.approx(doc["cost"]["self_per_task"], rel=1e-5)
+    assert perf["break-even tasks"] == doc["cost"]["break_even_tasks"]
+    props = {p["name"]: p["value"] for p in comp["properties"]}
+    assert props["assay:card.transparency_score"] == str(doc["card"]["transparency_score"])
+    assert int(props["assay:memory_estimate.4bit_bytes"]) == doc["hardware"]["estimates"][2]["total_bytes"]

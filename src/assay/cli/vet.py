@@ -30,37 +30,49 @@ _WRITE_FORMATS = ("json", "html", "md", "sarif", "cyclonedx")
               help="Write reports into DIR (vet.json, report.html, report.md, scan.sarif, bom.cdx.json).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(_WRITE_FORMATS),
               help="Report formats written with --out (repeatable; default: all).")
+@click.option("--bench/--no-bench", "bench", default=None,
+              help="Measure speed and memory of candidate and base after they scanned safe (slow; overrides the "
+                   "policy's deploy.bench). Gives the cost its throughput.")
+@click.option("--cost-from", "cost_from", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="Cost inputs (YAML/JSON with the policy's cost keys, a policy file, or an `assay cost --json` "
+                   "document); replaces the policy's cost section.")
 @click.option("--strict", is_flag=True, help="Exit 1 on WARN too (default: WARN exits 0).")
 @revision_option
 @json_option
 def command(candidate: str, base: str | None, policy_path: str | None, tasks: tuple[str, ...], limit: int | None,
-            out_dir: str | None, formats: tuple[str, ...], strict: bool, revision: str | None,
-            as_json: bool) -> int:
-    """Vet CANDIDATE: scan, signature, lineage, evaluation against the base, card and licence; one verdict.
+            out_dir: str | None, formats: tuple[str, ...], bench: bool | None, cost_from: str | None, strict: bool,
+            revision: str | None, as_json: bool) -> int:
+    """Vet CANDIDATE: scan, signature, lineage, evaluation against the base, card and licence, hardware fit,
+    optionally speed, memory and cost; one verdict.
 
     An unsafe or not-verified candidate is never loaded: it FAILs and the later stages are skipped. A stage
-    that cannot run (no base, say) is a reason in the verdict, never silently skipped.
+    that cannot run (no base, say) is a reason in the verdict, never silently skipped. The hardware fit
+    (memory at 16/8/4 bits, the devices it fits) is always estimated from the headers; --bench measures
+    speed and memory on this machine, and with a cost section (or --cost-from) the cost per task and the
+    break-even volume of the training cost are computed from the measured throughput.
 
     \b
     Examples:
       assay vet ./my-finetune --base HuggingFaceTB/SmolLM2-135M-Instruct
       assay vet ./my-finetune --base ./base --policy policy.yaml --out vet-out
       assay vet ./my-finetune --base ./base --task builtin:knowledge --limit 50 --json > vet.json
+      assay vet ./my-finetune --base ./base --bench --cost-from cost.yaml --out vet-out
 
     \b
     Exit codes: 0 PASS (and WARN unless --strict), 1 FAIL, 2 no verdict (bad input, a stage that failed).
     """
-    from assay.policy import default_policy, load_policy
+    from assay.policy import default_policy, load_cost_file, load_policy
     from assay.report.terminal import TerminalRenderer
     from assay.vet import run_vet, vet_document
 
     if formats and not out_dir:
         raise UsageError("--format chooses the files written with --out; give --out DIR too")
     policy = load_policy(Path(policy_path)) if policy_path else default_policy()
+    cost = load_cost_file(Path(cost_from), keep=policy.cost) if cost_from else None
     with progress(enabled=True) as prog:
         result = run_vet(candidate, base=base, policy=policy, tasks=list(tasks) or None, limit=limit,
                          out_dir=Path(out_dir) if out_dir else None, revision=revision,
-                         formats=formats or _WRITE_FORMATS, progress=prog)
+                         formats=formats or _WRITE_FORMATS, progress=prog, bench=bench, cost=cost)
     doc = vet_document(result)
     if as_json:
         emit_json(doc)

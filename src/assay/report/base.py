@@ -174,11 +174,141 @@ def stage_summary(name: str, sd: Any) -> str:
         return str(arch or "")
     if name == "licence":
         lic = sd.get("licence") or sd.get("license") or sd.get("id")
-        return f"licence {lic or 'unknown'}"
+        text = f"licence {lic or 'unknown'}"
+        n = len([v for v in sd.get("violations") or [] if isinstance(v, Mapping) and v.get("severity") == "fail"])
+        return text + (f"; {n} policy violation(s)" if n else "")
     if name == "card":
         score = sd.get("transparency_score", sd.get("score"))
-        return f"transparency score {score}" if score is not None else "card read"
+        text = f"transparency score {score}/100" if score is not None else "card read"
+        claims = [c for c in sd.get("claims") or [] if isinstance(c, Mapping)]
+        if claims:
+            bad = sum(1 for c in claims if c.get("supported") is False)
+            text += f"; {len(claims)} claimed score(s) checked, {bad} unsupported"
+        return text
+    if name == "hardware":
+        rows = fit_rows({"hardware": sd})
+        return "; ".join(f"{r['bits']}-bit {human_bytes(r['total_bytes'])}, fits {len(r['fits'])}/{r['devices']} "
+                         "devices" for r in rows)
+    if name == "bench":
+        cand = sd.get("candidate") if isinstance(sd.get("candidate"), Mapping) else {}
+        ratio = (sd.get("ratios") or {}).get("decode_tokens_per_s")
+        text = f"decode {num(cand.get('decode_tokens_per_s'), ',.1f')} tokens/s"
+        if isinstance(ratio, (int, float)):
+            text += f" ({ratio:.2f}x the base)"
+        return text + f", peak memory {human_bytes(cand.get('peak_rss_bytes'))}"
+    if name == "cost":
+        be = sd.get("break_even_tasks")
+        return (f"{money(sd.get('self_per_task'))} per task self-hosted against {money(sd.get('api_per_task'))} "
+                f"via the API; break-even {'never' if be is None else f'{be:,} tasks'}")
     return ""
+
+
+def human_bytes(n: Any) -> str:
+    """Bytes for people (binary units); ``n/a`` when unknown."""
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
+        return "n/a"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def money(x: Any) -> str:
+    """A currency figure (more decimals for sub-cent amounts); ``n/a`` when unknown."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return "n/a"
+    if x == 0:
+        return "$0"
+    if abs(x) >= 100:
+        return f"${x:,.0f}"
+    if abs(x) >= 1:
+        return f"${x:,.2f}"
+    return f"${x:.4f}" if abs(x) >= 0.0001 else f"${x:.2e}"
+
+
+def fit_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per weight precision of the hardware fit: memory needed and the devices it fits."""
+    hw = doc.get("hardware")
+    if not isinstance(hw, Mapping):
+        return []
+    devices = [d for d in hw.get("devices") or [] if isinstance(d, Mapping)]
+    rows = []
+    for e in hw.get("estimates") or []:
+        if not isinstance(e, Mapping):
+            continue
+        at = [d for d in devices if d.get("bits") == e.get("bits")]
+        rows.append({"bits": e.get("bits"), "weights_bytes": e.get("weights_bytes"),
+                     "kv_cache_bytes": e.get("kv_cache_bytes"), "total_bytes": e.get("total_bytes"),
+                     "fits": [str(d.get("device")) for d in at if d.get("fits")], "devices": len(at)})
+    return rows
+
+
+#: Headline bench figures: (label, field, format). Formats: "s" seconds, "tps" tokens/s, "bytes", "int".
+BENCH_FIELDS = (("load time", "load_s", "s"), ("time to first token", "ttft_s", "s"),
+                ("prefill tokens/s", "prefill_tokens_per_s", "tps"), ("decode tokens/s", "decode_tokens_per_s", "tps"),
+                ("latency p50", "latency_p50_s", "s"), ("latency p95", "latency_p95_s", "s"),
+                ("memory (RSS growth)", "model_rss_bytes", "bytes"), ("peak RSS", "peak_rss_bytes", "bytes"))
+
+
+def _fmt_bench(value: Any, kind: str) -> str:
+    if kind == "bytes":
+        return human_bytes(value)
+    if kind == "s":
+        return num(value, ".3f") + " s" if isinstance(value, (int, float)) else "n/a"
+    return num(value, ",.1f")
+
+
+def bench_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per headline bench figure: candidate, base and their ratio (formatted)."""
+    b = doc.get("bench")
+    if not isinstance(b, Mapping) or not isinstance(b.get("candidate"), Mapping):
+        return []
+    cand, base = b["candidate"], b.get("base") if isinstance(b.get("base"), Mapping) else None
+    ratios = b.get("ratios") or {}
+    rows = []
+    for label, key, kind in BENCH_FIELDS:
+        r = ratios.get(key)
+        rows.append({"label": label, "field": key, "candidate": _fmt_bench(cand.get(key), kind),
+                     "base": _fmt_bench(base.get(key), kind) if base else "",
+                     "ratio": f"{r:.2f}x" if isinstance(r, (int, float)) else ""})
+    return rows
+
+
+def licence_terms(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The licence's key terms as (label, text) pairs, from the licence (or card) stage."""
+    lic = doc.get("licence") if isinstance(doc.get("licence"), Mapping) else {}
+    card = doc.get("card") if isinstance(doc.get("card"), Mapping) else {}
+    t = lic.get("terms") if isinstance(lic.get("terms"), Mapping) else card.get("licence_terms")
+    if not isinstance(t, Mapping):
+        return []
+    out = [("licence", f"{t.get('name')} ({t.get('kind')})"), ("commercial use", str(t.get("commercial_use")))]
+    if t.get("mau_cap"):
+        out.append(("user cap", f"{t['mau_cap']:,} monthly active users" + (f" ({t['mau_clause']})"
+                                                                             if t.get("mau_clause") else "")))
+    for label, key in (("attribution", "attribution"), ("naming", "naming")):
+        if t.get(key):
+            out.append((label, str(t[key])))
+    if t.get("acceptable_use_policy"):
+        out.append(("acceptable use", str(t.get("acceptable_use_clause") or "an acceptable-use policy binds users")))
+    if t.get("derivatives_keep_licence"):
+        out.append(("derivatives", str(t.get("derivatives_clause") or "derivatives stay under this licence")))
+    if t.get("url"):
+        out.append(("text", str(t["url"])))
+    return out
+
+
+def claim_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The card's claimed scores against what vet measured."""
+    card = doc.get("card") if isinstance(doc.get("card"), Mapping) else {}
+    rows = []
+    for i, c in enumerate(card.get("claims") or []):
+        if not isinstance(c, Mapping):
+            continue
+        claim = c.get("claim") if isinstance(c.get("claim"), Mapping) else {}
+        rows.append({"index": i, "dataset": claim.get("dataset") or claim.get("dataset_type") or claim.get("task"),
+                     "metric": claim.get("metric"), "claimed": c.get("claimed"), "measured": c.get("measured"),
+                     "measured_key": c.get("measured_key"), "supported": c.get("supported")})
+    return rows
 
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "NONE": "#57606a"}

@@ -2,9 +2,10 @@
 
 The component carries what assay measured, not what the card claims: ``modelCard.quantitativeAnalysis.
 performanceMetrics`` lists every evaluated metric of the candidate (with its bootstrap interval when the base was
-compared, and the delta against the base as its own metric), ``pedigree.ancestors`` names the base with the
-lineage relation, and ``properties`` carry the verdict, scan result and weights root under the ``assay:``
-namespace.
+compared, and the delta against the base as its own metric), the bench's speed and memory (slice ``bench``, with
+each ratio to the base) and the cost per task and break-even (slice ``cost``); ``pedigree.ancestors`` names the
+base with the lineage relation, and ``properties`` carry the verdict, scan result, weights root, card
+transparency score and the memory estimates at 16/8/4 bits under the ``assay:`` namespace.
 
     bom = json.loads(CycloneDxRenderer().render(doc))
     bom["components"][0]["type"]        # 'machine-learning-model'
@@ -39,6 +40,40 @@ def _candidate_metrics(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+#: Bench figures in the BOM: (field, metric name).
+_BENCH_METRICS = (("decode_tokens_per_s", "decode tokens per second"),
+                  ("prefill_tokens_per_s", "prefill tokens per second"), ("ttft_s", "time to first token (s)"),
+                  ("latency_p50_s", "latency p50 (s)"), ("latency_p95_s", "latency p95 (s)"),
+                  ("load_s", "load time (s)"), ("model_rss_bytes", "memory, RSS growth (bytes)"),
+                  ("peak_rss_bytes", "peak RSS (bytes)"))
+_COST_METRICS = (("self_per_task", "self-hosted cost per task"), ("api_per_task", "API cost per task"),
+                 ("break_even_tasks", "break-even tasks"), ("monthly_self", "self-hosted cost per month"),
+                 ("monthly_api", "API cost per month"))
+
+
+def _deploy_metrics(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Measured speed, memory and cost as performance metrics."""
+    out: list[dict[str, Any]] = []
+    bench = doc.get("bench") if isinstance(doc.get("bench"), Mapping) else {}
+    cand = bench.get("candidate") if isinstance(bench.get("candidate"), Mapping) else {}
+    ratios = bench.get("ratios") if isinstance(bench.get("ratios"), Mapping) else {}
+    hw = (bench.get("hardware") or {}).get("description") if isinstance(bench.get("hardware"), Mapping) else None
+    where = f"bench on {hw}" if hw else "bench"
+    for key, name in _BENCH_METRICS:
+        v = cand.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append({"type": name, "value": _s(v), "slice": where})
+        r = ratios.get(key)
+        if isinstance(r, (int, float)) and not isinstance(r, bool):
+            out.append({"type": f"{name} ratio vs base", "value": _s(r), "slice": where})
+    cost = doc.get("cost") if isinstance(doc.get("cost"), Mapping) else {}
+    for key, name in _COST_METRICS:
+        v = cost.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append({"type": name, "value": _s(v), "slice": "cost"})
+    return out
+
+
 class CycloneDxRenderer(Renderer):
     """CycloneDX 1.6 JSON ML-BOM."""
 
@@ -69,6 +104,7 @@ class CycloneDxRenderer(Renderer):
                 metrics.append(d)
         if not rows:
             metrics = _candidate_metrics(doc)
+        metrics += _deploy_metrics(doc)
         params: dict[str, Any] = {"task": "text-generation"}
         arch = inv.get("architecture")
         if isinstance(arch, Mapping):
@@ -102,6 +138,12 @@ class CycloneDxRenderer(Renderer):
         props = [("assay:verdict", doc.get("verdict")), ("assay:scan.verdict", (doc.get("scan") or {}).get("verdict")),
                  ("assay:lineage.relation", lineage.get("relation")),
                  ("assay:weights_root", lineage.get("candidate_weights_root") or inv.get("weights_root"))]
+        card_doc = doc.get("card") if isinstance(doc.get("card"), Mapping) else {}
+        props.append(("assay:card.transparency_score", card_doc.get("transparency_score")))
+        hw_doc = doc.get("hardware") if isinstance(doc.get("hardware"), Mapping) else {}
+        for e in hw_doc.get("estimates") or []:
+            if isinstance(e, Mapping) and e.get("bits") is not None:
+                props.append((f"assay:memory_estimate.{e['bits']}bit_bytes", e.get("total_bytes")))
         props += [(f"assay:reason.{i}", f"{r.get('rule')}: {r.get('message')}")
                   for i, r in enumerate(doc.get("reasons") or [])]
         component["properties"] = [{"name": k, "value": str(v)} for k, v in props if v is not None]

@@ -20,7 +20,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from assay.report.base import VERDICT_COLOURS, Renderer, comparison_rows, num, stage_rows
+from assay.report.base import (VERDICT_COLOURS, Renderer, bench_rows, claim_rows, comparison_rows, fit_rows,
+                               human_bytes, licence_terms, money, num, stage_rows)
 
 _GOOD, _BAD, _NEUTRAL, _GRID, _INK = "#1a7f37", "#cf222e", "#57606a", "#d0d7de", "#24292f"
 _BLUE, _ORANGE = "#0969da", "#bc4c00"
@@ -272,6 +273,13 @@ def _first_num(d: Mapping[str, Any], *keys: str) -> float | None:
     return None
 
 
+def _count_text(x: Any) -> str:
+    """A whole number with thousands separators (``n/a`` when unknown)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return "n/a"
+    return f"{int(round(x)):,}"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "model"
 
@@ -290,7 +298,8 @@ def evidence_anchor(anchor: str, evidence: str) -> str:
         return f"#{anchor}-stages"
     stage = evidence.split(".", 1)[0].split("[", 1)[0]
     section = {"scan": "scan", "signature": "signature", "lineage": "lineage", "comparison": "evaluation",
-               "evaluation": "evaluation", "card": "card", "licence": "card"}.get(stage, "why")
+               "evaluation": "evaluation", "card": "card", "licence": "card", "hardware": "deploy",
+               "bench": "deploy", "cost": "cost"}.get(stage, "why")
     return f"#{anchor}-{section}"
 
 
@@ -324,6 +333,12 @@ def model_view(doc: Mapping[str, Any], *, anchor: str = "") -> dict[str, Any]:
         "loss_chart": loss_chart(doc.get("training") if isinstance(doc.get("training"), Mapping) else None),
         "cost_chart": cost_chart(cost),
         "cost": cost,
+        "fit": fit_rows(doc),
+        "hardware": doc.get("hardware") if isinstance(doc.get("hardware"), Mapping) else None,
+        "bench": doc.get("bench") if isinstance(doc.get("bench"), Mapping) else None,
+        "bench_rows": bench_rows(doc),
+        "terms": licence_terms(doc),
+        "claims": claim_rows(doc),
         "scan": scan,
         "findings": list(enumerate(scan.get("findings") or []))[:200],
         "lineage": lineage,
@@ -348,6 +363,9 @@ def _template() -> Any:
                       default_for_string=True, default=True), undefined=ChainableUndefined, trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["num"] = num
+    env.filters["bytes"] = human_bytes
+    env.filters["money"] = money
+    env.filters["whole"] = _count_text
     return env.get_template("report.html.j2")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from assay.report.base import Renderer, comparison_rows, num, stage_rows
+from assay.report.base import Renderer, claim_rows, comparison_rows, fit_rows, human_bytes, money, num, stage_rows
 
 _ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "NONE": "❔"}
 _MAX_REASONS = 8
@@ -34,6 +34,55 @@ def plain(text: Any) -> str:
     for ch in "\\`*_[]|#":
         s = s.replace(ch, "\\" + ch)
     return s[:300] + ("..." if len(s) > 300 else "")
+
+
+def _deployment(doc: Mapping[str, Any]) -> list[str]:
+    """A few bullet lines: card and licence, memory at 16/8/4 bits, measured speed, cost and break-even."""
+    items: list[str] = []
+    card = doc.get("card") if isinstance(doc.get("card"), Mapping) else None
+    if card is not None:
+        missing = card.get("missing") or []
+        items.append(f"- Card transparency **{card.get('transparency_score')}/100**"
+                     + (f"; missing: {plain(', '.join(map(str, missing)))}" if missing else ""))
+        claims = claim_rows(doc)
+        if claims:
+            bad = [c for c in claims if c["supported"] is False]
+            items.append(f"- Claimed scores checked: {len(claims)}, unsupported: {len(bad)}"
+                         + "".join(f"; {code(c['dataset'])} {plain(c['metric'])} claimed {num(c['claimed'], '.3f')}, "
+                                   f"measured {num(c['measured'], '.3f')}" for c in bad[:3]))
+    lic = doc.get("licence") if isinstance(doc.get("licence"), Mapping) else None
+    if lic is not None:
+        terms = lic.get("terms") if isinstance(lic.get("terms"), Mapping) else {}
+        text = f"- Licence {code(lic.get('licence') or 'none declared')}"
+        if terms:
+            text += f": {plain(terms.get('name'))}, commercial use {plain(terms.get('commercial_use'))}"
+            if terms.get("mau_cap"):
+                text += f", cap {terms['mau_cap']:,} monthly active users"
+        items.append(text)
+    rows = fit_rows(doc)
+    if rows:
+        items.append("- Memory (estimate): " + "; ".join(
+            f"{r['bits']}-bit {human_bytes(r['total_bytes'])}, fits {len(r['fits'])}/{r['devices']} devices"
+            for r in rows))
+    bench = doc.get("bench") if isinstance(doc.get("bench"), Mapping) else None
+    if bench is not None and isinstance(bench.get("candidate"), Mapping):
+        c, ratios = bench["candidate"], bench.get("ratios") or {}
+        text = f"- Measured: decode {num(c.get('decode_tokens_per_s'), ',.1f')} tokens/s"
+        if isinstance(ratios.get("decode_tokens_per_s"), (int, float)):
+            text += f" ({ratios['decode_tokens_per_s']:.2f}x the base)"
+        text += f", memory {human_bytes(c.get('model_rss_bytes'))}"
+        if isinstance(ratios.get("model_rss_bytes"), (int, float)):
+            text += f" ({ratios['model_rss_bytes']:.2f}x the base)"
+        items.append(text)
+    cost = doc.get("cost") if isinstance(doc.get("cost"), Mapping) else None
+    if cost is not None:
+        be = cost.get("break_even_tasks")
+        items.append(f"- Cost per task: {money(cost.get('self_per_task'))} self-hosted, "
+                     f"{money(cost.get('api_per_task'))} via the API; break-even "
+                     f"**{'never' if be is None else f'{be:,} tasks'}**")
+    if not items:
+        return []
+    return ["<details><summary>Deployment, card and licence</summary>", "", *items, "", "</details>", ""]
 
 
 class MarkdownRenderer(Renderer):
@@ -74,6 +123,7 @@ class MarkdownRenderer(Renderer):
             if len(rows) > len(shown):
                 lines.append(f"| | and {len(rows) - len(shown)} more | | | | |")
             lines += ["", "</details>", ""]
+        lines += _deployment(doc)
         lines += ["<details><summary>Stages</summary>", "", "| stage | status | summary |", "|---|---|---|"]
         for s in stage_rows(doc):
             lines.append(f"| {s['stage']} | {s['status']} | {plain(s['summary'])} |")

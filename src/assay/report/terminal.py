@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from assay.report.base import VERDICT_COLOURS, Renderer, comparison_rows, num, stage_rows
+from assay.report.base import (VERDICT_COLOURS, Renderer, bench_rows, claim_rows, comparison_rows, fit_rows,
+                               human_bytes, licence_terms, money, num, stage_rows)
 
 _STATUS_STYLE = {"regressed": "bold red", "improved": "bold green", "worse": "yellow", "better": "green",
                  "unchanged": "dim", "unknown": "dim"}
@@ -67,6 +68,7 @@ class TerminalRenderer(Renderer):
                            Text(r["status"], style=_STATUS_STYLE.get(r["status"], "")),
                            f"{num(r['base'], '.4g')} → {num(r['candidate'], '.4g')}", num(r["delta"], "+.3g"), ci)
             parts += [Text(""), ct]
+        parts += _card_parts(doc) + _deploy_parts(doc)
         return Group(*parts)
 
     def print(self, doc: Mapping[str, Any], console: Console) -> None:
@@ -77,6 +79,72 @@ class TerminalRenderer(Renderer):
         con = Console(record=True, width=120, file=_Null(), color_system=None, force_terminal=False)
         self.print(doc, con)
         return con.export_text()
+
+
+def _card_parts(doc: Mapping[str, Any]) -> list[Any]:
+    card = doc.get("card") if isinstance(doc.get("card"), Mapping) else None
+    terms = licence_terms(doc)
+    if card is None and not terms:
+        return []
+    parts: list[Any] = [Text(""), Text("Card and licence", style="bold")]
+    if card is not None:
+        missing = card.get("missing") or []
+        parts.append(Text.assemble("  transparency ", (f"{card.get('transparency_score')}/100", "bold"),
+                                   f"; missing: {', '.join(map(str, missing))}" if missing else "; nothing missing"))
+    for label, text in terms:
+        parts.append(Text.assemble(f"  {label}: ", (text, "")))
+    for c in claim_rows(doc):
+        style = "red" if c["supported"] is False else "green"
+        parts.append(Text.assemble(f"  claim {c['dataset']} {c['metric']} {num(c['claimed'], '.3f')}, measured "
+                                   f"{num(c['measured'], '.3f')} ({c['measured_key']}): ",
+                                   ("unsupported" if c["supported"] is False else "supported", style)))
+    return parts
+
+
+def _deploy_parts(doc: Mapping[str, Any]) -> list[Any]:
+    parts: list[Any] = []
+    rows = fit_rows(doc)
+    if rows:
+        hw = doc.get("hardware") or {}
+        t = Table(title=f"Hardware fit (estimate from the headers; context {hw.get('context')}, batch "
+                        f"{hw.get('batch')})", title_justify="left")
+        for col in ("bits", "weights", "KV cache", "total"):
+            t.add_column(col, justify="right", no_wrap=True)
+        t.add_column("fits", overflow="fold")
+        for r in rows:
+            fits = ", ".join(r["fits"]) if r["fits"] else "none of the listed devices"
+            if r["fits"] and len(r["fits"]) == r["devices"]:
+                fits = f"all {r['devices']} listed devices"
+            t.add_row(str(r["bits"]), human_bytes(r["weights_bytes"]), human_bytes(r["kv_cache_bytes"]),
+                      human_bytes(r["total_bytes"]), escape(fits))
+        parts += [Text(""), t]
+    brows = bench_rows(doc)
+    if brows:
+        bench = doc.get("bench") or {}
+        hw_desc = (bench.get("hardware") or {}).get("description", "")
+        t = Table(title=f"Speed and memory, measured on {hw_desc}", title_justify="left")
+        t.add_column("")
+        t.add_column("candidate", justify="right")
+        if bench.get("base"):
+            t.add_column("base", justify="right")
+            t.add_column("ratio", justify="right")
+        for r in brows:
+            cells = [r["candidate"]] + ([r["base"], r["ratio"]] if bench.get("base") else [])
+            t.add_row(r["label"], *cells)
+        parts += [Text(""), t]
+    cost = doc.get("cost") if isinstance(doc.get("cost"), Mapping) else None
+    if cost is not None:
+        be = cost.get("break_even_tasks")
+        parts += [Text(""), Text("Cost", style="bold"),
+                  Text(f"  per task: {money(cost.get('self_per_task'))} self-hosted "
+                       f"({cost.get('self_per_task_basis', '')}), {money(cost.get('api_per_task'))} via the API"),
+                  Text.assemble("  break-even: ", ("never" if be is None else f"{be:,} tasks", "bold"),
+                                f" (≈ {cost['payback_months']:.1f} months at the given volume)"
+                                if isinstance(cost.get("payback_months"), (int, float)) else "")]
+        if isinstance(cost.get("monthly_self"), (int, float)):
+            parts.append(Text(f"  per month: {money(cost.get('monthly_self'))} self-hosted, "
+                              f"{money(cost.get('monthly_api'))} via the API"))
+    return parts
 
 
 class _Null:
