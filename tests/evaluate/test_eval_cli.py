@@ -133,3 +133,69 @@ def test_kl_tasks_run_next_to_the_others(setup, capsys, tmp_path: Path) -> None:
     assert rc_same == 0 and same["tasks"][f"kl:{docs}"]["metrics"]["kl_mean"] == 0.0
     assert main(["eval", str(setup["base"]), "--task", f"kl:{docs}"]) == 2
     assert "give --base" in capsys.readouterr().err
+
+
+def test_winogrande_choices_are_scored_after_their_own_contexts(setup, capsys, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rows = [("The trophy didn't fit in the suitcase because _ was too big.", "the trophy", "the suitcase", "1"),
+            ("Anna gave Mia her coat because _ was cold.", "Anna", "Mia", "2"),
+            ("The dog chased the fox until _ was tired.", "the dog", "the fox", "1")]
+    data = tmp_path / "winogrande"
+    data.mkdir()
+    (data / "dev.jsonl").write_text("".join(json.dumps({"qID": f"w{k}", "sentence": s, "option1": a, "option2": b,
+                                                        "answer": ans}) + "\n"
+                                            for k, (s, a, b, ans) in enumerate(rows)), encoding="utf-8")
+    log = tmp_path / "items.jsonl"
+    rc, doc = _run(capsys, str(setup["base"]), "--task", f"winogrande:{data}", "--log-items", str(log))
+    assert rc == 0 and doc["tasks"]["winogrande"]["n"] == 3
+    lines = {d["id"]: d for d in map(json.loads, log.read_text().splitlines())}
+    model = AutoModelForCausalLM.from_pretrained(setup["base"], dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(setup["base"])
+    for k, (sentence, opt1, opt2, _ans) in enumerate(rows):
+        before, after = sentence.split("_")
+        naive = []
+        for opt in (opt1, opt2):  # lm-evaluation-harness: one full forward of context + " " + rest of sentence
+            ctx = tok(before + opt)["input_ids"]
+            whole = tok(before + opt + " " + after.strip())["input_ids"]
+            with torch.inference_mode():
+                logp = torch.log_softmax(model(input_ids=torch.tensor([whole[:-1]])).logits[0].float(), -1)
+            naive.append(float(sum(logp[t - 1, whole[t]] for t in range(len(ctx), len(whole)))))
+        got = lines[f"w{k}"]["loglikelihoods"]
+        assert got[0] != got[1]
+        assert got == pytest.approx(naive, abs=1e-4)
+
+
+def test_bad_batch_size_and_task_folder_exit_2_with_a_clear_message(setup, capsys, tmp_path: Path) -> None:
+    rc = main(["eval", str(setup["base"]), "--task", str(setup["task"]), "--batch-size", "0", "--threads", "1"])
+    assert rc == 2 and capsys.readouterr().err.strip() == "error: --batch-size must be a positive number"
+    rc = main(["eval", str(setup["base"]), "--task", str(tmp_path), "--threads", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is a folder" in err and "not found" not in err
+
+
+def test_a_missing_model_is_refused_before_the_base_is_evaluated(setup, capsys, monkeypatch) -> None:
+    import assay.evaluate.runner as runner
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the base was evaluated before the candidate was found")
+
+    monkeypatch.setattr(runner, "evaluate_model", must_not_run)
+    rc = main(["eval", str(setup["root"] / "no-such-model"), "--base", str(setup["base"]),
+               "--task", str(setup["task"]), "--threads", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: no such model") and len(err.strip().splitlines()) == 1
+
+
+def test_org_name_with_revision_from_the_local_cache(setup, capsys, tmp_path: Path, monkeypatch) -> None:
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "hub" / "models--acme--tiny"
+    shutil.copytree(setup["base"], repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    rc, doc = _run(capsys, "acme/tiny", "--revision", "main", "--task", str(setup["task"]), "--limit", "4")
+    assert rc == 0 and doc["schema"] == "assay.eval/1" and doc["tasks"]["words"]["n"] == 4
+    rc = main(["eval", "acme/tiny", "--revision", "nope", "--task", str(setup["task"]), "--threads", "1"])
+    assert rc == 2 and "not in the local Hugging Face cache" in capsys.readouterr().err

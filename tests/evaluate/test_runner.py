@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -11,8 +13,8 @@ import pytest
 from assay.errors import EvalError
 from assay.evaluate.backends.hf import HFBackend
 from assay.evaluate.cache import ResultCache
-from assay.evaluate.runner import (INVALID, evaluate_model, exact_match, extract_answer, fewshot_examples,
-                                   score_choices)
+from assay.evaluate.runner import (INVALID, build_choice_contexts, build_context, evaluate_model, exact_match,
+                                   extract_answer, fewshot_examples, score_choices)
 from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind
 from tests.factory.models import build_model, tiny_tokenizer
 
@@ -127,3 +129,107 @@ def test_invalid_tasks_are_refused(backend: HFBackend) -> None:
         evaluate_model(backend, [bad])
     with pytest.raises(EvalError, match="few-shot pool has 0"):
         evaluate_model(backend, [_mc_task(num_fewshot=2)])
+
+
+# ------------------------------------------------------------------------------ per-item prompts (issue 6)
+def _naive_loglikelihood(model, tok, context: str, continuation: str) -> float:
+    """lm-evaluation-harness's reference: one full forward over context + continuation, nothing shared."""
+    import torch
+
+    ctx = tok(context)["input_ids"]
+    whole = tok(context + continuation)["input_ids"]
+    cont = whole[len(ctx):]
+    assert whole[:len(ctx)] == ctx and cont
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([whole[:-1]])).logits[0, -len(cont):].float()
+    return float(torch.log_softmax(logits, -1).gather(1, torch.tensor(cont)[:, None]).sum())
+
+
+WINO = [
+    ("The trophy didn't fit in the suitcase because _ was too big.", "the trophy", "the suitcase", "1"),
+    ("The trophy didn't fit in the suitcase because _ was too small.", "the trophy", "the suitcase", "2"),
+    ("Anna gave Mia her coat because _ was cold.", "Anna", "Mia", "2"),
+    ("The cat chased the mouse until _ was tired and stopped running.", "the cat", "the mouse", "1"),
+]
+WINO_TRAIN = [
+    ("Sam lent Tom a pen because _ had forgotten his own at home.", "Sam", "Tom", "2"),
+    ("The bottle broke the glass table when _ fell on it from the shelf.", "the bottle", "the glass table", "1"),
+    ("Ben is taller than Joe, so _ sat in the back row of the photo.", "Ben", "Joe", "1"),
+]
+
+
+def _wino_rows(rows) -> list[dict[str, str]]:
+    return [{"qID": f"q{k}", "sentence": s, "option1": a, "option2": b, "answer": ans}
+            for k, (s, a, b, ans) in enumerate(rows)]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.mark.parametrize("sampler", ["first_n", "random"])
+def test_winogrande_scores_each_choice_after_its_own_context(backend: HFBackend, tmp_path: Path,
+                                                             sampler: str) -> None:
+    from assay.evaluate.suites import load_suite
+
+    _write_jsonl(tmp_path / "dev.jsonl", _wino_rows(WINO))
+    _write_jsonl(tmp_path / "train.jsonl", _wino_rows(WINO_TRAIN))
+    task = dataclasses.replace(load_suite(f"winogrande:{tmp_path}"), num_fewshot=2, fewshot_sampler=sampler)
+    res = evaluate_model(backend, [task])["winogrande"]
+    assert res.n == len(WINO)
+    filled = {r[0]: r[0].replace("_", r[1] if r[3] == "1" else r[2]) for r in WINO_TRAIN}
+    for item, (sentence, opt1, opt2, answer), got in zip(task.items, WINO, res.per_item, strict=True):
+        target = sentence.split("_", 1)[1].strip()
+        # a few-shot example reads as the sentence with its right option filled in
+        shots = fewshot_examples(task, item)
+        prefix = "".join(filled[ex.context] + "\n\n" for ex in shots)
+        prompts = build_choice_contexts(task, item, backend)
+        assert prompts == [prefix + sentence.split("_")[0] + opt for opt in (opt1, opt2)]
+        naive = [_naive_loglikelihood(backend.model, backend.tokenizer, p, " " + target) for p in prompts]
+        assert got.loglikelihoods == pytest.approx(naive, abs=1e-4)
+        assert got.loglikelihoods[0] != got.loglikelihoods[1]
+        assert got.metrics["acc"] == float(int(np.argmax(naive)) == int(answer) - 1)
+
+
+def test_per_choice_contexts_must_match_the_choices(backend: HFBackend) -> None:
+    bad = Task(name="b", version="1", kind=TaskKind.MULTIPLE_CHOICE,
+               items=(Item(id="0", choices=("x", "x"), gold=0, contexts=("a",)),))
+    with pytest.raises(EvalError, match="1 per-choice contexts for 2 choices"):
+        evaluate_model(backend, [bad])
+    plain = Item(id="0", context="Q", choices=("a", "b"), gold=0)
+    assert dataclasses.replace(plain, contexts=("Q1", "Q2")).digest() != plain.digest()
+
+
+MMLU_TWO_SUBJECTS = [
+    *({"question": f"Astronomy question {k}?", "subject": "astronomy", "choices": ["a", "b", "c", "d"],
+       "answer": k % 4} for k in range(3)),
+    *({"question": f"Virology question {k}?", "subject": "virology", "choices": ["e", "f", "g", "h"],
+       "answer": k % 4} for k in range(3)),
+]
+
+
+def test_mmlu_items_of_several_subjects_get_their_own_description_and_examples(backend: HFBackend,
+                                                                               tmp_path: Path) -> None:
+    from assay.evaluate.suites import load_suite
+
+    _write_jsonl(tmp_path / "test.jsonl", MMLU_TWO_SUBJECTS)
+    _write_jsonl(tmp_path / "dev.jsonl", [dict(r, question=r["question"].replace("question", "example"))
+                                          for r in MMLU_TWO_SUBJECTS])
+    task = dataclasses.replace(load_suite(f"mmlu:{tmp_path}"), num_fewshot=2)
+    assert task.description == ""  # two subjects: the description is per item
+    for item in task.items:
+        subject = item.meta["subject"]
+        other = "virology" if subject == "astronomy" else "astronomy"
+        prompt = build_context(task, item, backend)
+        assert prompt.startswith(f"The following are multiple choice questions (with answers) about {subject}.\n\n")
+        assert prompt.count("The following are multiple choice questions") == 1
+        title = subject.capitalize()
+        assert prompt.count(f"{title} example") == 2 and other.capitalize() not in prompt
+        assert f"{title} example 0?" in prompt and f"{title} example 1?" in prompt  # first_n of its own subject
+        assert prompt.endswith(item.context)
+    res = evaluate_model(backend, [task])["mmlu"]
+    assert res.n == 6
+    too_many = dataclasses.replace(task, num_fewshot=4)
+    with pytest.raises(EvalError, match="pool for group 'astronomy' has 3"):
+        evaluate_model(backend, [too_many])

@@ -250,7 +250,7 @@ def test_winogrande_partial_evaluation(tmp_path: Path) -> None:
     _parquet(tmp_path / "winogrande_xs" / "train-00000-of-00001.parquet", [WINO_ROW])
     task = load_suite(f"winogrande:{tmp_path}")
     it = task.items[0]
-    assert it.meta["contexts"] == ("The trophy didn't fit in the suitcase because the trophy",
+    assert it.contexts == ("The trophy didn't fit in the suitcase because the trophy",
                                    "The trophy didn't fit in the suitcase because the suitcase")
     assert it.choices == ("was too big.", "was too big.") and it.gold == 0
     assert len(task.fewshot_pool) == 2 and task.metrics == ("acc",)

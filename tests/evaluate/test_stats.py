@@ -108,3 +108,26 @@ def test_compare_refuses_unpaired_results() -> None:
         compare_results({"a": _task("a", [1.0, 0.0])}, {"a": _task("a", [1.0, 0.0, 1.0])})
     with pytest.raises(EvalError, match="version"):
         compare_results({"a": _task("a", [1.0], version="1")}, {"a": _task("a", [1.0], version="2")})
+
+
+def test_registered_lower_is_better_metric_regresses_when_it_rises() -> None:
+    from assay.evaluate.stats import register_metric
+
+    name = "test_stats_error_rate"
+    spec = register_metric(name, higher_is_better=False)
+    assert metric_spec(name) == spec and register_metric(name, higher_is_better=False) == spec  # idempotent
+    with pytest.raises(ValueError, match="already registered"):
+        register_metric(name, higher_is_better=True)
+    with pytest.raises(ValueError, match="num and den"):
+        register_metric("test_stats_bad_ratio", higher_is_better=False, kind="ratio")
+
+    def result(values: list[float]) -> TaskResult:
+        items = tuple(ItemResult(id=str(i), metrics={name: v}) for i, v in enumerate(values))
+        return TaskResult(task="t", version="1", kind=TaskKind.PROBE, n=len(values),
+                          metrics={name: float(np.mean(values))}, stderr={name: 0.0}, per_item=items)
+
+    base, cand = [0.0] * 40, [1.0] * 20 + [0.0] * 20  # errors rose from 0 to half the items
+    worse = compare_results({"t": result(base)}, {"t": result(cand)}, seed=0)["t"][name]
+    assert not worse.higher_is_better and worse.delta == pytest.approx(0.5) and worse.regression
+    better = compare_results({"t": result(cand)}, {"t": result(base)}, seed=0)["t"][name]
+    assert not better.regression

@@ -18,6 +18,10 @@ Scoring follows lm-evaluation-harness:
 Few-shot examples come before the context: ``description + (example + target_delimiter + answer +
 fewshot_delimiter) * k + context``. The ``first_n`` sampler takes the first k of the pool; ``random`` samples k
 with a generator seeded by (seed, item id), so an item's prompt does not depend on which other items run.
+An item's ``meta["description"]`` replaces the task's description (MMLU with several subjects in one file) and its
+``meta["fewshot_group"]`` limits the pool to examples of the same group (the subject's dev split). An item with
+per-choice :attr:`~assay.evaluate.tasks.Item.contexts` (Winogrande) scores choice ``i`` after
+``prefix + contexts[i]``, and shows its gold context when it is a few-shot example.
 """
 
 from __future__ import annotations
@@ -130,8 +134,13 @@ def fewshot_examples(task: Task, item: Item) -> list[Item]:
         return []
     digest = item.digest()
     pool = [ex for ex in task.fewshot_pool if ex.digest() != digest]
+    group = item.meta.get("fewshot_group")
+    if group is not None:
+        pool = [ex for ex in pool if ex.meta.get("fewshot_group") == group]
     if len(pool) < k:
-        raise EvalError(f"task {task.name}: {k} few-shot examples requested but the few-shot pool has {len(pool)}")
+        where = f" for group {group!r}" if group is not None else ""
+        raise EvalError(f"task {task.name}: {k} few-shot examples requested but the few-shot pool{where} has "
+                        f"{len(pool)}")
     if task.fewshot_sampler == "first_n":
         return pool[:k]
     if task.fewshot_sampler == "random":
@@ -140,15 +149,37 @@ def fewshot_examples(task: Task, item: Item) -> list[Item]:
     raise EvalError(f"task {task.name}: unknown few-shot sampler {task.fewshot_sampler!r} (first_n or random)")
 
 
+def fewshot_prefix(task: Task, item: Item) -> str:
+    """What comes before an item's own context: its description, then its few-shot examples.
+
+    The description is the item's ``meta["description"]`` when it has one (MMLU with several subjects in one
+    file), else the task's; it appears once. A few-shot example with per-choice :attr:`Item.contexts` shows its
+    gold choice's context (Winogrande: the sentence with the right option filled in).
+    """
+    parts = [str(item.meta.get("description", task.description))]
+    for ex in fewshot_examples(task, item):
+        shown = ex.context
+        if ex.contexts and isinstance(ex.gold, int) and 0 <= ex.gold < len(ex.contexts):
+            shown = ex.contexts[ex.gold]
+        parts.append(shown + task.target_delimiter + answer_text(task, ex) + task.fewshot_delimiter)
+    return "".join(parts)
+
+
 def build_context(task: Task, item: Item, backend: Backend | None = None) -> str:
     """The prompt of an item: description, few-shot examples, the item's context (chat template if asked)."""
-    parts = [task.description]
-    for ex in fewshot_examples(task, item):
-        parts.append(ex.context + task.target_delimiter + answer_text(task, ex) + task.fewshot_delimiter)
-    parts.append(item.context)
-    text = "".join(parts)
+    return _wrap(task, fewshot_prefix(task, item) + item.context, backend)
+
+
+def build_choice_contexts(task: Task, item: Item, backend: Backend | None = None) -> list[str]:
+    """One prompt per choice for an item with per-choice :attr:`Item.contexts` (same prefix before each)."""
+    prefix = fewshot_prefix(task, item)
+    return [_wrap(task, prefix + c, backend) for c in item.contexts]
+
+
+def _wrap(task: Task, text: str, backend: Backend | None) -> str:
+    # The result is passed on untouched: an openai backend returns a str subclass that routes it to chat.
     if task.use_chat_template and backend is not None:
-        text = backend.apply_chat_template(text)
+        return backend.apply_chat_template(text)
     return text
 
 
@@ -256,6 +287,9 @@ def _validate_mc_item(task: Task, item: Item) -> None:
     for i, c in enumerate(item.choices):
         if not isinstance(c, str) or c == "":
             raise EvalError(f"task {task.name}: item {item.id} choice {i} is empty")
+    if item.contexts and len(item.contexts) != n:
+        raise EvalError(f"task {task.name}: item {item.id} has {len(item.contexts)} per-choice contexts for {n} "
+                        f"choices")
     golds = item.gold if isinstance(item.gold, tuple) else (item.gold,)
     for g in golds:
         if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < n:
@@ -319,16 +353,23 @@ def evaluate_task(backend: Backend, task: Task, *, limit: int | None = None, cac
 def _render(task: Task, item: Item, backend: Backend) -> dict[str, Any]:
     if task.kind == TaskKind.PERPLEXITY:
         return {"text": item.text if item.text is not None else item.context}
-    context = build_context(task, item, backend)
     if task.kind == TaskKind.MULTIPLE_CHOICE:
         delim = "" if task.use_chat_template else task.target_delimiter
-        return {"context": context, "continuations": [delim + c for c in item.choices]}
+        continuations = [delim + c for c in item.choices]
+        if item.contexts:
+            return {"contexts": build_choice_contexts(task, item, backend), "continuations": continuations}
+        return {"context": build_context(task, item, backend), "continuations": continuations}
+    context = build_context(task, item, backend)
     return {"prompt": context, "until": list(task.generation.until), "max_tokens": task.generation.max_tokens}
 
 
 def _score(backend: Backend, task: Task, items: list[Item], renders: list[dict[str, Any]]) -> list[ItemResult]:
     if task.kind == TaskKind.MULTIPLE_CHOICE:
-        reqs = [LoglikelihoodRequest(r["context"], c) for r in renders for c in r["continuations"]]
+        # Choice i is scored after its own context when the item has one per choice (Winogrande), else all
+        # choices share the item's context (and the backend runs that context once for all of them).
+        reqs = [LoglikelihoodRequest(ctx, c) for r in renders
+                for ctx, c in zip(r.get("contexts") or [r["context"]] * len(r["continuations"]),
+                                  r["continuations"], strict=True)]
         res = backend.loglikelihood(reqs)
         out, pos = [], 0
         for item in items:

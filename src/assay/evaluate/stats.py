@@ -9,7 +9,8 @@
   power, for n items.
 
 Metrics are either per-item means (accuracy, exact match) or ratios of per-item sums (perplexity, bits per byte);
-:class:`MetricSpec` says which, so every function works on both.
+:class:`MetricSpec` says which, so every function works on both. A module that defines its own metrics (the
+behaviour probes) declares their direction with :func:`register_metric`.
 
     >>> spec = metric_spec("acc")
     >>> paired_bootstrap_ci(spec, {"acc": base}, {"acc": cand}, seed=0)
@@ -58,7 +59,36 @@ METRICS: dict[str, MetricSpec] = {
     "byte_perplexity": MetricSpec("byte_perplexity", False, "ratio", "logprob", "bytes", "exp_neg"),
     "bits_per_byte": MetricSpec("bits_per_byte", False, "ratio", "logprob", "bytes", "neg_log2"),
 }
-"""Ratio metrics; every other name is a higher-is-better mean (register lower-is-better ones here)."""
+"""Metrics that are not higher-is-better means: the ratio metrics, and whatever :func:`register_metric` adds.
+Every other name is a higher-is-better per-item mean."""
+
+_TRANSFORMS = ("identity", "exp_neg", "neg_log2")
+
+
+def register_metric(name: str, *, higher_is_better: bool, kind: str = "mean", num: str = "", den: str = "",
+                    transform: str = "identity") -> MetricSpec:
+    """Declare how a metric is aggregated and which direction is better (for metrics defined outside this module).
+
+        register_metric("over_refused", higher_is_better=False)
+
+    Registering a name again with the same definition is harmless (modules may be reloaded); a different
+    definition of a name already registered raises ``ValueError``, so two modules cannot silently disagree about
+    which way a metric points.
+    """
+    if not name:
+        raise ValueError("a metric needs a name")
+    if kind not in ("mean", "ratio"):
+        raise ValueError(f"metric {name}: kind must be 'mean' or 'ratio' (got {kind!r})")
+    if kind == "ratio" and not (num and den):
+        raise ValueError(f"metric {name}: a ratio metric needs num and den")
+    if transform not in _TRANSFORMS:
+        raise ValueError(f"metric {name}: transform must be one of {', '.join(_TRANSFORMS)} (got {transform!r})")
+    spec = MetricSpec(name, higher_is_better, kind, num, den, transform)
+    known = METRICS.get(name)
+    if known is not None and known != spec:
+        raise ValueError(f"metric {name} is already registered as {known}")
+    METRICS[name] = spec
+    return spec
 
 
 def metric_spec(name: str) -> MetricSpec:

@@ -57,12 +57,18 @@ class Item:
     """The whole document for perplexity and KL items."""
     meta: Mapping[str, Any] = field(default_factory=dict)
     """Anything else worth keeping in the item log (subject, source, ...)."""
+    contexts: tuple[str, ...] = ()
+    """Multiple choice: one context per choice; when set, choice ``i`` is scored after ``contexts[i]`` instead of
+    :attr:`context` (Winogrande's partial scoring: the option fills the blank, the rest of the sentence is the
+    same continuation for every choice)."""
 
     def digest(self) -> str:
         """Content hash of the item (part of the result-cache key)."""
-        payload = json.dumps([self.id, self.context, list(self.choices),
-                              list(self.gold) if isinstance(self.gold, tuple) else self.gold, self.text],
-                             ensure_ascii=False, sort_keys=True)
+        fields: list[Any] = [self.id, self.context, list(self.choices),
+                             list(self.gold) if isinstance(self.gold, tuple) else self.gold, self.text]
+        if self.contexts:  # only when set, so the digests of every other item stay as they were
+            fields.append(list(self.contexts))
+        payload = json.dumps(fields, ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -181,6 +187,8 @@ def load_tasks(spec: str) -> list[Task]:
         if not tasks:
             raise EvalError(f"task {spec} has no tasks")
         return tasks
+    if path.is_dir():
+        raise EvalError(f"task {spec} is a folder: give the task YAML file inside it")
     if path.suffix.lower() in (".yaml", ".yml") or "/" in spec or path.exists():
         raise EvalError(f"task file not found: {spec}")
     known = ", ".join(sorted(_SUITES)) or "none registered"

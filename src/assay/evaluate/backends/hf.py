@@ -5,7 +5,8 @@ same truncation), but computes it with far fewer tokens:
 
 - every item's context is run **once**, and all its answer choices are packed into the same row behind it, each
   choice seeing only the context and itself (a block attention mask and explicit position ids), so a 4-choice
-  item costs one forward pass instead of four;
+  item costs one forward pass instead of four (requests are grouped by their context tokens, so choices with
+  contexts of their own, as in Winogrande, get one row per context);
 - a token prefix shared by all contexts (the few-shot examples of a ``first_n`` task) is run once and its
   key/value cache is reused by every batch;
 - rows are sorted by length and batched under a token budget; log-probabilities are taken only at the positions
@@ -130,17 +131,17 @@ def load_after_scan(ref: ModelRef, *, dtype: str = "float32", device: str = "cpu
 
 def _require_safe(ref: ModelRef, report: Any) -> None:
     if report is None:
-        raise EvalError(f"{ref.spec} has not been scanned, so it is not loaded for evaluation",
+        raise EvalError(f"{ref.spec} has not been scanned, so it is not loaded",
                         hint="use load_after_scan(), or pass the ScanReport as scanned=")
     verdict = str(getattr(report, "verdict", "unverified"))
     verdict = getattr(getattr(report, "verdict", None), "value", verdict)
     if verdict == "safe":
         return
     if verdict == "unsafe":
-        raise UnsafeModelError(f"{ref.spec} scanned unsafe, so it is not loaded for evaluation",
+        raise UnsafeModelError(f"{ref.spec} scanned unsafe, so it is not loaded",
                                hint=f"see `assay scan {ref.spec}`")
     raise EvalError(f"{ref.spec} could not be verified safe by the scanner (verdict: {verdict}), so it is not "
-                    f"loaded for evaluation", hint=f"see `assay scan {ref.spec}`")
+                    f"loaded", hint=f"see `assay scan {ref.spec}`")
 
 
 def _adapter_base_ref(ref: ModelRef) -> ModelRef:

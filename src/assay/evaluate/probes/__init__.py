@@ -58,7 +58,7 @@ def _register() -> None:
     lower = (*refusal.LOWER_IS_BETTER, *degeneration.LOWER_IS_BETTER, *stability.LOWER_IS_BETTER,
              *contamination.LOWER_IS_BETTER)
     for name in lower:
-        stats.METRICS.setdefault(name, stats.MetricSpec(name, higher_is_better=False))
+        stats.register_metric(name, higher_is_better=False)
     tasks.register_suite(contamination.PREFIX, load_contamination_tasks)
 
 

@@ -23,10 +23,10 @@ name                      layouts read                                         e
     task = load_standard("gsm8k", "data/gsm8k/test.jsonl")
     task.items[0].context   # 'Question: Janet’s ducks lay 16 eggs ...\\nAnswer:'
 
-Agreements with the engine (see the report): ``Item.meta["description"]`` is a per-item description
-(MMLU with several subjects in one file); ``Item.meta["fewshot_group"]`` restricts few-shot examples to pool
-items of the same group (the MMLU subject); ``Item.meta["contexts"]`` gives one context per choice (Winogrande's
-partial evaluation: choice ``i`` is scored as ``contexts[i] + target_delimiter + choices[i]``).
+What the runner honours beyond the plain item (see :mod:`assay.evaluate.runner`): ``Item.meta["description"]`` is
+a per-item description (MMLU with several subjects in one file); ``Item.meta["fewshot_group"]`` restricts few-shot
+examples to pool items of the same group (the MMLU subject); :attr:`Item.contexts` gives one context per choice
+(Winogrande's partial evaluation: choice ``i`` is scored as ``contexts[i] + target_delimiter + choices[i]``).
 """
 
 from __future__ import annotations
@@ -346,7 +346,7 @@ def load_mmlu(path: Path) -> Task:
     dev = splits.files.get("dev", ())
     pool = _mmlu_items(_mmlu_rows(dev), "dev-") if dev else []
     subjects = sorted({it.meta["subject"] for it in items})
-    return Task(name="mmlu", version=_version("1", (*test, *dev)), kind=TaskKind.MULTIPLE_CHOICE,
+    return Task(name="mmlu", version=_version("2", (*test, *dev)), kind=TaskKind.MULTIPLE_CHOICE,
                 items=tuple(items), fewshot_pool=tuple(pool), num_fewshot=0, fewshot_sampler="first_n",
                 description=mmlu_description(subjects[0]) if len(subjects) == 1 else "",
                 metrics=("acc",), source=_source(test, f"{len(subjects)} subject(s)"
@@ -538,7 +538,7 @@ def _winogrande_item(rec: Record, where: str, idx: int, *, need_label: bool) -> 
         return None
     contexts, target = winogrande_parts(str(rec["sentence"]), str(rec["option1"]), str(rec["option2"]), where)
     return Item(id=str(rec.get("qID", idx)), context=str(rec["sentence"]), choices=(target, target),
-                gold=int(answer) - 1, meta={"contexts": contexts, "options": (rec["option1"], rec["option2"])})
+                gold=int(answer) - 1, contexts=contexts, meta={"options": (rec["option1"], rec["option2"])})
 
 
 def load_winogrande(path: Path) -> Task:
@@ -550,7 +550,7 @@ def load_winogrande(path: Path) -> Task:
     items = [_winogrande_item(r, f"{f} row {i + 1}", i, need_label=True) for i, (f, r) in enumerate(_load(val))]
     train = splits.files.get("train", ())
     pool = [_winogrande_item(r, f"{f}", i, need_label=False) for i, (f, r) in enumerate(_load(train))]
-    return Task(name="winogrande", version=_version("1", (*val, *train)), kind=TaskKind.MULTIPLE_CHOICE,
+    return Task(name="winogrande", version=_version("2", (*val, *train)), kind=TaskKind.MULTIPLE_CHOICE,
                 items=tuple(i for i in items if i), fewshot_pool=tuple(p for p in pool if p),
                 fewshot_sampler="random", metrics=("acc",), source=_source(val))
 
