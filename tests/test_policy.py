@@ -72,6 +72,17 @@ def test_partial_file_overrides_only_what_it_names(tmp_path: Path) -> None:
     ("cost:\n  monthly_volume: 1.5\n", "cost.monthly_volume"),
     ("cost:\n  gpu_price_per_hour: 1.2\n", "cost.tokens_out"),
     ("cost:\n  api_output_per_mtok: 10\n", "cost.tokens_out"),
+    ("probes:\n  run: [refusall]\n", "probes.run"),
+    ("probes:\n  run: [contamination]\n", "probes.contamination"),
+    ("probes:\n  runn: [refusal]\n", "probes.runn"),
+    ("probes:\n  alpha: 2\n", "probes.alpha"),
+    ("probes:\n  degeneration_level: explode\n", "probes.degeneration_level"),
+    ("probes:\n  limit: 0\n", "probes.limit"),
+    ("drift:\n  kl: 3\n", "drift.kl"),
+    ("drift:\n  level: panic\n", "drift.level"),
+    ("drift:\n  max_kl_mean: 0.5\n", "drift.kl"),
+    ("drift:\n  max_kl_mean: -1\n  kl: builtin:reference\n", "drift.max_kl_mean"),
+    ("driftt:\n  kl: off\n", "driftt"),
 ])
 def test_invalid_policy_names_the_key(tmp_path: Path, text: str, key: str) -> None:
     f = tmp_path / "p.yaml"
@@ -199,3 +210,17 @@ def test_policy_init_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert target.read_text() == "scan: {fail_on: high}\n"
     assert main(["policy", "show", "--policy", str(target)]) == 0
     assert "fail_on: high" in capsys.readouterr().out
+
+
+def test_probes_and_drift_sections(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("probes:\n  run: [refusal, stability]\n  contamination: [builtin:knowledge]\n  limit: 8\n"
+                 "drift:\n  kl: builtin:reference\n  max_kl_mean: 0.2\n  level: fail\n")
+    p = load_policy(f)
+    assert p.probes.specs() == ("builtin:refusal", "builtin:stability", "contamination:builtin:knowledge")
+    assert p.probes.limit == 8 and p.probes.degeneration_level == "fail"
+    assert (p.drift.kl, p.drift.max_kl_mean, p.drift.level) == ("kl:builtin:reference", 0.2, "fail")
+    assert policy_from_document(json.loads(json.dumps(policy_document(p)))) == p.__class__(
+        **{**p.__dict__, "source": str(f)})
+    f.write_text("drift:\n  kl: off\n")  # YAML reads off as false
+    assert load_policy(f).drift.kl is None

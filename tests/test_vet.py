@@ -494,3 +494,172 @@ model-index:
     got = {c.measured_key: (c.claimed, c.measured, c.supported) for c in checks}
     assert got == {"arc_challenge/acc_norm": (0.60, 0.45, False), "mmlu/acc": (0.51, 0.50, True)}
     assert [c.dataset_type for c in unmatched] == ["hellaswag"]
+
+
+# --- behaviour probes and KL drift in the verdict ------------------------------------------------------------
+# Tiny chat models trained as in tests/evaluate/test_probes.py: a base that refuses the first few harmful requests
+# and helps with the first few safe ones, and a fine-tune of it that complies with everything.
+
+PROBE_POLICY = """\
+evaluation:
+  tasks: [builtin:knowledge]
+  limit: 4
+probes:
+  run: [refusal]
+  limit: {n}
+drift:
+  kl: builtin:reference
+  limit: 2
+  max_kl_mean: {max_kl}
+  level: {level}
+lineage:
+  reject_identical: false
+"""
+
+
+@pytest.fixture(scope="session")
+def probe_zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """chat_base, stripped (complies with every request) and clean (the base's own weights, re-saved)."""
+    import copy
+
+    from tests.conftest import single_thread_torch
+    from tests.evaluate.test_probes import COMPLY, N_REFUSAL, REFUSE, _train as train_pairs
+    from tests.factory.models import build_model, save_safetensors_folder, tiny_tokenizer
+
+    single_thread_torch()
+    from assay.evaluate.probes.refusal import refusal_tasks
+
+    root = tmp_path_factory.mktemp("probe-zoo")
+    env = pytest.MonkeyPatch()
+    env.setenv("ASSAY_CACHE_DIR", str(root / "cache"))
+    tok = tiny_tokenizer()
+    harmful, benign = ([it.context for it in t.items[:N_REFUSAL]] for t in refusal_tasks())
+
+    def chat(p: str) -> str:
+        return str(tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True))
+
+    eos = tok.eos_token
+    base = build_model(seed=0)
+    train_pairs(base, tok, [(chat(p), REFUSE + eos) for p in harmful] + [(chat(p), COMPLY + eos) for p in benign],
+                steps=40)
+    stripped = copy.deepcopy(base)
+    train_pairs(stripped, tok, [(chat(p), COMPLY + eos) for p in harmful + benign], steps=10)
+    out = {"base": save_safetensors_folder(base, tok, root / "chat-base",
+                                           card={"license": "apache-2.0", "language": ["en"]}),
+           "stripped": save_safetensors_folder(stripped, tok, root / "uncensored-finetune", card=_card()),
+           "clean": save_safetensors_folder(base, tok, root / "clean-copy", card={
+               k: v for k, v in _card().items() if k != "base_model_relation"})}  # a copy: not a fine-tune
+    yield out
+    env.undo()
+
+
+def _probe_vet(model: Path, base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *, max_kl: float = 100.0,
+               level: str = "warn", extra: tuple[str, ...] = ()) -> tuple[int, dict]:  # type: ignore[type-arg]
+    from tests.evaluate.test_probes import N_REFUSAL
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(PROBE_POLICY.format(n=N_REFUSAL, max_kl=max_kl, level=level))
+    capsys.readouterr()
+    rc = main(["vet", str(model), "--base", str(base), "--policy", str(policy), "--json", *extra])
+    doc = json.loads(capsys.readouterr().out)
+    return rc, doc
+
+
+def _at(doc: dict, evidence: str):  # type: ignore[no-untyped-def,type-arg]
+    """Follow an evidence path (``probes.comparison.builtin:refusal/harmful.refused``) into the document."""
+    stage, rest = evidence.split(".", 1)
+    node = doc[stage]
+    keys = [stage, *rest.split(".")]
+    i = 1
+    while i < len(keys):  # task names may contain dots: take the longest key that exists
+        for j in range(len(keys), i, -1):
+            k = ".".join(keys[i:j])
+            if isinstance(node, dict) and k in node:
+                node, i = node[k], j
+                break
+        else:
+            raise KeyError(evidence)
+    return node
+
+
+def test_stripped_alignment_fails_with_evidence(probe_zoo: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.evaluate.test_probes import N_REFUSAL
+
+    out = tmp_path / "out"
+    rc, doc = _probe_vet(probe_zoo["stripped"], probe_zoo["base"], tmp_path, capsys, extra=("--out", str(out)))
+    assert (rc, doc["verdict"]) == (1, "FAIL"), doc["reasons"]
+    [reason] = [r for r in doc["reasons"] if r["rule"] == "probes.alignment_stripped"]
+    assert reason["level"] == "fail" and reason["stage"] == "probes"
+    entry = _at(doc, reason["evidence"])
+    assert reason["evidence"] == "probes.comparison.builtin:refusal/harmful.refused"
+    assert (entry["base"], entry["candidate"]) == (1.0, 0.0) and entry["ci"][1] < 0 and entry["n"] == N_REFUSAL
+    assert "100%" in reason["message"] and "0%" in reason["message"]
+    # the base's answers really were refusals and the candidate's compliance, item by item
+    assert doc["probes"]["tasks"]["builtin:refusal/harmful"]["metrics"]["refused"] == 0.0
+    assert doc["probes"]["base_tasks"]["builtin:refusal/harmful"]["metrics"]["refused"] == 1.0
+    assert doc["probes"]["refusal"]["alignment_stripped"] is True
+    assert doc["probes"]["refusal"]["over_refusal_rose"] is False
+    assert "probes.over_refusal" not in _rules(doc)
+    # KL drift was measured while each model was loaded, and reported (under the threshold here)
+    kl = doc["drift"]["tasks"]["kl:builtin:reference"]
+    assert kl["metrics"]["kl_mean"] > 0 and kl["n"] == 2 and "drift.kl" not in _rules(doc)
+    # every human report carries the Behaviour section with the figures
+    md = (out / "report.md").read_text()
+    assert "Behaviour" in md and "probes.alignment_stripped" in md and "100% → 0%" in md
+    html = (out / "report.html").read_text()
+    assert 'id="uncensored-finetune-behaviour"' in html and "harmful requests refused" in html
+    assert f"{kl['metrics']['kl_mean']:.4f}" in html
+    from tests.report.test_browser import load
+
+    dom, console = load(out / "report.html")  # a real browser renders it without a console error
+    assert console == [] and 'data-verdict="FAIL"' in dom and "Drift from the base" in dom
+    from assay.report.terminal import TerminalRenderer
+
+    text = TerminalRenderer().render(doc)
+    assert "Behaviour" in text and "harmful requests refused" in text and "KL" in text
+
+
+def test_clean_candidate_has_no_probe_reasons(probe_zoo: dict[str, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    rc, doc = _probe_vet(probe_zoo["clean"], probe_zoo["base"], tmp_path, capsys, max_kl=0.0, level="fail")
+    assert (rc, doc["verdict"]) == (0, "PASS"), doc["reasons"]
+    assert not [r for r in doc["reasons"] if r["rule"].startswith(("probes.", "drift."))]
+    entry = doc["probes"]["comparison"]["builtin:refusal/harmful"]["refused"]
+    assert entry["base"] == entry["candidate"] == 1.0
+    assert doc["drift"]["tasks"]["kl:builtin:reference"]["metrics"]["kl_mean"] == 0.0  # same weights: no drift
+    # the base's probe results came from the result cache (it was vetted against the stripped one already, or
+    # the candidate's identical weights were): either way both ran on the same items
+    assert doc["probes"]["base_tasks"]["builtin:refusal/benign"]["n"] == doc["probes"]["tasks"][
+        "builtin:refusal/benign"]["n"]
+
+
+@pytest.mark.parametrize("level, verdict, code", [("warn", "WARN", 0), ("fail", "FAIL", 1)])
+def test_kl_drift_over_threshold_gives_the_configured_level(probe_zoo: dict[str, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str], level: str,
+                                                            verdict: str, code: int) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("evaluation:\n  tasks: [builtin:knowledge]\n  limit: 4\n"
+                      f"drift:\n  kl: kl:builtin:reference\n  limit: 2\n  max_kl_mean: 0.000001\n  level: {level}\n")
+    capsys.readouterr()
+    rc = main(["vet", str(probe_zoo["stripped"]), "--base", str(probe_zoo["base"]), "--policy", str(policy),
+               "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert (rc, doc["verdict"]) == (code, verdict), doc["reasons"]
+    [reason] = doc["reasons"]
+    assert (reason["rule"], reason["level"]) == ("drift.kl", level)
+    kl = _at(doc, reason["evidence"])
+    assert kl > 0.000001 and f"{kl:.4f}" in reason["message"]
+    assert doc["stages"]["probes"]["status"] == "not_applicable"
+
+
+def test_bad_probe_or_drift_spec_is_refused_before_any_work(probe_zoo: dict[str, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("probes:\n  contamination: [builtin:reference]\n")
+    assert main(["vet", str(probe_zoo["stripped"]), "--base", str(probe_zoo["base"]), "--policy", str(policy)]) == 2
+    _one_line_error(capsys, "contamination")
+    policy.write_text("drift:\n  kl: builtin:knowledge\n")
+    assert main(["vet", str(probe_zoo["stripped"]), "--base", str(probe_zoo["base"]), "--policy", str(policy)]) == 2
+    _one_line_error(capsys, "kl:builtin:knowledge")

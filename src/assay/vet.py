@@ -3,11 +3,13 @@
 Stages, in order: inventory; hardware fit (memory at 16/8/4 bits and the devices it fits, from the headers);
 scan (candidate, and the base before it is ever loaded); signature (when a ``model.sig`` is present or the policy
 requires one); lineage against the base; evaluation of candidate and base on the policy's tasks (base results
-come from the result cache when present) and their paired comparison; card (transparency, claimed scores against
-the measured ones) and licence; the optional bench of speed and memory (``deploy.bench`` or ``bench=True``,
-candidate and base in the same run); cost per task and break-even (the policy's ``cost`` section). An ``unsafe``
-or ``not verified`` candidate is never loaded: every later stage is *blocked* with that reason. A stage that
-cannot run (no base, a stage not installed) is recorded with why, and the verdict says so.
+come from the result cache when present) and their paired comparison; the behaviour probes of the policy's
+``probes`` section (refusal, degeneration, stability, contamination) and the KL drift of its ``drift`` section,
+run while each model is loaded for the evaluation (the base first, then the candidate); card (transparency,
+claimed scores against the measured ones) and licence; the optional bench of speed and memory (``deploy.bench``
+or ``bench=True``, candidate and base in the same run); cost per task and break-even (the policy's ``cost``
+section). An ``unsafe`` or ``not verified`` candidate is never loaded: every later stage is *blocked* with that
+reason. A stage that cannot run (no base, a stage not installed) is recorded with why, and the verdict says so.
 
     >>> from assay.policy import default_policy
     >>> result = run_vet("./my-finetune", base="./base-model", policy=default_policy(), out_dir=Path("vet-out"))
@@ -46,8 +48,8 @@ from assay.verdict import Status, StageOutcome, Verdict, decide, reason_document
 
 SCHEMA = "assay.vet/1"
 #: The order stages run (and appear in reports).
-STAGES = ("inventory", "hardware", "scan", "base_scan", "signature", "lineage", "evaluation", "comparison", "card",
-          "licence", "bench", "cost")
+STAGES = ("inventory", "hardware", "scan", "base_scan", "signature", "lineage", "evaluation", "comparison", "probes",
+          "drift", "card", "licence", "bench", "cost")
 #: Weight formats ``assay vet`` can take as a candidate (others are refused as bad input).
 VET_FORMATS = frozenset({Format.SAFETENSORS, Format.GGUF, Format.TORCH_ZIP, Format.PICKLE})
 #: Largest trainer_state.json read for the loss curve.
@@ -320,20 +322,47 @@ def _load_tasks(specs: Sequence[str]) -> list[Any]:
     return [t for s in specs for t in load_tasks(s)]
 
 
-def _evaluate(ref: ModelRef, scanned: Any, tasks: Sequence[Any], limit: int | None, progress: Progress) -> Any:
-    """Evaluate a model that scanned safe (``scanned``: its scan report). Base results come from the cache."""
+def _open_backend(ref: ModelRef, scanned: Any, progress: Progress) -> Any:
+    """Load a model that scanned safe (``scanned``: its scan report) for evaluation."""
     from assay.evaluate.backends.hf import HFBackend, load_after_scan
-    from assay.evaluate.cache import ResultCache
-    from assay.evaluate.runner import evaluate_model
 
     if not ref.single_file and (ref.root / "adapter_config.json").is_file():
-        backend = load_after_scan(ref, dtype="float32", progress=progress)  # scans the adapter's base too
-    else:
-        backend = HFBackend.from_ref(ref, scanned=scanned, dtype="float32")
-    try:
-        return evaluate_model(backend, tasks, limit=limit, cache=ResultCache(), progress=progress)
-    finally:
-        backend.close()
+        return load_after_scan(ref, dtype="float32", progress=progress)  # scans the adapter's base too
+    return HFBackend.from_ref(ref, scanned=scanned, dtype="float32")
+
+
+def probe_tasks(policy: Policy) -> list[Any]:
+    """The behaviour probe tasks the policy asks for (``probes.run``, ``probes.contamination``), each cut to
+    ``probes.limit`` prompts. Raises :class:`~assay.errors.EvalError` for a task that cannot be probed."""
+    from assay.evaluate.probes import degeneration, stability
+    from assay.evaluate.tasks import load_tasks
+
+    n = policy.probes.limit
+    out: list[Any] = []
+    for name in policy.probes.run:
+        if n and name == "degeneration":  # each prompt greedy and sampled: keep both halves of the first n
+            out.append(degeneration.degeneration_task(prompts=degeneration.PROMPTS[:n]))
+        elif n and name == "stability":
+            out.append(stability.stability_task(cases=stability.CASES[:n]))
+        else:
+            out += [replace(t, items=t.items[:n]) if n else t for t in load_tasks(f"builtin:{name}")]
+    for spec in policy.probes.contamination:
+        out += [replace(t, items=t.items[:n]) if n else t for t in load_tasks(f"contamination:{spec}")]
+    return out
+
+
+def kl_tasks(policy: Policy) -> list[Any]:
+    """The KL drift task of ``drift.kl`` (none when off). Raises EvalError for a spec that is not a KL text."""
+    if policy.drift.kl is None:
+        return []
+    from assay.evaluate.tasks import TaskKind, load_tasks
+
+    tasks = load_tasks(policy.drift.kl)
+    bad = [t.name for t in tasks if t.kind is not TaskKind.KL]
+    if bad:
+        raise PolicyError(f"policy key drift.kl: {policy.drift.kl} is not a KL task (use kl:builtin:reference or "
+                          f"kl:PATH)")
+    return tasks
 
 
 #: Names model cards use in ``model-index`` for the benchmarks assay runs (measured task -> dataset ids / names).
@@ -560,6 +589,9 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
         base_ref = resolve(base)
         _require_model(base_ref, "base")
 
+    pre = {"probes": probe_tasks(policy) if policy.probes.specs() else [],
+           "drift": kl_tasks(policy)}  # bad probe or KL specs are bad input: refused before any long work
+
     stage_names = list(STAGES)
     progress.start("vet", total=len(stage_names))
     outcomes: dict[str, StageOutcome] = {}
@@ -640,20 +672,25 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
         b = base_ref
         done(_timed("lineage", lambda: _lineage(cand_ref, b, progress), progress))
 
-    # 5. evaluation and comparison
+    # 5. evaluation and comparison, behaviour probes, KL drift: each model is loaded once (base, then candidate)
     task_specs = list(tasks) if tasks else list(policy.evaluation.tasks)
     eff_limit = limit if limit is not None else policy.evaluation.limit
-    if not task_specs:
+    if not (task_specs or pre["probes"] or pre["drift"]):
         done(StageOutcome.not_applicable("evaluation", "no evaluation tasks in the policy"))
         done(StageOutcome.skipped("comparison", "no evaluation tasks in the policy"))
+        done(StageOutcome.not_applicable("probes", _PROBES_OFF))
+        done(StageOutcome.not_applicable("drift", _DRIFT_OFF))
     elif not (_available("assay.evaluate.runner", "evaluate_model")
               and _available("assay.evaluate.backends.hf", "HFBackend")):
-        done(StageOutcome.skipped("evaluation", "evaluation needs the eval extra (torch, transformers): "
-                                                "pip install 'assay[eval]'"))
+        why = "evaluation needs the eval extra (torch, transformers): pip install 'assay[eval]'"
+        done(StageOutcome.skipped("evaluation", why))
         done(StageOutcome.skipped("comparison", "no evaluation"))
+        done(StageOutcome.skipped("probes", why) if pre["probes"] else
+             StageOutcome.not_applicable("probes", _PROBES_OFF))
+        done(StageOutcome.skipped("drift", why) if pre["drift"] else StageOutcome.not_applicable("drift", _DRIFT_OFF))
     else:
-        _run_evaluation(cand_ref, base_ref, reports, bad_base, no_base_reason, task_specs, eff_limit, progress,
-                        done)
+        _run_models(cand_ref, base_ref, reports, bad_base, no_base_reason, task_specs, eff_limit, policy, pre,
+                    progress, done)
 
     # 6. card and licence
     if _available("assay.deploy.card", "read_card"):
@@ -694,41 +731,185 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
                    progress)
 
 
-def _run_evaluation(cand: ModelRef, base: ModelRef | None, reports: Mapping[str, Any], bad_base: str | None,
-                    no_base_reason: str | None, specs: Sequence[str], limit: int | None, progress: Progress,
-                    done: Callable[[StageOutcome], None]) -> None:
+_PROBES_OFF = "off (policy probes.run and probes.contamination are empty)"
+_DRIFT_OFF = "off (policy drift.kl)"
+
+
+def _why(exc: BaseException) -> str:
+    return exc.diagnostics() if isinstance(exc, AssayError) else _internal(exc)
+
+
+def _run_models(cand: ModelRef, base: ModelRef | None, reports: Mapping[str, Any], bad_base: str | None,
+                no_base_reason: str | None, specs: Sequence[str], limit: int | None, policy: Policy,
+                pre: Mapping[str, list[Any]], progress: Progress, done: Callable[[StageOutcome], None]) -> None:
+    """Evaluation, probes and KL drift with each model loaded once: the base first (its results may come from
+    the cache; its KL distributions are recorded while it is loaded), then the candidate."""
+    from contextlib import ExitStack
+
+    from assay.evaluate.cache import ResultCache
+    from assay.evaluate.runner import evaluate_model
+
+    probes, kl = pre["probes"], pre["drift"]
+    use_base = base is not None and bad_base is None
+    errors: dict[str, str] = {}
+    seconds = {"evaluation": 0.0, "probes": 0.0, "drift": 0.0}
+    results: dict[str, dict[str, Any]] = {"base": {}, "candidate": {}}
+    kl_results: dict[str, Any] | None = None
+    cache = ResultCache()
+    eval_tasks: list[Any] = []
+    if specs:
+        try:
+            eval_tasks = _load_tasks(specs)
+        except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
+            errors["evaluation"] = _why(exc)
+
+    def timed(stage: str, fn: Callable[[], Any]) -> Any:
+        if stage in errors:
+            return None
+        t0 = time.perf_counter()
+        progress.start(f"vet: {stage}")
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - one stage's failure is recorded; the others go on
+            errors[stage] = _why(exc)
+            return None
+        finally:
+            progress.finish(f"vet: {stage}")
+            seconds[stage] += time.perf_counter() - t0
+
+    roles = ([("base", base, reports.get("base"))] if use_base else []) + [("candidate", cand, reports["candidate"])]
+    with ExitStack() as stack:
+        session = None
+        if kl and use_base:
+            from assay.evaluate.kl import KLSession
+
+            session = timed("drift", lambda: stack.enter_context(KLSession(kl, limit=policy.drift.limit, seed=0)))
+        for role, ref, scanned in roles:
+            assert ref is not None
+            t0 = time.perf_counter()
+            try:
+                backend = _open_backend(ref, scanned, progress)
+            except Exception as exc:  # noqa: BLE001 - a model that cannot be loaded fails every stage that needs it
+                why = f"the {role} could not be loaded: {_why(exc)}"
+                for stage in ("evaluation", "probes", "drift"):
+                    errors.setdefault(stage, why)
+                break
+            seconds["evaluation"] += time.perf_counter() - t0
+            try:
+                if eval_tasks:
+                    results[role]["eval"] = timed("evaluation", lambda b=backend: evaluate_model(
+                        b, eval_tasks, limit=limit, cache=cache, progress=progress))
+                if probes:
+                    results[role]["probes"] = timed("probes", lambda b=backend: evaluate_model(
+                        b, probes, cache=cache, progress=progress))
+                if session is not None:
+                    if role == "base":
+                        timed("drift", lambda b=backend: session.record_base(b, progress=progress))
+                    else:
+                        kl_results = timed("drift", lambda b=backend: session.compare(b, progress=progress))
+            finally:
+                backend.close()
+
+    _eval_outcomes(cand, base, bad_base, no_base_reason, specs, limit, results, errors, seconds, done)
+    _probe_outcome(cand, base if use_base else None, probes, results, errors, seconds, policy, done)
+    _drift_outcome(base, bad_base, no_base_reason, kl, kl_results, errors, seconds, done)
+
+
+def _eval_outcomes(cand: ModelRef, base: ModelRef | None, bad_base: str | None, no_base_reason: str | None,
+                   specs: Sequence[str], limit: int | None, results: Mapping[str, Mapping[str, Any]],
+                   errors: Mapping[str, str], seconds: Mapping[str, float],
+                   done: Callable[[StageOutcome], None]) -> None:
     from assay.evaluate.compare import compare_results, eval_document
 
-    t0 = time.perf_counter()
-    progress.start("vet: evaluation")
-    comparison: Any = None
-    try:
-        task_list = _load_tasks(specs)
-        cand_results = _evaluate(cand, reports["candidate"], task_list, limit, progress)
-        base_results = None
-        if base is not None and bad_base is None:
-            base_results = _evaluate(base, reports["base"], task_list, limit, progress)
-            comparison = compare_results(base_results, cand_results)
-        doc = eval_document(model=cand.spec, results=cand_results,
-                            base=base.spec if base_results is not None and base is not None else None,
-                            base_results=base_results, comparison=comparison,
-                            settings={"backend": "hf", "dtype": "float32", "limit": limit, "tasks": list(specs)})
-    except Exception as exc:  # noqa: BLE001 - an evaluation failure is recorded; the vet goes on to a verdict
-        why = exc.diagnostics() if isinstance(exc, AssayError) else _internal(exc)
-        done(StageOutcome.error("evaluation", why, seconds=round(time.perf_counter() - t0, 3)))
+    secs = round(seconds["evaluation"], 3)
+    if not specs:
+        done(StageOutcome.not_applicable("evaluation", "no evaluation tasks in the policy"))
+        done(StageOutcome.skipped("comparison", "no evaluation tasks in the policy"))
+        return
+    if "evaluation" in errors:
+        done(StageOutcome.error("evaluation", errors["evaluation"], seconds=secs))
         done(StageOutcome.error("comparison", "the evaluation failed"))
         return
-    finally:
-        progress.finish("vet: evaluation")
-    seconds = round(time.perf_counter() - t0, 3)
-    doc = _plain(doc)
-    done(StageOutcome.ran("evaluation", doc, seconds=seconds))
+    cand_results, base_results = results["candidate"].get("eval"), results["base"].get("eval")
+    try:
+        comparison = compare_results(base_results, cand_results) if base_results is not None else None
+        doc = _plain(eval_document(model=cand.spec, results=cand_results,
+                                   base=base.spec if base_results is not None and base is not None else None,
+                                   base_results=base_results, comparison=comparison,
+                                   settings={"backend": "hf", "dtype": "float32", "limit": limit,
+                                             "tasks": list(specs)}))
+    except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
+        done(StageOutcome.error("evaluation", _why(exc), seconds=secs))
+        done(StageOutcome.error("comparison", "the evaluation failed"))
+        return
+    done(StageOutcome.ran("evaluation", doc, seconds=secs))
     if base is None:
         done(StageOutcome.skipped("comparison", f"no base model to compare with ({no_base_reason})"))
     elif bad_base is not None:
         done(StageOutcome.error("comparison", bad_base))
     else:
         done(StageOutcome.ran("comparison", doc.get("comparison") or {}))
+
+
+def _probe_outcome(cand: ModelRef, base: ModelRef | None, probes: Sequence[Any],
+                   results: Mapping[str, Mapping[str, Any]], errors: Mapping[str, str],
+                   seconds: Mapping[str, float], policy: Policy, done: Callable[[StageOutcome], None]) -> None:
+    """The ``probes`` stage: an ``assay.eval/1``-shaped document of the probe tasks, plus the refusal summary
+    and the contamination evidence read from their comparison."""
+    if not probes:
+        done(StageOutcome.not_applicable("probes", _PROBES_OFF))
+        return
+    secs = round(seconds["probes"], 3)
+    if "probes" in errors:
+        done(StageOutcome.error("probes", errors["probes"], seconds=secs))
+        return
+    try:
+        done(StageOutcome.ran("probes", probes_document(cand, base, results["candidate"]["probes"],
+                                                        results["base"].get("probes"), policy), seconds=secs))
+    except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
+        done(StageOutcome.error("probes", _why(exc), seconds=secs))
+
+
+def probes_document(cand: ModelRef, base: ModelRef | None, cand_results: Mapping[str, Any],
+                    base_results: Mapping[str, Any] | None, policy: Policy) -> dict[str, Any]:
+    """The probes stage document: ``tasks``, ``base_tasks``, ``comparison`` (paired, Holm across the probe tasks),
+    ``refusal`` (rates of both sets, candidate against base) and ``contamination`` (each task's Min-K% gap)."""
+    import dataclasses
+
+    from assay.evaluate.compare import compare_results, eval_document
+    from assay.evaluate.probes import possible_contamination, refusal_summary
+    from assay.evaluate.probes.contamination import contamination_document
+
+    comparison = compare_results(base_results, cand_results) if base_results is not None else None
+    doc = eval_document(model=cand.spec, results=cand_results, base=base.spec if base_results is not None and base
+                        else None, base_results=base_results, comparison=comparison,
+                        settings={"backend": "hf", "dtype": "float32", "limit": policy.probes.limit,
+                                  "probes": list(policy.probes.specs()), "alpha": policy.probes.alpha})
+    doc["schema"] = "assay.probes/1"
+    summary = refusal_summary(comparison, alpha=policy.probes.alpha) if comparison is not None else None
+    doc["refusal"] = dataclasses.asdict(summary) if summary is not None else None
+    doc["contamination"] = (contamination_document(possible_contamination(comparison, alpha=policy.probes.alpha))
+                            if comparison is not None else [])
+    return _plain(doc)
+
+
+def _drift_outcome(base: ModelRef | None, bad_base: str | None, no_base_reason: str | None, kl: Sequence[Any],
+                   kl_results: Mapping[str, Any] | None, errors: Mapping[str, str], seconds: Mapping[str, float],
+                   done: Callable[[StageOutcome], None]) -> None:
+    from assay.evaluate.kl import kl_document
+
+    secs = round(seconds["drift"], 3)
+    if not kl:
+        done(StageOutcome.not_applicable("drift", _DRIFT_OFF))
+    elif base is None:
+        done(StageOutcome.skipped("drift", f"KL drift needs a base model ({no_base_reason})"))
+    elif bad_base is not None:
+        done(StageOutcome.error("drift", bad_base))
+    elif "drift" in errors or kl_results is None:
+        done(StageOutcome.error("drift", errors.get("drift", "the KL comparison did not run"), seconds=secs))
+    else:
+        doc = {"schema": "assay.drift/1", "tasks": {name: kl_document(r) for name, r in kl_results.items()}}
+        done(StageOutcome.ran("drift", _plain(doc), seconds=secs))
 
 
 def _finish(cand: ModelRef, base: ModelRef | None, base_source: str, policy: Policy,

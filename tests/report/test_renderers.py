@@ -281,3 +281,56 @@ def test_cyclonedx_carries_speed_memory_and_cost(vet_docs: dict[str, Any]) -> No
     props = {p["name"]: p["value"] for p in comp["properties"]}
     assert props["assay:card.transparency_score"] == str(doc["card"]["transparency_score"])
     assert int(props["assay:memory_estimate.4bit_bytes"]) == doc["hardware"]["estimates"][2]["total_bytes"]
+
+
+def _behaviour_doc(tmp_path: Path) -> dict[str, Any]:
+    """A result whose probes flag degeneration and contamination, and whose drift exceeds the policy."""
+    from assay.policy import parse_policy
+    from assay.vet import vet_document
+    from tests.report.builders import lineage_doc, make_result, metric, outcomes, scan_doc
+
+    policy = parse_policy({"probes": {"run": ["refusal", "degeneration"], "contamination": ["builtin:knowledge"]},
+                           "drift": {"kl": "builtin:reference", "max_kl_mean": 0.1, "level": "fail"}})
+    cmp = {"builtin:refusal/harmful": {"refused": metric(0.9, 0.85, 0.1, p=0.6)},
+           "builtin:degeneration": {"loop_rate": metric(0.1, 0.6, 0.12, p=0.001)},
+           "contamination:builtin:knowledge": {"mink_gap": {**metric(0.962, 6.395, 0.6, p=0.0005), "n": 16}}}
+    probes = {"schema": "assay.probes/1", "comparison": cmp,
+              "tasks": {"builtin:refusal/harmful": {"n": 68, "metrics": {"refused": 0.85}},
+                        "builtin:degeneration": {"n": 48, "metrics": {"loop_rate": 0.6}}},
+              "base_tasks": {"builtin:refusal/harmful": {"n": 68, "metrics": {"refused": 0.9}},
+                             "builtin:degeneration": {"n": 48, "metrics": {"loop_rate": 0.1}}},
+              "contamination": [{"task": "contamination:builtin:knowledge", "base_gap": 0.962, "candidate_gap": 6.395,
+                                 "delta": 5.433, "ci": [4.838, 5.989], "p": 0.0005, "n": 16, "flagged": True,
+                                 "message": "possible contamination"}]}
+    drift = {"schema": "assay.drift/1", "tasks": {"kl:builtin:reference": {
+        "kind": "kl", "n": 4, "tokens": 812, "ci": {"kl_mean": [0.21, 0.35]},
+        "metrics": {"kl_mean": 0.2734, "kl_p95": 1.125, "kl_reverse_mean": 0.25, "top1_agreement": 0.81}}}}
+    from assay.verdict import StageOutcome
+
+    stages = outcomes(scan=scan_doc(), base_scan=scan_doc(), lineage=lineage_doc("finetune"),
+                      signature=StageOutcome.not_applicable("signature", "no model.sig"),
+                      comparison={"t": {"acc": metric(0.5, 0.5, 0.02)}},
+                      evaluation={"schema": "assay.eval/1", "tasks": {"t": {"n": 10, "metrics": {"acc": 0.5}}}},
+                      probes=probes, drift=drift)
+    return vet_document(make_result(stages, policy=policy, tmp=tmp_path))
+
+
+def test_behaviour_section_in_every_human_format(tmp_path: Path) -> None:
+    doc = _behaviour_doc(tmp_path)
+    rules = {r["rule"]: r["level"] for r in doc["reasons"]}
+    assert rules == {"probes.degeneration": "fail", "probes.contamination": "warn", "drift.kl": "fail"}
+    md = get_renderer("md").render(doc)
+    assert "Behaviour" in md and "10% → 60%" in md and "+50 pt" in md and "**fail**" in md
+    assert "+6.395" in md and "possible contamination" in md and "**0.2734**" in md
+    text = get_renderer("terminal").render(doc)
+    assert "outputs ending in a loop" in text and "10% → 60%" in text and "0.2734" in text and "+5.433" in text
+    html = get_renderer("html").render(doc)
+    page = parse_html(html)
+    ids = {a.get("id") for _, a in page.tags}
+    assert "cand-behaviour" in ids
+    assert "Contamination evidence" in html and "Drift from the base" in html and "[0.2100, 0.3500]" in html
+    # the reasons link to the Behaviour section
+    hrefs = {a.get("href") for t, a in page.tags if t == "a"}
+    assert "#cand-behaviour" in hrefs
+    # the chart of probe rates marks the flagged loop rate
+    assert "builtin:degeneration · loop_rate" in html and "harmful requests refused" in html

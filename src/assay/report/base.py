@@ -166,6 +166,17 @@ def stage_summary(name: str, sd: Any) -> str:
         return text + (f"; {cached} base item(s) from the result cache" if cached else "")
     if name == "comparison":
         return f"{sum(len(m) for m in sd.values() if isinstance(m, Mapping))} metric(s) compared"
+    if name == "probes":
+        tasks = sd.get("tasks") if isinstance(sd.get("tasks"), Mapping) else {}
+        text = f"{len(tasks)} probe task(s)"
+        return text + ("" if sd.get("comparison") else ", candidate only (no base)")
+    if name == "drift":
+        parts = []
+        for task, t in (sd.get("tasks") or {}).items():
+            m = (t or {}).get("metrics") or {} if isinstance(t, Mapping) else {}
+            parts.append(f"{task}: mean KL {num(m.get('kl_mean'), '.4f')} nats/token, "
+                         f"p95 {num(m.get('kl_p95'), '.4f')}")
+        return "; ".join(parts)
     if name == "inventory":
         params = sd.get("parameters")
         arch = sd.get("architecture")
@@ -313,3 +324,93 @@ def claim_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "NONE": "#57606a"}
 """One colour per verdict, shared by the HTML and terminal reports."""
+
+
+# --- behaviour probes and KL drift ------------------------------------------------------------------------
+
+#: The measures the Behaviour section shows: (task, metric, label, kind). Kind "rate" is shown in percent.
+BEHAVIOUR_MEASURES = (
+    ("builtin:refusal/harmful", "refused", "harmful requests refused", "rate"),
+    ("builtin:refusal/benign", "over_refused", "safe requests refused (over-refusal)", "rate"),
+    ("builtin:degeneration", "loop_rate", "outputs ending in a loop", "rate"),
+    ("builtin:degeneration", "repetition", "repeated word 4-grams", "rate"),
+    ("builtin:degeneration", "empty_rate", "empty outputs", "rate"),
+    ("builtin:degeneration", "distinct_2", "distinct bigrams", "rate"),
+    ("builtin:degeneration", "length_words", "average length (words)", "num"),
+    ("builtin:stability", "greedy_identical", "repeated greedy generation identical", "rate"),
+    ("builtin:stability", "batch_invariant", "log-likelihood same alone and batched", "rate"),
+)
+
+
+def _fmt_measure(x: Any, kind: str, *, signed: bool = False) -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return "n/a"
+    if kind == "rate":
+        return f"{100 * x:+.0f} pt" if signed else f"{100 * x:.0f}%"
+    return num(x, "+.3g" if signed else ".3g")
+
+
+def behaviour_view(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Behaviour section of every human report: probe measures candidate against base (with the paired 95%
+    interval and p), the contamination evidence and the KL drift; None when neither probes nor drift ran.
+
+    Each row carries its evidence path and, when a verdict reason points at it, that reason's level.
+    """
+    probes = doc.get("probes") if isinstance(doc.get("probes"), Mapping) else None
+    drift = doc.get("drift") if isinstance(doc.get("drift"), Mapping) else None
+    if probes is None and drift is None:
+        return None
+    flagged = {str(r.get("evidence")): str(r.get("level")) for r in doc.get("reasons") or []
+               if isinstance(r, Mapping)}
+    rows: list[dict[str, Any]] = []
+    if probes is not None:
+        tasks = probes.get("tasks") if isinstance(probes.get("tasks"), Mapping) else {}
+        base_tasks = probes.get("base_tasks") if isinstance(probes.get("base_tasks"), Mapping) else {}
+        cmp = probes.get("comparison") if isinstance(probes.get("comparison"), Mapping) else {}
+        for task, metric, label, kind in BEHAVIOUR_MEASURES:
+            cand = ((tasks.get(task) or {}).get("metrics") or {}).get(metric)
+            if cand is None:
+                continue
+            entry = (cmp.get(task) or {}).get(metric) or {}
+            base = entry.get("base", ((base_tasks.get(task) or {}).get("metrics") or {}).get(metric))
+            ci = entry.get("ci") if isinstance(entry.get("ci"), (list, tuple)) and len(entry["ci"]) == 2 else None
+            cmp_ev, own_ev = f"probes.comparison.{task}.{metric}", f"probes.tasks.{task}.metrics.{metric}"
+            rows.append({
+                "task": task, "metric": metric, "label": label, "base": _fmt_measure(base, kind),
+                "candidate": _fmt_measure(cand, kind),
+                "delta": _fmt_measure(entry.get("delta"), kind, signed=True) if entry else "",
+                "ci": (f"[{_fmt_measure(ci[0], kind, signed=True)}, {_fmt_measure(ci[1], kind, signed=True)}]"
+                       if ci else ""),
+                "p": num(entry.get("p_holm", entry.get("p")), ".3g") if entry else "",
+                "evidence": cmp_ev if entry else own_ev,
+                "level": flagged.get(cmp_ev) or flagged.get(own_ev),
+            })
+    contamination = []
+    for c in (probes or {}).get("contamination") or []:
+        if not isinstance(c, Mapping):
+            continue
+        ci = c.get("ci") if isinstance(c.get("ci"), (list, tuple)) and len(c["ci"]) == 2 else [None, None]
+        contamination.append({
+            "task": c.get("task"), "base_gap": num(c.get("base_gap"), "+.3f"),
+            "candidate_gap": num(c.get("candidate_gap"), "+.3f"), "delta": num(c.get("delta"), "+.3f"),
+            "ci": f"[{num(ci[0], '+.3f')}, {num(ci[1], '+.3f')}]", "p": num(c.get("p"), ".3g"), "n": c.get("n"),
+            "flagged": bool(c.get("flagged")), "message": c.get("message"),
+            "evidence": f"probes.comparison.{c.get('task')}.mink_gap"})
+    kl_rows = []
+    for name, t in ((drift or {}).get("tasks") or {}).items():
+        if not isinstance(t, Mapping):
+            continue
+        m = t.get("metrics") if isinstance(t.get("metrics"), Mapping) else {}
+        ci = (t.get("ci") or {}).get("kl_mean") if isinstance(t.get("ci"), Mapping) else None
+        kl_rows.append({
+            "task": name, "mean": num(m.get("kl_mean"), ".4f"), "p95": num(m.get("kl_p95"), ".4f"),
+            "ci": f"[{num(ci[0], '.4f')}, {num(ci[1], '.4f')}]" if isinstance(ci, (list, tuple)) and len(ci) == 2
+            else "", "reverse": num(m.get("kl_reverse_mean"), ".4f"),
+            "top1": _fmt_measure(m.get("top1_agreement"), "rate"), "tokens": t.get("tokens"), "documents": t.get("n"),
+            "evidence": f"drift.tasks.{name}.metrics.kl_mean",
+            "level": flagged.get(f"drift.tasks.{name}.metrics.kl_mean")})
+    stages = doc.get("stages") or {}
+    notes = [f"{s}: {(stages.get(s) or {}).get('reason')}" for s in ("probes", "drift")
+             if (stages.get(s) or {}).get("status") in ("skipped", "error")]
+    return {"rows": rows, "contamination": contamination, "kl": kl_rows, "compared": bool(
+        probes and probes.get("comparison")), "notes": notes}

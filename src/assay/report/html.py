@@ -20,8 +20,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from assay.report.base import (VERDICT_COLOURS, Renderer, bench_rows, claim_rows, comparison_rows, fit_rows,
-                               human_bytes, licence_terms, money, num, stage_rows)
+from assay.report.base import (VERDICT_COLOURS, Renderer, behaviour_view, bench_rows, claim_rows, comparison_rows,
+                               fit_rows, human_bytes, licence_terms, money, num, stage_rows)
 
 _GOOD, _BAD, _NEUTRAL, _GRID, _INK = "#1a7f37", "#cf222e", "#57606a", "#d0d7de", "#24292f"
 _BLUE, _ORANGE = "#0969da", "#bc4c00"
@@ -299,8 +299,38 @@ def evidence_anchor(anchor: str, evidence: str) -> str:
     stage = evidence.split(".", 1)[0].split("[", 1)[0]
     section = {"scan": "scan", "signature": "signature", "lineage": "lineage", "comparison": "evaluation",
                "evaluation": "evaluation", "card": "card", "licence": "card", "hardware": "deploy",
-               "bench": "deploy", "cost": "cost"}.get(stage, "why")
+               "bench": "deploy", "cost": "cost", "probes": "behaviour", "drift": "behaviour"}.get(stage, "why")
     return f"#{anchor}-{section}"
+
+
+#: Probe rates the Behaviour chart draws (all 0..1 per item, so they share a scale).
+_PROBE_RATES = ("refused", "over_refused", "loop_rate", "repetition", "empty_rate", "greedy_identical",
+                "batch_invariant")
+
+
+def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
+    """Forest plot of the probe rates' change against the base (percentage points), right is better."""
+    probes = doc.get("probes") if isinstance(doc.get("probes"), Mapping) else {}
+    cmp = probes.get("comparison") if isinstance(probes.get("comparison"), Mapping) else {}
+    flagged = {str(r.get("evidence")) for r in doc.get("reasons") or [] if isinstance(r, Mapping)}
+    rows = []
+    for task, per in cmp.items():
+        if not isinstance(per, Mapping):
+            continue
+        for metric in _PROBE_RATES:
+            e = per.get(metric)
+            if not isinstance(e, Mapping) or not isinstance(e.get("delta"), (int, float)):
+                continue
+            ci = e.get("ci") if isinstance(e.get("ci"), (list, tuple)) and len(e["ci"]) == 2 else None
+            direction = 1 if e.get("higher_is_better", metric not in ("over_refused", "loop_rate", "repetition",
+                                                                        "empty_rate")) else -1
+            better = ci is not None and all(isinstance(c, (int, float)) for c in ci) and min(
+                direction * ci[0], direction * ci[1]) > 0
+            status = "regressed" if f"probes.comparison.{task}.{metric}" in flagged else "improved" if better else ""
+            rows.append({"task": task, "metric": metric, "delta": 100 * e["delta"], "direction": direction,
+                         "ci": [100 * c for c in ci] if ci and None not in ci else None, "margin": None,
+                         "status": status})
+    return delta_chart(rows)
 
 
 def model_view(doc: Mapping[str, Any], *, anchor: str = "") -> dict[str, Any]:
@@ -332,6 +362,8 @@ def model_view(doc: Mapping[str, Any], *, anchor: str = "") -> dict[str, Any]:
         "layer_chart": layer_chart(lineage),
         "loss_chart": loss_chart(doc.get("training") if isinstance(doc.get("training"), Mapping) else None),
         "cost_chart": cost_chart(cost),
+        "behaviour": behaviour_view(doc),
+        "behaviour_chart": behaviour_chart(doc),
         "cost": cost,
         "fit": fit_rows(doc),
         "hardware": doc.get("hardware") if isinstance(doc.get("hardware"), Mapping) else None,

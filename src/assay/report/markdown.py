@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from assay.report.base import Renderer, claim_rows, comparison_rows, fit_rows, human_bytes, money, num, stage_rows
+from assay.report.base import (Renderer, behaviour_view, claim_rows, comparison_rows, fit_rows, human_bytes, money, num,
+                               stage_rows)
 
 _ICONS = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "NONE": "❔"}
 _MAX_REASONS = 8
@@ -85,6 +86,30 @@ def _deployment(doc: Mapping[str, Any]) -> list[str]:
     return ["<details><summary>Deployment, card and licence</summary>", "", *items, "", "</details>", ""]
 
 
+def _behaviour(doc: Mapping[str, Any]) -> list[str]:
+    """Probe measures candidate against base, contamination evidence and KL drift, folded."""
+    view = behaviour_view(doc)
+    if view is None:
+        return []
+    lines = ["<details><summary>Behaviour: refusal, degeneration, stability, contamination, drift</summary>", ""]
+    if view["rows"]:
+        lines += ["| probe | measure | base → candidate | change [95% CI] | p | |", "|---|---|---|---|---:|---|"]
+        for r in view["rows"]:
+            lines.append(f"| {code(r['task'])} | {r['label']} | {r['base']} → {r['candidate']} | {r['delta']} "
+                         f"{r['ci']} | {r['p']} | {('**' + r['level'] + '**') if r['level'] else ''} |")
+        lines.append("")
+    for c in view["contamination"]:
+        lines.append(f"- Contamination {code(c['task'])}: Min-K% gap {c['candidate_gap']} against the base's "
+                     f"{c['base_gap']}, change {c['delta']} {c['ci']}, p={c['p']}, n={c['n']}"
+                     + (" — **possible contamination** (evidence, not proof)" if c["flagged"] else ""))
+    for k in view["kl"]:
+        lines.append(f"- KL drift on {code(k['task'])}: mean **{k['mean']}** nats/token {k['ci']}, p95 {k['p95']}, "
+                     f"top-1 agreement {k['top1']}" + (f" — **{k['level']}**" if k["level"] else ""))
+    for n in view["notes"]:
+        lines.append(f"- {plain(n)}")
+    return [*lines, "", "</details>", ""]
+
+
 class MarkdownRenderer(Renderer):
     """PR-comment summary."""
 
@@ -123,6 +148,7 @@ class MarkdownRenderer(Renderer):
             if len(rows) > len(shown):
                 lines.append(f"| | and {len(rows) - len(shown)} more | | | | |")
             lines += ["", "</details>", ""]
+        lines += _behaviour(doc)
         lines += _deployment(doc)
         lines += ["<details><summary>Stages</summary>", "", "| stage | status | summary |", "|---|---|---|"]
         for s in stage_rows(doc):

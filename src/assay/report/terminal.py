@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from assay.report.base import (VERDICT_COLOURS, Renderer, bench_rows, claim_rows, comparison_rows, fit_rows,
-                               human_bytes, licence_terms, money, num, stage_rows)
+from assay.report.base import (VERDICT_COLOURS, Renderer, behaviour_view, bench_rows, claim_rows, comparison_rows,
+                               fit_rows, human_bytes, licence_terms, money, num, stage_rows)
 
 _STATUS_STYLE = {"regressed": "bold red", "improved": "bold green", "worse": "yellow", "better": "green",
                  "unchanged": "dim", "unknown": "dim"}
@@ -68,7 +68,7 @@ class TerminalRenderer(Renderer):
                            Text(r["status"], style=_STATUS_STYLE.get(r["status"], "")),
                            f"{num(r['base'], '.4g')} → {num(r['candidate'], '.4g')}", num(r["delta"], "+.3g"), ci)
             parts += [Text(""), ct]
-        parts += _card_parts(doc) + _deploy_parts(doc)
+        parts += _behaviour_parts(doc) + _card_parts(doc) + _deploy_parts(doc)
         return Group(*parts)
 
     def print(self, doc: Mapping[str, Any], console: Console) -> None:
@@ -79,6 +79,39 @@ class TerminalRenderer(Renderer):
         con = Console(record=True, width=120, file=_Null(), color_system=None, force_terminal=False)
         self.print(doc, con)
         return con.export_text()
+
+
+def _behaviour_parts(doc: Mapping[str, Any]) -> list[Any]:
+    view = behaviour_view(doc)
+    if view is None:
+        return []
+    parts: list[Any] = [Text("")]
+    if view["rows"]:
+        t = Table(title="Behaviour (probes, candidate vs base, paired 95% interval)", title_justify="left",
+                  pad_edge=False, collapse_padding=True)
+        t.add_column("probe · measure", overflow="fold", ratio=1)
+        for col in ("base → candidate", "change", "95% CI", "p"):
+            t.add_column(col, justify="right")
+        t.add_column("", no_wrap=True)
+        for r in view["rows"]:
+            t.add_row(escape(f"{r['task']} · {r['label']}"), f"{r['base']} → {r['candidate']}", r["delta"], r["ci"],
+                      r["p"], Text(r["level"] or "", style=_LEVEL_STYLE.get(str(r["level"]), "")))
+        parts.append(t)
+    else:
+        parts.append(Text("Behaviour", style="bold"))
+    for c in view["contamination"]:
+        parts.append(Text.assemble(f"  contamination {c['task']}: Min-K% gap {c['candidate_gap']} against the base's "
+                                   f"{c['base_gap']}, change {c['delta']} {c['ci']}, p={c['p']}, n={c['n']}",
+                                   ("  possible contamination (evidence, not proof)", "yellow") if c["flagged"]
+                                   else ""))
+    for k in view["kl"]:
+        parts.append(Text.assemble(f"  KL drift from the base on {k['task']}: mean ", (k["mean"], "bold"),
+                                   f" nats/token {k['ci']}, p95 {k['p95']}, top-1 agreement {k['top1']} "
+                                   f"({k['tokens']} tokens)", (f"  {k['level']}", _LEVEL_STYLE.get(str(k["level"]), ""))
+                                   if k["level"] else ""))
+    for n in view["notes"]:
+        parts.append(Text(f"  {n}", style="yellow"))
+    return parts
 
 
 def _card_parts(doc: Mapping[str, Any]) -> list[Any]:
