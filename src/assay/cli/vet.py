@@ -51,12 +51,17 @@ def command(candidate: str, base: str | None, policy_path: str | None, tasks: tu
     speed and memory on this machine, and with a cost section (or --cost-from) the cost per task and the
     break-even volume of the training cost are computed from the measured throughput.
 
+    The policy's probes section adds behaviour probes (refusal, degeneration, stability, contamination) and
+    its drift section the KL drift from the base; both run while each model is loaded for the evaluation
+    and are judged against the base (alignment stripped FAILs). They are off by default.
+
     \b
     Examples:
       assay vet ./my-finetune --base HuggingFaceTB/SmolLM2-135M-Instruct
       assay vet ./my-finetune --base ./base --policy policy.yaml --out vet-out
       assay vet ./my-finetune --base ./base --task builtin:knowledge --limit 50 --json > vet.json
       assay vet ./my-finetune --base ./base --bench --cost-from cost.yaml --out vet-out
+      assay vet ./my-finetune --base ./base --policy probes.yaml   # probes: {run: [refusal]}
 
     \b
     Exit codes: 0 PASS (and WARN unless --strict), 1 FAIL, 2 no verdict (bad input, a stage that failed).
