@@ -74,3 +74,20 @@ def test_bad_bench_options_exit_2(zoo, capsys: pytest.CaptureFixture[str], args:
 def test_missing_model_exits_2(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", str(tmp_path / "absent")]) == 2
     assert "no such model" in capsys.readouterr().err
+
+
+def test_bench_takes_download_like_the_other_commands(zoo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "--download" in help_text and "Exit codes" in help_text
+    assert main(["bench", str(zoo.gguf_q8_0), "--fit-only", "--download", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["schema"] == "assay.bench/1"
+
+
+def test_fit_table_shows_every_part_of_the_total(zoo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", str(zoo.gguf_q8_0), "--fit-only", "--json"]) == 0
+    est = json.loads(capsys.readouterr().out)["fit"]["estimates"][0]
+    assert est["total_bytes"] == est["weights_bytes"] + est["kv_cache_bytes"] + est["overhead_bytes"]
+    assert main(["bench", str(zoo.gguf_q8_0), "--fit-only"]) == 0
+    out = capsys.readouterr().out
+    assert "overhead" in out and "256.0 MiB" in out  # the fixed runtime overhead dominates for a tiny model

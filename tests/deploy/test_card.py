@@ -234,3 +234,19 @@ def test_hostile_front_matter_is_not_constructed(tmp_path: Path, capsys: pytest.
     assert "CARD-FRONT-MATTER-INVALID" in [f.rule for f in r.findings] and r.licence is None
     (path / "README.md").write_bytes(b"---\nlicense: mit\n---\n\xff\xfe\x00 binary junk")
     assert read_card(resolve(path)).licence == "mit"
+
+
+def test_measured_scores_outside_0_1_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_model(tmp_path / "m", COMPLETE_FRONT, COMPLETE_BODY)
+    assert main(["card", str(path), "--measured", "arc_easy/acc=43"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --measured scores are between 0 and 1") and len(err.strip().splitlines()) == 1
+
+
+def test_card_takes_download_and_revision_like_the_other_commands(zoo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["card", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "--download" in help_text and "--revision" in help_text and "Exit codes" in help_text
+    # a local folder needs no download: the flag is accepted and changes nothing
+    assert main(["card", str(zoo.safetensors_dir), "--download", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["schema"] == "assay.card/1"

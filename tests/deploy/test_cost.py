@@ -146,3 +146,16 @@ def test_document_round_trips_through_json() -> None:
     assert doc["break_even_tasks"] == 21429 and doc["curve"]
     with pytest.raises(DeployError):
         compute_cost(CostInputs(api_per_task=float("nan"), self_per_task=0.01))
+
+
+def test_bench_file_that_is_a_folder_exits_2(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["cost", "--bench", str(tmp_path), "--api-per-task", "1", "--gpu-price-per-hour", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip() == f"error: {tmp_path} is a folder, not a JSON file"
+
+
+def test_api_per_task_wins_over_per_token_prices_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, doc = run_json(capsys, ["cost", "--api-per-task", "0.15", "--api-input-per-mtok", "2.5",
+                                "--tokens-in", "800", "--self-per-task", "0.01", "--json"])
+    assert rc == 0 and doc["api_per_task"] == 0.15 and doc["api_per_task_basis"] == "given"
+    assert any("per-token prices were not used" in n for n in doc["notes"])

@@ -199,3 +199,33 @@ def test_hostile_pickle_is_described_not_run(cli, tmp_path: Path) -> None:  # ty
     assert not marker.exists()
     assert doc["weights_format"] == "pickle" and doc["parameters"] is None
     assert any("no tensors found" in n for n in doc["notes"])
+
+
+def test_truncated_extra_weight_file_is_listed_not_ok(zoo, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    d = tmp_path / "m"
+    shutil.copytree(zoo.safetensors_dir, d)
+    (d / "extra.gguf").write_bytes(zoo.gguf_f32.read_bytes()[:500])
+    run = cli("inspect", d, "--json")
+    assert run.rc == 0
+    doc = run.json()
+    assert doc["parameters"] == zoo.n_params  # still described from model.safetensors
+    assert [u["path"] for u in doc["unreadable"]] == ["extra.gguf"]
+    assert "truncated" in doc["unreadable"][0]["error"]
+    assert "extra.gguf" in run.err and "warning" in run.err  # warnings on stderr, also with --json
+
+
+def test_debug_flag_after_the_command_shows_the_traceback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = cli("inspect", tmp_path / "nope", "--debug")  # where "run with --debug" makes users put it
+    assert run.rc == 2 and "Traceback" in run.err and "No such option" not in run.err
+    assert run.err.strip().splitlines()[-1].startswith("error: no such model")
+
+
+def test_click_usage_errors_are_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli("inspect", "--no-such-flag", "x")
+    assert run.rc == 2 and run.out == ""
+    assert run.err.strip() == "error: No such option '--no-such-flag'. (see `assay inspect --help`)"
+
+
+def test_assay_alone_still_prints_its_help(cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli()
+    assert run.rc == 2 and "Usage: assay" in run.err and "assay scan MODEL" in run.err

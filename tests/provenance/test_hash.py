@@ -121,3 +121,10 @@ def test_api_document(tiny_model_dir):
     doc = manifest_document(m)
     assert doc["total_bytes"] == sum(f.size for f in m.files)
     assert Path(tiny_model_dir / m.files[0].path).is_file()
+
+
+def test_exclude_that_leaves_nothing_is_bad_input(tiny_model_dir, capsys):
+    rc = main(["hash", str(tiny_model_dir), "--exclude", "*", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""
+    assert captured.err.startswith("error: nothing to hash") and len(captured.err.strip().splitlines()) == 1

@@ -218,3 +218,16 @@ def test_booby_trapped_pickle_is_scanned_and_never_loaded(variants, tmp_path, ca
     assert rc == 1
     assert "refusing to load" in err
     assert not marker.exists()
+
+
+def test_layers_with_only_mismatched_shapes_show_no_change_figure(variants, tmp_path, capsys):
+    from tests.factory.models import build_model, save_safetensors_folder, tiny_tokenizer
+
+    wider = save_safetensors_folder(build_model(seed=3, hidden_size=48, intermediate_size=80), tiny_tokenizer(),
+                                    tmp_path / "wider")
+    rc, doc = lineage(capsys, wider, variants.base)
+    assert rc == 1 and doc["relation"] == "incompatible"
+    # Nothing was compared in these layers: "0" would read as "unchanged"; there is no figure to give.
+    mismatched = [layer for layer in doc["layers"] if layer["status"] == "mismatch"]
+    assert mismatched and all(layer["rel_change"] is None and layer["cosine"] is None for layer in mismatched)
+    assert doc["rel_change"] is None

@@ -272,3 +272,26 @@ def test_foreign_bundle_is_named(model, keys, capsys):
     (model / "model.sig").write_text(json.dumps(bundle))
     rc, doc = verify(capsys, model, Path(str(keys["ecdsa-p256"]) + ".pub"))
     assert rc == 1 and "media type" in doc["message"]
+
+
+def test_single_file_model_tamper_names_the_file(zoo, keys, tmp_path, capsys):
+    f = tmp_path / "named.gguf"
+    shutil.copy(zoo.gguf_q8_0, f)
+    assert main(["sign", str(f), "--key", str(keys["ecdsa-p256"])]) == 0
+    with f.open("r+b") as fh:
+        fh.seek(-10, 2)
+        fh.write(b"\x02" * 10)
+    capsys.readouterr()
+    assert main(["verify", str(f), "--key", str(keys["ecdsa-p256"]) + ".pub"]) == 1
+    out = capsys.readouterr().out
+    assert "1 modified: named.gguf" in " ".join(out.split())
+    assert "│ modified │ named.gguf" in out
+
+
+def test_keygen_unwritable_path_is_named(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker / "key.pem"
+    assert main(["keygen", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write key file {target}:") and len(err.strip().splitlines()) == 1

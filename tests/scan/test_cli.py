@@ -132,3 +132,23 @@ def test_human_output_and_help(hostile, capsys) -> None:  # type: ignore[no-unty
 @pytest.mark.parametrize("bad", ["--fail-on", "--sarif"])
 def test_usage_errors_exit_2(bad, zoo, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["scan", str(zoo.gguf_q8_0), bad]) == 2
+
+
+@pytest.mark.parametrize("args", [
+    ["--fail-on", "bogus"],           # a value click refuses
+    ["--sarif", "{dir}"],             # a folder where a file is expected
+    ["--no-such-option"],
+    ["--allow-global", "OrderedDict"],  # not MODULE.QUALNAME: could never match, so it is refused
+])
+def test_usage_errors_are_one_line(args, zoo, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    rc = main(["scan", str(zoo.gguf_q8_0), *[a.format(dir=tmp_path) for a in args]])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+
+
+def test_missing_argument_names_model(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["scan"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: Missing argument 'MODEL'. (see `assay scan --help`)"

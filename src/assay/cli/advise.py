@@ -21,7 +21,8 @@ from assay.cli.cost import cost_inputs, cost_options, read_bench_file
               help="An `assay eval --json` or `assay vet --json` file: candidate (fine-tune) and base (few-shot) "
                    "quality.")
 @click.option("--metric", default=None, metavar="TASK/METRIC",
-              help="The quality figure to use from --eval (default: mean accuracy over its tasks).")
+              help="The quality figure to use from --eval (default: the mean over its tasks of acc_norm, else "
+                   "acc, else exact_match).")
 @click.option("--quality-api", type=float, default=None, help="The API's score on your task (0..1).")
 @click.option("--quality-base", type=float, default=None, help="The open base model's few-shot score (0..1).")
 @click.option("--quality-candidate", type=float, default=None, help="The fine-tuned model's score (0..1).")
@@ -45,6 +46,8 @@ def command(monthly_tasks: int, few_shot_tokens: int, horizon_months: float, eva
                    --tokens-out 150 --api-input-per-mtok 2.5 --api-output-per-mtok 10 \\
                    --training-cost 3000 --monthly-tasks 200000 --few-shot-tokens 900 \\
                    --eval vet.json --quality-required 0.6
+
+    Exit codes: 0 a recommendation made, 2 bad or missing inputs.
     """
     from assay.deploy.advise import Quality, advice_document, advise, quality_from_document
 

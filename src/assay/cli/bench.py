@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from assay.cli.common import EXIT_PASS, console, emit_json, json_option, progress, revision_option
+from assay.cli.common import (EXIT_PASS, console, download_option, emit_json, json_option, progress,
+                              revision_option)
 from assay.errors import UsageError
 
 
@@ -40,10 +41,11 @@ def _sizes(text: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--context", type=int, default=None,
               help="Context length the key/value cache is sized for (default: the model's maximum).")
 @revision_option
+@download_option
 @json_option
 def command(model: str, base: str | None, backend: str, prompt_tokens: int, output_tokens: int,
             batch_sizes: tuple[str, ...], repeats: int, warmup: int, threads: int | None, dtype: str,
-            fit_only: bool, context: int | None, revision: str | None, as_json: bool) -> int:
+            fit_only: bool, context: int | None, revision: str | None, download: bool, as_json: bool) -> int:
     """Measure speed and memory on this machine.
 
     Load time, time to first token, prefill and decode tokens per second, p50/p95 latency over repeated
@@ -57,14 +59,16 @@ def command(model: str, base: str | None, backend: str, prompt_tokens: int, outp
       assay bench ./my-finetune --base ./base-model --json > bench.json
       assay bench ./model.gguf --fit-only --context 8192 --batch-size 8
       assay cost --bench bench.json --gpu-price-per-hour 1.2 --tokens-in 800 --tokens-out 200 ...
+
+    Exit codes: 0 measured, 1 the model scanned unsafe (it is not loaded), 2 bad input.
     """
     from assay.deploy.bench import bench_document, run_bench
     from assay.model.ref import resolve
 
-    ref = resolve(model, revision=revision)
+    ref = resolve(model, revision=revision, download=download)
     if fit_only:
         return _fit_only(ref, context=context, batch=max(_sizes(batch_sizes)), as_json=as_json)
-    base_ref = resolve(base) if base else None
+    base_ref = resolve(base, download=download) if base else None
     with progress() as p:
         report = run_bench(ref, backend=backend, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
                            batch_sizes=_sizes(batch_sizes), repeats=repeats, warmup=warmup, threads=threads,
@@ -167,11 +171,13 @@ def _render_fit(fit: Any) -> None:
     f.add_column("bits", justify="right")
     f.add_column("weights", justify="right")
     f.add_column("KV cache", justify="right")
+    f.add_column("overhead", justify="right")
     f.add_column("total", justify="right")
     f.add_column("fits")
     for e in fit.estimates:
         row = [x for x in fit.fits if x.bits == e.bits]
-        f.add_row(str(e.bits), _mib(e.weights_bytes), _mib(e.kv_cache_bytes), _mib(e.total_bytes),
+        f.add_row(str(e.bits), _mib(e.weights_bytes), _mib(e.kv_cache_bytes), _mib(e.overhead_bytes),
+                  _mib(e.total_bytes),
                   _devices([x.device.name for x in row if x.fits], len(row)))
     out.print(f)
     for note in fit.notes:

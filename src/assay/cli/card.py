@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from assay.cli.common import EXIT_FAIL, EXIT_PASS, console, emit_json, json_option, revision_option
+from assay.cli.common import (EXIT_FAIL, EXIT_PASS, console, download_option, emit_json, json_option,
+                              revision_option)
 from assay.errors import UsageError
 
 
@@ -20,6 +21,8 @@ def _measured(pairs: tuple[str, ...]) -> dict[str, float]:
             out[key.strip()] = float(value)
         except ValueError as exc:
             raise UsageError(f"--measured wants TASK[/METRIC]=VALUE (e.g. arc_easy/acc=0.43), got {pair!r}") from exc
+        if not 0.0 <= out[key.strip()] <= 1.0:
+            raise UsageError(f"--measured scores are between 0 and 1 (0.43, not 43), got {pair!r}")
     return out
 
 
@@ -30,27 +33,31 @@ def _measured(pairs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--measured", multiple=True, metavar="TASK[/METRIC]=VALUE",
               help="A measured score (0..1) to check the card's claims against; repeatable.")
 @revision_option
+@download_option
 @json_option
-def command(model: str, base: str | None, measured: tuple[str, ...], revision: str | None, as_json: bool) -> int:
+def command(model: str, base: str | None, measured: tuple[str, ...], revision: str | None, download: bool,
+            as_json: bool) -> int:
     """Read a model card offline and report what a careful reviewer looks for.
 
     Shows base model and relation, datasets, licence and its key terms, training procedure and
     hyper-parameters, claimed evaluation results (model-index), the loss curve (trainer_state.json),
     intended use and limitations, and a transparency score (0-100) with what is missing. Cross-checks: a
     derivative of a base under a restrictive licence relabelled permissive (licence laundering), naming
-    duties, claimed scores against --measured ones. Exit 1 when a high-severity finding is made.
+    duties, claimed scores against --measured ones.
 
     \b
     Examples:
       assay card ./my-finetune
       assay card ./my-finetune --base ./Llama-3.1-8B --json
       assay card ./my-finetune --measured arc_easy/acc=0.43
+
+    Exit codes: 0 no high-severity finding, 1 a high-severity finding (e.g. licence laundering), 2 bad input.
     """
     from assay.deploy.card import card_document, check_claims, claim_findings, read_card
     from assay.model.ref import resolve
 
-    ref = resolve(model, revision=revision)
-    base_ref = resolve(base) if base else None
+    ref = resolve(model, revision=revision, download=download)
+    base_ref = resolve(base, download=download) if base else None
     report = read_card(ref, base=base_ref)
     claims = check_claims(report, _measured(measured)) if measured else []
     findings = list(report.findings) + claim_findings(claims)

@@ -26,6 +26,8 @@ def read_bench_file(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise DeployError(f"no such file: {path}") from exc
+    except IsADirectoryError as exc:
+        raise DeployError(f"{path} is a folder, not a JSON file") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DeployError(f"{path} is not a readable JSON document ({type(exc).__name__})") from exc
 
@@ -114,6 +116,8 @@ def command(as_json: bool, **options: Any) -> int:
       assay cost --bench bench.json --gpu-price-per-hour 1.20 --utilisation 40% \\
                  --tokens-in 800 --tokens-out 200 --api-input-per-mtok 2.5 \\
                  --api-output-per-mtok 10 --training-cost 3000 --monthly-tasks 100000
+
+    Exit codes: 0 computed, 2 bad or missing inputs.
     """
     from assay.deploy.cost import compute_cost, cost_document
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from assay.cli.common import EXIT_FAIL, EXIT_PASS, console, emit_json, err_console, json_option, progress
+from assay.cli.common import (EXIT_FAIL, EXIT_PASS, console, download_option, emit_json, err_console, json_option,
+                              progress, revision_option)
 from assay.errors import EvalError, UsageError
 
 
@@ -41,12 +42,17 @@ from assay.errors import EvalError, UsageError
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and permutation tests.")
 @click.option("--log-items", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Write one JSON line per item: choice log-likelihoods, prediction, per-item metrics.")
+@revision_option
+@download_option
 @json_option
 def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: int | None, limit: int | None,
             backend: str, base_url: str | None, api_key_env: str | None, dtype: str, device: str,
             threads: int | None, batch_size: int | None, no_cache: bool, seed: int, log_items: Path | None,
-            as_json: bool) -> int:
+            revision: str | None, download: bool, as_json: bool) -> int:
     """Score MODEL on tasks; with --base, compare it with its base on the same items.
+
+    MODEL and BASE are folders, weights files or org/name[@revision] in the local Hugging Face cache
+    (--revision applies to MODEL).
 
     Multiple choice is scored by log-likelihood exactly as lm-evaluation-harness scores it (acc, acc_norm,
     acc_bytes), generation by exact match after answer extraction (GSM8K strict and flexible), perplexity by
@@ -83,6 +89,8 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
         raise UsageError("--num-fewshot must be 0 or more")
     if threads is not None and threads <= 0:
         raise UsageError("--threads must be a positive number")
+    if batch_size is not None and batch_size <= 0:
+        raise UsageError("--batch-size must be a positive number")
     if backend == "hf" and (base_url or api_key_env):
         raise UsageError("--base-url and --api-key-env apply to --backend openai")
     from assay.evaluate.cache import ResultCache
@@ -109,6 +117,15 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
     cache = None if no_cache else ResultCache()
     opts = {"backend": backend, "dtype": dtype, "device": device, "threads": threads, "batch_size": batch_size,
             "base_url": base_url, "api_key_env": api_key_env}
+    model_ref: Any = model
+    base_ref: Any = base
+    if backend == "hf":  # resolve both before any work, so a mistyped MODEL is not found only after the base ran
+        from assay.model.ref import resolve
+
+        model_ref = resolve(model, revision=revision, download=download)
+        base_ref = resolve(base, download=download) if base is not None else None
+    elif revision is not None or download:
+        raise UsageError("--revision and --download apply to --backend hf (the server names its own model)")
     log_fh = None
     if log_items is not None:
         try:
@@ -126,7 +143,7 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
             base_results = None
             base_info: dict[str, Any] = {}
             if base is not None:
-                be = _open_backend(base, opts, prog)
+                be = _open_backend(base_ref, opts, prog)
                 try:
                     base_info = dataclasses.asdict(be.info)
                     base_results = evaluate_model(be, task_list, limit=limit, cache=cache, progress=prog)
@@ -134,7 +151,7 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
                         kl.record_base(be, progress=prog)
                 finally:
                     be.close()
-            be = _open_backend(model, opts, prog)
+            be = _open_backend(model_ref, opts, prog)
             try:
                 model_info = dataclasses.asdict(be.info)
                 results = evaluate_model(be, task_list, limit=limit, cache=cache, progress=prog)
@@ -171,7 +188,8 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
     return EXIT_FAIL if regressed else EXIT_PASS
 
 
-def _open_backend(spec: str, opts: dict[str, Any], prog: Any) -> Any:
+def _open_backend(spec: Any, opts: dict[str, Any], prog: Any) -> Any:
+    """A backend for ``spec``: a server's model name (openai) or a resolved :class:`ModelRef` (hf)."""
     if opts["backend"] == "openai":
         try:
             from assay.evaluate.backends.openai import open_backend
@@ -181,10 +199,8 @@ def _open_backend(spec: str, opts: dict[str, Any], prog: Any) -> Any:
             raise UsageError("--backend openai needs --base-url")
         return open_backend(spec, base_url=opts["base_url"], api_key_env=opts["api_key_env"])
     from assay.evaluate.backends.hf import load_after_scan
-    from assay.model.ref import resolve
 
-    ref = resolve(spec)
-    return load_after_scan(ref, dtype=opts["dtype"], device=opts["device"], threads=opts["threads"],
+    return load_after_scan(spec, dtype=opts["dtype"], device=opts["device"], threads=opts["threads"],
                            batch_size=opts["batch_size"], progress=prog)
 
 

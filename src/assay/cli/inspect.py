@@ -44,8 +44,9 @@ def command(ref: str, revision: str | None, download: bool, as_json: bool) -> in
         emit_json(inventory_document(inv))
     else:
         render(inv)
-        for f in inv.unreadable:
-            err_console().print(f"[yellow]warning:[/yellow] {f.path}: {f.error}")
+    for f in inv.unreadable:  # on stderr in both modes: the JSON document lists them under "unreadable"
+        why = f.error if f.error and f.error.startswith(f.path) else f"{f.path}: {f.error}"
+        err_console().print(f"[yellow]warning:[/yellow] {why}", soft_wrap=True)
     return EXIT_PASS
 
 

@@ -30,6 +30,8 @@ def command(out: Path, kind: str, force: bool, as_json: bool) -> int:
       assay keygen --out release-key.pem        # writes release-key.pem and release-key.pem.pub
       assay sign ./my-model --key release-key.pem
       assay verify ./my-model --key release-key.pem.pub
+
+    Exit codes: 0 written, 2 bad input (key files exist without --force, unwritable path).
     """
     from assay.provenance.signing import generate_keypair, key_hint
 
@@ -45,7 +47,7 @@ def command(out: Path, kind: str, force: bool, as_json: bool) -> int:
             fh.write(priv)
         pub_path.write_bytes(pub)
     except OSError as exc:
-        raise ProvenanceError(f"cannot write key files: {exc.strerror or exc}") from exc
+        raise ProvenanceError(f"cannot write key file {out}: {exc.strerror or exc}") from exc
     doc = {"schema": "assay.keygen/1", "kind": kind, "private_key": out.as_posix(),
            "public_key": pub_path.as_posix(), "key_id": key_hint(pub)}
     if as_json:

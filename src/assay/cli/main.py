@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _DEBUG
     args = list(sys.argv[1:] if argv is None else argv)
     _DEBUG = "--debug" in args or os.environ.get("ASSAY_DEBUG") == "1"
+    if "--debug" in args:  # accepted anywhere, as the error messages suggest: `assay inspect X --debug`
+        args = ["--debug"] + [a for a in args if a != "--debug"]
     try:
         rv = cli.main(args=args, prog_name="assay", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -102,7 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("error: interrupted", err=True)
         return 2
     except click.ClickException as exc:
-        exc.show()
+        if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # `assay` alone: the help answers
+            exc.show()
+            return 2
+        # One line, like every other refusal: click's own "Usage: ... Try ... Error: ..." block is three.
+        message = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if isinstance(exc, click.UsageError) and ctx else ""
+        click.echo(f"error: {message}{hint}", err=True)
         return 2
     except AssayError as exc:
         if _DEBUG:

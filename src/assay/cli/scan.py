@@ -1,4 +1,4 @@
-"""``assay scan REF``: is anything in this model able to run code when it is loaded?
+"""``assay scan MODEL``: is anything in this model able to run code when it is loaded?
 
     assay scan ./my-model
     assay scan ./pytorch_model.bin --json
@@ -16,14 +16,14 @@ import click
 
 from assay.cli.common import (console, download_option, emit_json, err_console, json_option,
                               progress, revision_option)
-from assay.errors import ReportError
+from assay.errors import ReportError, UsageError
 
 _SEVERITIES = ["info", "low", "medium", "high", "critical"]
 _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
 @click.command("scan")
-@click.argument("ref")
+@click.argument("ref", metavar="MODEL")
 @click.option("--fail-on", "fail_on", type=click.Choice(_SEVERITIES), default="medium", show_default=True,
               help="Findings at or above this severity make the model unsafe (exit 1).")
 @click.option("--allow-global", "allow_globals", multiple=True, metavar="MODULE.QUALNAME",
@@ -41,6 +41,7 @@ def command(ref: str, fail_on: str, allow_globals: tuple[str, ...], allow_remote
             sarif_path: Path | None, revision: str | None, download: bool, as_json: bool) -> int:
     """Scan a model for anything that can run code when it is loaded, without loading it.
 
+    MODEL is a folder, one file, or org/name[@revision] in the local Hugging Face cache.
     Every file is examined by its content, whatever its name: pickles (on a symbolic machine, against an
     allowlist of what honest checkpoints need), torch/zip/tar archives, numpy, Keras, safetensors and GGUF
     headers, chat templates (Jinja syntax tree, never rendered) and remote code (auto_map, .py files).
@@ -61,6 +62,11 @@ def command(ref: str, fail_on: str, allow_globals: tuple[str, ...], allow_remote
     from assay.model.ref import resolve
     from assay.scan import Severity, scan_document, scan_model
 
+    for name in allow_globals:
+        module, dot, qualname = name.rpartition(".")
+        if not dot or not module or not qualname or any(c.isspace() or c == ":" for c in name):
+            raise UsageError(f"--allow-global wants the exact MODULE.QUALNAME a pickle imports "
+                             f"(e.g. collections.OrderedDict), got {name!r}")
     model = resolve(ref, revision=revision, download=download)
     if as_json or not err_console().is_terminal:  # no bar to draw: skip loading rich.progress
         report = scan_model(model, fail_on=Severity(fail_on), allow_globals=allow_globals,

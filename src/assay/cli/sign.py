@@ -49,6 +49,8 @@ def command(ref: str, key: Path, signature: Path | None, algorithm: str, as_json
       assay keygen --out key.pem
       assay sign ./my-model --key key.pem            # writes ./my-model/model.sig
       model_signing verify key ./my-model --signature ./my-model/model.sig --public_key key.pem.pub
+
+    Exit codes: 0 signed, 2 bad input (unreadable or wrong key, missing model, unwritable signature path).
     """
     from assay.model.ref import resolve
     from assay.provenance.signing import sign_model

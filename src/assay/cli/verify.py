@@ -69,7 +69,7 @@ def command(ref: str, key: Path, signature: Path | None, trust_ignore_paths: boo
     table.add_column("signed digest", overflow="fold")
     table.add_column("actual digest", overflow="fold")
     for p, a, b in result.modified:
-        table.add_row("modified", p, a, b)
+        table.add_row("modified", model.files[0].name if p == "." and model.single_file else p, a, b)
     for p in result.missing:
         table.add_row("missing", p, "", "")
     for p in result.extra:

@@ -180,6 +180,8 @@ def compute_cost(inputs: CostInputs) -> CostReport:
 
     api, api_basis = _api_per_task(inp)
     notes: list[str] = []
+    if inp.api_per_task is not None and (inp.api_input_per_mtok is not None or inp.api_output_per_mtok is not None):
+        notes.append("--api-per-task given: the API's per-token prices were not used")
     seconds: float | None = None
     tasks_per_hour: float | None = None
     sweep: list[SweepPoint] = []

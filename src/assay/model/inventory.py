@@ -441,6 +441,22 @@ class _Builder:
                 self.complete = False
         return c
 
+    def _check_headers(self, counted: set[str]) -> None:
+        """Read the header of every other safetensors/GGUF file, so a truncated one is not listed as ok."""
+        from assay.model.tensors import read_gguf, read_safetensors_header
+
+        for rel, entry in list(self.entries.items()):
+            if rel in counted or entry.error or entry.role not in ("weights", "adapter"):
+                continue
+            path = self.ref.root / rel
+            try:
+                if entry.format is Format.SAFETENSORS:
+                    read_safetensors_header(path, rel=rel)
+                elif entry.format is Format.GGUF:
+                    read_gguf(path, rel=rel)
+            except FormatError as exc:
+                self._set_error(rel, exc.message.replace(str(path), rel).removeprefix(f"{rel}: "))
+
     @staticmethod
     def _add(c: _Count, rows: Iterable[tuple[str, int, int]]) -> None:
         for dtype, n, nbytes in rows:
@@ -513,6 +529,7 @@ class _Builder:
         tok_config = self._json_file("tokenizer_config.json", fatal=False)
         files, fmt = self._select_weights(adapter_cfg)
         count = self._count(files, fmt)
+        self._check_headers(set(files))
         if files and fmt in HEADER_FORMATS and not count.counted_any:
             errors = [self.entries[f] for f in files if self.entries[f].error]
             if errors:

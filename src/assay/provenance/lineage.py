@@ -439,11 +439,14 @@ class _Acc:
     aa: float = 0.0
     bb: float = 0.0
     ab: float = 0.0
+    n: int = 0
+    """Tensor pairs added: with none (shape mismatches only) there is no relative change to report."""
 
     def add(self, a: np.ndarray, b: np.ndarray) -> float:
         """Add the sums of one tensor pair (in float64, in chunks); returns the largest |b - a|."""
         import numpy as np
 
+        self.n += 1
         fa, fb = a.reshape(-1), b.reshape(-1)
         top = 0.0
         for i in range(0, fa.size, _CHUNK):
@@ -463,9 +466,12 @@ class _Acc:
         self.aa += o.aa
         self.bb += o.bb
         self.ab += o.ab
+        self.n += o.n
 
     @property
     def rel(self) -> float | None:
+        if self.n == 0:
+            return None
         return math.sqrt(self.dd / self.aa) if self.aa > 0 else (0.0 if self.dd == 0 else None)
 
     @property

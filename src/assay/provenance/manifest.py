@@ -177,6 +177,9 @@ def hash_model(ref: ModelRef, *, algorithm: str = "blake3", exclude: Iterable[st
     patterns = tuple(exclude)
     pairs = [(rel_name(ref, rel), ref.path(rel)) for rel in ref.files]
     pairs = [(n, p) for n, p in pairs if not _excluded(ref.files[0].name if n == "." else n, patterns)]
+    if not pairs:
+        raise ProvenanceError(f"nothing to hash: the exclude patterns ({', '.join(patterns)}) leave out every file "
+                              f"of {ref.spec}")
     files, unreadable = hash_files(ref, pairs, algorithm=algorithm, workers=workers, progress=progress)
     root, note = (None, "not computed")
     if with_weights_root:

@@ -434,7 +434,8 @@ def verify_model(ref: ModelRef, *, public_key_pem: bytes, signature_path: Path |
         except (ProvenanceError, ModelError):
             matched = None
     valid = not (modified or missing or extra)
-    msg = _message(valid, len(resources), extra, missing, modified, ignored, matched, trust_ignore_paths)
+    shown = [(ref.files[0].name if p == "." and ref.single_file else p, x, y) for p, x, y in modified]
+    msg = _message(valid, len(resources), extra, missing, shown, ignored, matched, trust_ignore_paths)
     return VerifyResult(valid=valid, signature_ok=True, extra=tuple(extra), missing=tuple(missing),
                         modified=tuple(modified), message=msg, signed_weights_root=signed_root, card=card,
                         algorithm=hash_type, signer_key=hint, weights_root_match=matched, checked=len(resources),
