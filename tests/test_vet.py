@@ -663,3 +663,17 @@ def test_bad_probe_or_drift_spec_is_refused_before_any_work(probe_zoo: dict[str,
     policy.write_text("drift:\n  kl: builtin:knowledge\n")
     assert main(["vet", str(probe_zoo["stripped"]), "--base", str(probe_zoo["base"]), "--policy", str(policy)]) == 2
     _one_line_error(capsys, "kl:builtin:knowledge")
+
+
+def test_uncached_org_name_is_refused_and_download_fails_offline(tmp_path, monkeypatch, capsys):
+    """An org/name that is not cached is never fetched silently; with --download and no network it fails cleanly."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from assay.cli.main import main as cli_main
+
+    assert cli_main(["vet", "nosuch/model"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not in the local Hugging Face cache" in err[0] and "--download" in err[0]
+    assert cli_main(["vet", "nosuch/model", "--download"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: could not download nosuch/model")

@@ -564,7 +564,7 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
             limit: int | None = None, out_dir: Path | None = None, revision: str | None = None,
             formats: Sequence[str] = ("json", "html", "md", "sarif", "cyclonedx"),
             progress: Progress = NULL_PROGRESS, bench: bool | None = None,
-            cost: CostPolicy | None = None) -> VetResult:
+            cost: CostPolicy | None = None, download: bool = False) -> VetResult:
     """Vet ``candidate`` (against ``base``, else the card's ``base_model`` when cached) under ``policy``.
 
     ``tasks`` and ``limit`` override the policy's evaluation tasks and item limit; ``bench`` overrides
@@ -581,12 +581,12 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
     t0 = time.perf_counter()
     if out_dir is not None:
         check_out_dir(out_dir)
-    cand_ref = resolve(candidate, revision=revision)
+    cand_ref = resolve(candidate, revision=revision, download=download)
     _require_model(cand_ref, "candidate")
     base_ref: ModelRef | None = None
     base_source = "--base"
     if base is not None:
-        base_ref = resolve(base)
+        base_ref = resolve(base, download=download)
         _require_model(base_ref, "base")
 
     pre = {"probes": probe_tasks(policy) if policy.probes.specs() else [],

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from assay.cli.common import console, emit_json, err_console, json_option, progress, revision_option
+from assay.cli.common import (console, download_option, emit_json, err_console, json_option, progress,
+                              revision_option)
 from assay.errors import UsageError
 
 _WRITE_FORMATS = ("json", "html", "md", "sarif", "cyclonedx")
@@ -38,10 +39,11 @@ _WRITE_FORMATS = ("json", "html", "md", "sarif", "cyclonedx")
                    "document); replaces the policy's cost section.")
 @click.option("--strict", is_flag=True, help="Exit 1 on WARN too (default: WARN exits 0).")
 @revision_option
+@download_option
 @json_option
 def command(candidate: str, base: str | None, policy_path: str | None, tasks: tuple[str, ...], limit: int | None,
             out_dir: str | None, formats: tuple[str, ...], bench: bool | None, cost_from: str | None, strict: bool,
-            revision: str | None, as_json: bool) -> int:
+            revision: str | None, download: bool, as_json: bool) -> int:
     """Vet CANDIDATE: scan, signature, lineage, evaluation against the base, card and licence, hardware fit,
     optionally speed, memory and cost; one verdict.
 
@@ -76,7 +78,7 @@ def command(candidate: str, base: str | None, policy_path: str | None, tasks: tu
     cost = load_cost_file(Path(cost_from), keep=policy.cost) if cost_from else None
     with progress(enabled=True) as prog:
         result = run_vet(candidate, base=base, policy=policy, tasks=list(tasks) or None, limit=limit,
-                         out_dir=Path(out_dir) if out_dir else None, revision=revision,
+                         out_dir=Path(out_dir) if out_dir else None, revision=revision, download=download,
                          formats=formats or _WRITE_FORMATS, progress=prog, bench=bench, cost=cost)
     doc = vet_document(result)
     if as_json:
