@@ -18,7 +18,7 @@ def test_bench_cli_with_base_in_separate_processes(zoo, capsys: pytest.CaptureFi
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     doc = json.loads(captured.out)
-    assert doc["schema"] == "assay.bench/1"
+    assert doc["schema"] == "assay.bench/1" and doc["backend"] == "hf" and doc["base_url"] is None
     assert doc["settings"]["batch_sizes"] == [1, 2] and doc["settings"]["repeats"] == 2
     hw = doc["hardware"]
     assert hw["torch_threads"] == 1 and hw["cpu"] and hw["ram_bytes"] > 0 and "cores" in hw["description"]
@@ -31,6 +31,8 @@ def test_bench_cli_with_base_in_separate_processes(zoo, capsys: pytest.CaptureFi
         assert m["peak_rss_bytes"] >= m["rss_before_load_bytes"] > 0
         assert [b["batch_size"] for b in m["batches"]] == [1, 2]
         assert all(len(b["latencies_s"]) == 2 for b in m["batches"])
+        assert m["prompt_tokens"] == 16 and m["prompt_length"] == "exact" and m["tokens_counted_by"] == "model"
+        assert all(b["output_tokens_per_s"] > 0 for b in m["batches"])
         # The prefill pass must be a part of the whole request.
         assert all(b["ttft_s"] <= max(b["latencies_s"]) for b in m["batches"])
     # Identical weights: same size; the ratio of a figure to itself is reported for every headline figure.

@@ -4,11 +4,18 @@ It speaks the parts of the API assay uses, the way vLLM does: ``GET /v1/models``
 ``echo``/``logprobs``/``max_tokens=0`` (log-probabilities of the prompt tokens, ``text_offset`` character
 offsets, top-1 alternatives) and greedy generation with ``stop`` strings; ``POST /v1/chat/completions`` (the
 tokenizer's chat template, greedy). It binds to 127.0.0.1 on an ephemeral port and runs in a thread.
+For ``assay bench``: ``stream: true`` completions answer with server-sent events, one chunk per generated token
+(``stream_options.include_usage`` adds a final ``usage`` chunk, ``ignore_eos`` generates ``max_tokens`` tokens), and
+``POST /tokenize`` counts a prompt's tokens as vLLM's does; non-streamed completions carry ``usage``.
 
 Switches for tests: ``fail_next(status, n)`` answers the next ``n`` API calls with that HTTP status;
 ``prompt_logprobs=False`` behaves like servers that ignore ``echo`` for log-probabilities (llama.cpp, OpenAI);
 ``require_key`` demands ``Authorization: Bearer <key>``; ``min_max_tokens=1`` refuses ``max_tokens=0`` with HTTP 400
 (as servers that always generate do), and then echoes the generated token's log-probability after the prompt's.
+``streaming=False`` ignores ``stream`` (one JSON answer, like servers that cannot stream); ``tokenize=False`` has no
+``/tokenize``; ``usage=False`` reports no token counts; ``strict=True`` refuses the non-standard request fields
+``ignore_eos`` and ``stream_options`` with HTTP 400 (as stricter servers do); ``also_serves`` lists more names for the same weights (as
+vLLM serves LoRA adapters by name).
 
     with serve(model, tokenizer, name="tiny") as server:
         backend = OpenAIBackend(base_url=server.url)
@@ -30,9 +37,13 @@ class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str, prompt_logprobs: bool = True,
-                 require_key: str | None = None, min_max_tokens: int = 0) -> None:
+                 require_key: str | None = None, min_max_tokens: int = 0, streaming: bool = True,
+                 tokenize: bool = True, usage: bool = True, also_serves: tuple[str, ...] = (),
+                 strict: bool = False) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.names = (name, *also_serves)
+        self.streaming, self.tokenize, self.usage, self.strict = streaming, tokenize, usage, strict
         self.prompt_logprobs = prompt_logprobs
         self.require_key = require_key
         self.min_max_tokens = min_max_tokens
@@ -102,6 +113,38 @@ class ModelServer(ThreadingHTTPServer):
                 inp = torch.tensor([[nxt]])
         return text, "length"
 
+    def greedy_stream(self, ids: list[int], max_tokens: int, stop: list[str], *,
+                      ignore_eos: bool) -> Iterator[tuple[str, str | None]]:
+        """Yield ``(new text, None)`` per generated token, then ``("", finish_reason)``; holds the model lock."""
+        import torch
+
+        generated: list[int] = []
+        sent = ""
+        eos = self.tokenizer.eos_token_id
+        with self._lock, torch.inference_mode():
+            past, inp = None, torch.tensor([ids])
+            for _ in range(max_tokens):
+                out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                logits = out.logits[0, -1].float()
+                if ignore_eos and eos is not None:
+                    logits[eos] = float("-inf")
+                nxt = int(logits.argmax())
+                if nxt == eos:
+                    yield "", "stop"
+                    return
+                generated.append(nxt)
+                text = self.tokenizer.decode(generated, skip_special_tokens=True)
+                hits = [text.index(s) for s in stop if s and s in text]
+                if hits:
+                    yield text[:min(hits)][len(sent):], None
+                    yield "", "stop"
+                    return
+                yield text[len(sent):], None
+                sent = text
+                inp = torch.tensor([[nxt]])
+        yield "", "length"
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: ModelServer
@@ -135,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._gate():
             return
         if self.path.rstrip("/") == "/v1/models":
-            self._send(200, {"object": "list", "data": [{"id": self.server.name, "object": "model"}]})
+            self._send(200, {"object": "list", "data": [{"id": n, "object": "model"} for n in self.server.names]})
         else:
             self._send(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -149,10 +192,19 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._send(400, {"error": {"message": "body is not JSON"}})
             return
-        if req.get("model") != self.server.name:
+        if req.get("model") not in self.server.names:
             self._send(404, {"error": {"message": f"model {req.get('model')!r} not found"}})
             return
-        if self.path == "/v1/completions":
+        extra = sorted({"ignore_eos", "stream_options"} & set(req)) if self.server.strict else []
+        if extra:
+            self._send(400, {"error": {"message": f"unrecognized request arguments: {', '.join(extra)}"}})
+        elif self.path == "/tokenize" and self.server.tokenize:
+            ids = self.server.encode(str(req.get("prompt", "")))
+            self._send(200, {"tokens": ids, "count": len(ids),
+                             "max_model_len": int(getattr(self.server.model.config, "max_position_embeddings", 0))})
+        elif self.path == "/v1/completions" and req.get("stream") and self.server.streaming:
+            self._stream_completion(req)
+        elif self.path == "/v1/completions":
             self._send(*self._completions(req))
         elif self.path == "/v1/chat/completions":
             self._send(200, self._chat(req))
@@ -174,7 +226,42 @@ class _Handler(BaseHTTPRequestHandler):
             logprobs = self.server.prompt_logprobs_doc(prompt + text)
         choice = {"index": 0, "text": (prompt + text) if req.get("echo") else text, "logprobs": logprobs,
                   "finish_reason": finish}
-        return 200, {"id": "cmpl-test", "object": "text_completion", "model": self.server.name, "choices": [choice]}
+        doc = {"id": "cmpl-test", "object": "text_completion", "model": req["model"], "choices": [choice]}
+        if self.server.usage:
+            n_prompt = len(self.server.encode(prompt))
+            n_out = len(self.server.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+            doc["usage"] = {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
+        return 200, doc
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(self, doc: Any) -> None:
+        self._chunk(b"data: " + (doc if isinstance(doc, bytes) else json.dumps(doc).encode()) + b"\n\n")
+
+    def _stream_completion(self, req: dict[str, Any]) -> None:
+        """Server-sent events, one chunk per generated token, as vLLM streams ``/v1/completions``."""
+        ids = self.server.encode(str(req["prompt"]))
+        stop = req.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else list(stop)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        n_out = 0
+        base = {"id": "cmpl-stream", "object": "text_completion", "model": req["model"]}
+        for delta, finish in self.server.greedy_stream(ids, int(req.get("max_tokens", 16)), stop,
+                                                       ignore_eos=bool(req.get("ignore_eos"))):
+            if finish is None:
+                n_out += 1
+            self._event({**base, "choices": [{"index": 0, "text": delta, "logprobs": None,
+                                              "finish_reason": finish}]})
+        if self.server.usage and (req.get("stream_options") or {}).get("include_usage"):
+            self._event({**base, "choices": [], "usage": {"prompt_tokens": len(ids), "completion_tokens": n_out,
+                                                          "total_tokens": len(ids) + n_out}})
+        self._event(b"[DONE]")
+        self._chunk(b"")
 
     def _chat(self, req: dict[str, Any]) -> dict[str, Any]:
         tok = self.server.tokenizer
@@ -189,10 +276,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def serve(model: Any, tokenizer: Any, *, name: str = "tiny", prompt_logprobs: bool = True,
-          require_key: str | None = None, min_max_tokens: int = 0) -> Iterator[ModelServer]:
+          require_key: str | None = None, min_max_tokens: int = 0, streaming: bool = True, tokenize: bool = True,
+          usage: bool = True, also_serves: tuple[str, ...] = (), strict: bool = False) -> Iterator[ModelServer]:
     """Run a :class:`ModelServer` in a background thread for the duration of the block."""
     server = ModelServer(model, tokenizer, name=name, prompt_logprobs=prompt_logprobs, require_key=require_key,
-                         min_max_tokens=min_max_tokens)
+                         min_max_tokens=min_max_tokens, streaming=streaming, tokenize=tokenize, usage=usage,
+                         also_serves=also_serves, strict=strict)
     thread = threading.Thread(target=server.serve_forever, name="openai-test-server", daemon=True)
     thread.start()
     try:

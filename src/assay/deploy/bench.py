@@ -12,8 +12,18 @@ each model is measured in (and the CUDA allocator's peak on a GPU).
 
 The model is loaded by the ``hf`` evaluation backend, which loads only after the checkpoint scanned safe.
 
+:func:`run_remote_bench` measures a model behind a running OpenAI-compatible server (vLLM, llama.cpp server, TGI,
+Ollama) instead: nothing is scanned or loaded here, the server owns the model. Each request is a streamed
+``/v1/completions`` call (server-sent events); time to first token runs from sending the request (the connection
+is opened before the clock starts) to the first chunk with text; decode tokens/s = tokens after the first /
+time from first to last chunk, the tokens counted by the server's ``usage`` when it reports it, else one per
+chunk; prefill tokens/s is an estimate, prompt tokens / time to first token (network and queueing included).
+A batch size of N is N concurrent requests; its decode and prefill rates divide the tokens by the time during
+which at least one request was in that phase. Memory and hardware are the server's and are not measured.
+
     >>> r = run_bench(resolve("./my-finetune"), base=resolve("./base"), batch_sizes=(1, 4))
     >>> r.candidate.decode_tokens_per_s, r.ratios["decode_tokens_per_s"]
+    >>> r = run_remote_bench("my-finetune", base_url="http://127.0.0.1:8000/v1", base="base-model")
 """
 
 from __future__ import annotations
@@ -61,9 +71,11 @@ class BatchResult:
     latency_p95_s: float
     """95th-percentile whole-request latency, seconds."""
     requests_per_s: float
-    """Completed sequences per second at the median latency."""
+    """Completed sequences per second at the median latency (openai: requests / wall time of a run, median)."""
     latencies_s: tuple[float, ...]
-    """Every measured latency, in run order."""
+    """Every measured latency, in run order (openai: one per request, ``batch_size`` per run)."""
+    output_tokens_per_s: float | None = None
+    """End-to-end throughput: generated tokens / wall time of a run, prefill included (median over runs)."""
 
 
 @dataclass(frozen=True)
@@ -107,21 +119,22 @@ class ModelBench:
     backend: str
     """The backend that ran it."""
     device: str
-    """``cpu`` or ``cuda:N``."""
-    dtype: str
-    """Weight dtype in memory."""
-    parameters: int
-    """Parameters of the loaded model."""
+    """``cpu``, ``cuda:N``, or ``remote`` (openai)."""
+    dtype: str | None
+    """Weight dtype in memory (None: remote, not known)."""
+    parameters: int | None
+    """Parameters of the loaded model (None: remote, not known)."""
     scan_s: float | None
-    """Time the safety scan before loading took (None when not timed apart)."""
-    load_s: float
-    """Time to load after the scan (library imports excluded)."""
-    rss_before_load_bytes: int
-    """Process RSS before loading."""
-    peak_rss_bytes: int
-    """Highest process RSS while loading and running (the kernel's peak when measured in its own process)."""
-    model_rss_bytes: int
-    """``peak_rss_bytes - rss_before_load_bytes``: memory this model cost the process."""
+    """Time the safety scan before loading took (None when not timed apart, or remote)."""
+    load_s: float | None
+    """Time to load after the scan, library imports excluded (None: remote, the server loaded it)."""
+    rss_before_load_bytes: int | None
+    """Process RSS before loading (None: remote, not measured)."""
+    peak_rss_bytes: int | None
+    """Highest process RSS while loading and running (the kernel's peak when measured in its own process;
+    None: remote, not measured)."""
+    model_rss_bytes: int | None
+    """``peak_rss_bytes - rss_before_load_bytes``: memory this model cost the process (None: remote)."""
     cuda_peak_bytes: int | None
     """CUDA allocator peak (None on CPU)."""
     ttft_s: float
@@ -138,6 +151,14 @@ class ModelBench:
     """One result per batch size."""
     notes: tuple[str, ...] = ()
     """Caveats (e.g. a GGUF file dequantised to 32-bit floats)."""
+    prompt_tokens: int | None = None
+    """Prompt tokens actually sent, as counted by the model's tokenizer (None: only approximately known)."""
+    prompt_length: str = "exact"
+    """How the prompt length is known: ``exact`` (local tokenizer), ``server /tokenize``, ``server usage``
+    (counted by the server's completions) or ``approximate`` (neither: about 1.3 tokens per English word)."""
+    tokens_counted_by: str = "model"
+    """Who counted the generated tokens: ``model`` (local decode steps), ``usage`` (the server's usage
+    report) or ``stream chunks`` (one token per streamed chunk: a server that packs several into one undercounts)."""
 
 
 @dataclass(frozen=True)
@@ -156,8 +177,8 @@ class BenchSettings:
     """Discarded runs per batch size."""
     threads: int | None
     """torch threads requested (None: torch's default)."""
-    dtype: str
-    """Requested dtype."""
+    dtype: str | None
+    """Requested dtype (None: remote, the server's choice)."""
 
 
 @dataclass(frozen=True)
@@ -166,8 +187,8 @@ class BenchReport:
 
     settings: BenchSettings
     """What was asked for."""
-    hardware: Hardware
-    """Where it ran."""
+    hardware: Hardware | None
+    """Where it ran (None: on a remote server, which does not describe its hardware)."""
     candidate: ModelBench
     """The candidate's figures."""
     base: ModelBench | None
@@ -178,6 +199,10 @@ class BenchReport:
     """:class:`assay.deploy.hardware.FitReport` for the candidate (memory at 16/8/4 bits, devices it fits)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
     """Caveats for the whole run."""
+    backend: str = "hf"
+    """``hf`` (measured on this machine) or ``openai`` (a running OpenAI-compatible server)."""
+    base_url: str | None = None
+    """The server's URL (openai)."""
 
 
 class _RssSampler:
@@ -266,8 +291,8 @@ def _load(ref: ModelRef, *, backend: str, dtype: str, threads: int | None) -> tu
     files cannot run code (safetensors or GGUF weights, no remote code) are loaded.
     """
     if backend != "hf":
-        raise DeployError(f"bench supports the hf backend only (got {backend!r}); measure a server with its "
-                          "own load-testing tool")
+        raise DeployError(f"run_bench loads the model with the hf backend (got {backend!r}); measure a running "
+                          "server with run_remote_bench (`assay bench NAME --backend openai --base-url URL`)")
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
@@ -452,7 +477,7 @@ def _measure(ref: ModelRef, *, backend: str, dtype: str, settings: BenchSettings
                     decode_tokens_per_s=(b * (settings.output_tokens - 1) / decode) if settings.output_tokens > 1
                     and decode > 0 else 0.0,
                     latency_p50_s=p50, latency_p95_s=_percentile(lat, 0.95), requests_per_s=b / p50,
-                    latencies_s=tuple(lat)))
+                    latencies_s=tuple(lat), output_tokens_per_s=b * settings.output_tokens / p50))
         progress.finish(task)
         cuda_peak = int(torch.cuda.max_memory_allocated(param.device)) if device.startswith("cuda") else None
         n_params = sum(p.numel() for p in model.parameters())
@@ -473,7 +498,7 @@ def _measure(ref: ModelRef, *, backend: str, dtype: str, settings: BenchSettings
                        model_rss_bytes=max(0, sampler.peak - rss0), cuda_peak_bytes=cuda_peak, ttft_s=first.ttft_s,
                        prefill_tokens_per_s=first.prefill_tokens_per_s, decode_tokens_per_s=first.decode_tokens_per_s,
                        latency_p50_s=first.latency_p50_s, latency_p95_s=first.latency_p95_s, batches=tuple(results),
-                       notes=tuple(notes))
+                       notes=tuple(notes), prompt_tokens=settings.prompt_tokens)
     return bench, config
 
 
@@ -616,7 +641,7 @@ def run_bench(ref: ModelRef, *, backend: str = "hf", prompt_tokens: int = 128, o
     if base_bench is not None:
         for name in RATIO_FIELDS:
             a, b = getattr(cand, name), getattr(base_bench, name)
-            if b:
+            if a is not None and b:
                 ratios[name] = a / b
     from assay.deploy.hardware import hardware_fit, shape_from_config
 
@@ -645,11 +670,399 @@ def bench_document(r: BenchReport) -> dict[str, Any]:
     """The ``assay.bench/1`` JSON document."""
     return {
         "schema": "assay.bench/1",
+        "backend": r.backend,
+        "base_url": r.base_url,
         "settings": asdict(r.settings),
-        "hardware": asdict(r.hardware),
+        "hardware": asdict(r.hardware) if r.hardware is not None else None,
         "candidate": asdict(r.candidate),
         "base": asdict(r.base) if r.base is not None else None,
         "ratios": dict(r.ratios),
         "fit": fit_document(r.fit) if r.fit is not None else None,
         "notes": list(r.notes),
     }
+
+
+# ------------------------------------------------------------------------------------------ remote (openai)
+#: Tokens per English word assumed when the server can count neither with ``/tokenize`` nor with ``usage``.
+_TOKENS_PER_WORD = 1.3
+#: Most concurrent requests one batch size may open.
+MAX_REMOTE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One streamed request: absolute ``perf_counter`` times and what the server counted."""
+
+    start: float
+    first: float
+    last: float
+    end: float
+    chunks: int
+    completion_tokens: int | None
+    prompt_tokens: int | None
+    finish_reason: str | None
+
+
+class _Server:
+    """Streams completions from an OpenAI-compatible server (standard library HTTP, one connection per request).
+
+    The connection is opened before the clock starts, so time to first token measures the server, not the
+    TCP or TLS handshake. Request extras (``ignore_eos``, ``stream_options``) are dropped if the server refuses
+    them with HTTP 400.
+    """
+
+    def __init__(self, *, base_url: str, api_key: str | None, timeout: float) -> None:
+        from urllib.parse import urlsplit
+
+        self.base_url = base_url
+        parts = urlsplit(base_url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._prefix = parts.path.rstrip("/")  # ends with /v1
+        self._root = self._prefix[: -len("/v1")] if self._prefix.endswith("/v1") else self._prefix
+        self._api_key = api_key
+        self._timeout = timeout
+        self.extras: dict[str, Any] = {"ignore_eos": True, "stream_options": {"include_usage": True}}
+
+    def _connect(self) -> Any:
+        import http.client
+
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = cls(self._host, self._port, timeout=self._timeout)
+        try:
+            conn.connect()
+        except OSError as exc:
+            raise DeployError(f"cannot reach the server at {self.base_url} ({_reason(exc)})") from None
+        return conn
+
+    def _headers(self, accept: str) -> dict[str, str]:
+        h = {"Content-Type": "application/json", "Accept": accept}
+        if self._api_key:
+            h["Authorization"] = f"Bearer {self._api_key}"
+        return h
+
+    def post_json(self, path: str, payload: dict[str, Any], *, root: bool = False) -> tuple[int, Any]:
+        """``(status, decoded body or None)`` of a plain JSON POST (``root``: outside ``/v1``, as ``/tokenize``)."""
+        import http.client
+        import json
+
+        conn = self._connect()
+        try:
+            conn.request("POST", (self._root if root else self._prefix) + path, body=json.dumps(payload).encode(),
+                         headers=self._headers("application/json"))
+            resp = conn.getresponse()
+            body = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise DeployError(f"{self.base_url}{path}: the connection failed ({_reason(exc)})") from None
+        finally:
+            conn.close()
+        try:
+            return resp.status, json.loads(body)
+        except ValueError:
+            return resp.status, None
+
+    def stream(self, model: str, prompt: str, max_tokens: int, *, require_text: bool = True) -> _Stream:
+        """One streamed greedy completion, timed (``require_text=False``: a stream with no text is accepted)."""
+        import http.client
+        import json
+
+        payload = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
+                   **self.extras}
+        body = json.dumps(payload).encode()
+        conn = self._connect()
+        try:
+            start = time.perf_counter()
+            conn.request("POST", self._prefix + "/completions", body=body, headers=self._headers("text/event-stream"))
+            resp = conn.getresponse()
+            if resp.status != 200:
+                detail = _detail(resp.read())
+                if resp.status == 400 and self.extras:
+                    self.extras = {}
+                    conn.close()
+                    return self.stream(model, prompt, max_tokens, require_text=require_text)
+                hint = " (check --api-key-env)" if resp.status in (401, 403) else ""
+                raise DeployError(f"{self.base_url}/completions: HTTP {resp.status}"
+                                  f"{': ' + detail if detail else ''}{hint}")
+            ctype = (resp.getheader("Content-Type") or "").lower()
+            if "text/event-stream" not in ctype:
+                resp.read()
+                raise DeployError(
+                    f"the server at {self.base_url} answered a stream=true completion with one {ctype or 'untyped'} "
+                    "document instead of server-sent events: it does not stream, so time to first token and decode "
+                    "speed cannot be measured (vLLM, llama.cpp server, TGI and Ollama stream)")
+            first = last = None
+            chunks = 0
+            usage: dict[str, Any] = {}
+            finish = None
+            for data in _sse_data(resp):
+                if data == "[DONE]":
+                    break
+                try:
+                    doc = json.loads(data)
+                except ValueError:
+                    raise DeployError(f"the server at {self.base_url} streamed an event that is not JSON: "
+                                      f"{data[:80]!r}") from None
+                if not isinstance(doc, dict):
+                    continue
+                if isinstance(doc.get("usage"), dict):
+                    usage = doc["usage"]
+                choices = doc.get("choices") or []
+                choice = choices[0] if choices and isinstance(choices[0], dict) else None
+                if choice is None:
+                    continue
+                finish = choice.get("finish_reason") or finish
+                if choice.get("text"):
+                    now = time.perf_counter()
+                    first = now if first is None else first
+                    last = now
+                    chunks += 1
+            end = time.perf_counter()
+        except (OSError, http.client.HTTPException) as exc:
+            raise DeployError(f"{self.base_url}/completions: the stream broke off ({_reason(exc)})") from None
+        finally:
+            conn.close()
+        if (first is None or last is None) and not require_text:
+            first = last = end
+        if first is None or last is None:
+            raise DeployError(f"the server at {self.base_url} streamed no text for a {max_tokens}-token completion")
+        ct, pt = usage.get("completion_tokens"), usage.get("prompt_tokens")
+        return _Stream(start=start, first=first, last=last, end=end, chunks=chunks,
+                       completion_tokens=ct if isinstance(ct, int) and not isinstance(ct, bool) and ct > 0 else None,
+                       prompt_tokens=pt if isinstance(pt, int) and not isinstance(pt, bool) and pt > 0 else None,
+                       finish_reason=finish)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _detail(body: bytes) -> str:
+    import json
+
+    try:
+        doc = json.loads(body)
+        err = doc.get("error", doc) if isinstance(doc, dict) else doc
+        text = str(err.get("message") if isinstance(err, dict) else err)
+    except ValueError:
+        text = body.decode("utf-8", "replace")
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
+
+
+def _sse_data(resp: Any) -> Any:
+    """The ``data`` of each server-sent event (lines of one event joined by newlines), as they arrive."""
+    lines: list[str] = []
+    for raw in resp:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if lines:
+                yield "\n".join(lines)
+                lines = []
+            continue
+        if line.startswith("data:"):
+            lines.append(line[5:].removeprefix(" "))
+    if lines:
+        yield "\n".join(lines)
+
+
+def _words(n: int) -> str:
+    words = _PROMPT_TEXT.split()
+    return " ".join(words[i % len(words)] for i in range(max(1, n)))
+
+
+def _remote_prompt(server: _Server, model: str, n: int) -> tuple[str, int | None, str, int | None]:
+    """``(prompt, its tokens, how known, server context)``: a prompt of about ``n`` tokens.
+
+    Counted by the server's ``/tokenize`` (vLLM, llama.cpp) when it offers it, else by the ``usage`` of a
+    one-token completion; the longest prefix (in characters) of ``n`` words that is not over ``n`` tokens is
+    found by bisection. With neither, ``n / 1.3`` words and the count is unknown.
+    """
+    context: int | None = None
+
+    def by_tokenize(text: str) -> int | None:
+        nonlocal context
+        status, doc = server.post_json("/tokenize", {"model": model, "prompt": text, "content": text}, root=True)
+        if status != 200 or not isinstance(doc, dict):
+            return None
+        ml = doc.get("max_model_len")
+        context = ml if isinstance(ml, int) and ml > 0 else context
+        if isinstance(doc.get("count"), int):
+            return int(doc["count"])
+        return len(doc["tokens"]) if isinstance(doc.get("tokens"), list) else None
+
+    def by_usage(text: str) -> int | None:
+        status, doc = server.post_json("/completions", {"model": model, "prompt": text, "max_tokens": 1,
+                                                        "temperature": 0.0})
+        if status != 200 or not isinstance(doc, dict) or not isinstance(doc.get("usage"), dict):
+            return None
+        pt = doc["usage"].get("prompt_tokens")
+        return pt if isinstance(pt, int) and pt > 0 else None
+
+    guess = max(1, round(n / _TOKENS_PER_WORD))
+    for how, count in (("server /tokenize", by_tokenize), ("server usage", by_usage)):
+        if count(_words(guess)) is None:
+            continue
+        full = _words(n)  # every word is at least one token: n words reach n tokens
+        lo, hi = 1, len(full)
+        best: tuple[str, int] | None = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            c = count(full[:mid])
+            if c is None:
+                break
+            if c <= n:
+                best, lo = (full[:mid], c), mid + 1
+                if c == n and full[mid - 1] != " ":
+                    break
+            else:
+                hi = mid - 1
+        if best is None:
+            best = (full[:1], count(full[:1]) or 1)
+        return best[0], best[1], how, context
+    return _words(guess), None, "approximate", None
+
+
+def _union(intervals: Sequence[tuple[float, float]]) -> float:
+    """Total time covered by at least one interval."""
+    total, cur_lo, cur_hi = 0.0, None, None
+    for lo, hi in sorted(intervals):
+        if cur_hi is None or lo > cur_hi:
+            if cur_hi is not None:
+                total += cur_hi - cur_lo
+            cur_lo, cur_hi = lo, hi
+        else:
+            cur_hi = max(cur_hi, hi)
+    if cur_hi is not None:
+        total += cur_hi - cur_lo
+    return total
+
+
+def _measure_remote(server: _Server, model: str, *, settings: BenchSettings, progress: Progress,
+                    label: str) -> ModelBench:
+    from concurrent.futures import ThreadPoolExecutor
+
+    task = f"bench {label} ({model})"
+    progress.start(task, total=None)
+    try:
+        server.stream(model, "Hello", 2, require_text=False)  # can it stream, and which request extras does it accept
+        prompt, n_prompt, how, context = _remote_prompt(server, model, settings.prompt_tokens)
+    finally:
+        progress.finish(task)
+    needed = (n_prompt or settings.prompt_tokens) + settings.output_tokens
+    if context is not None and needed > context:
+        raise DeployError(f"{model}: prompt + output tokens ({needed}) exceed the server's context of {context}")
+    results: list[BatchResult] = []
+    counted_by: set[str] = set()
+    short = 0
+    progress.start(task, total=len(settings.batch_sizes) * (settings.warmup + settings.repeats))
+    try:
+        for b in settings.batch_sizes:
+            runs: list[list[_Stream]] = []
+            with ThreadPoolExecutor(max_workers=b, thread_name_prefix="assay-bench") as pool:
+                for i in range(settings.warmup + settings.repeats):
+                    futures = [pool.submit(server.stream, model, prompt, settings.output_tokens) for _ in range(b)]
+                    streams = [f.result() for f in futures]
+                    if i >= settings.warmup:
+                        runs.append(streams)
+                    progress.advance(task)
+            prefill, decode, rps, out_tps, ttfts, lat = [], [], [], [], [], []
+            for streams in runs:
+                tokens = []
+                for st in streams:
+                    if st.completion_tokens is not None:
+                        tokens.append(st.completion_tokens)
+                        counted_by.add("usage")
+                    else:
+                        tokens.append(st.chunks)
+                        counted_by.add("stream chunks")
+                    short += tokens[-1] < settings.output_tokens
+                    ttfts.append(st.first - st.start)
+                    lat.append(st.end - st.start)
+                p_tokens = sum(st.prompt_tokens or n_prompt or settings.prompt_tokens for st in streams)
+                prefill_time = _union([(st.start, st.first) for st in streams])
+                decode_time = _union([(st.first, st.last) for st in streams])
+                wall = max(st.end for st in streams) - min(st.start for st in streams)
+                prefill.append(p_tokens / prefill_time if prefill_time > 0 else 0.0)
+                decode.append(sum(t - 1 for t in tokens) / decode_time if decode_time > 0 else 0.0)
+                rps.append(b / wall)
+                out_tps.append(sum(tokens) / wall)
+            results.append(BatchResult(
+                batch_size=b, repeats=len(runs), ttft_s=statistics.median(ttfts),
+                prefill_tokens_per_s=statistics.median(prefill), decode_tokens_per_s=statistics.median(decode),
+                latency_p50_s=_percentile(lat, 0.5), latency_p95_s=_percentile(lat, 0.95),
+                requests_per_s=statistics.median(rps), latencies_s=tuple(lat),
+                output_tokens_per_s=statistics.median(out_tps)))
+    finally:
+        progress.finish(task)
+    notes = ["nothing was scanned or loaded on this machine: the server owns the model (vet the checkpoint it "
+             "serves with `assay scan`); load time, parameters and memory are the server's: remote, not measured",
+             "prefill tokens/s is an estimate: prompt tokens / time to first token, network and queueing included"]
+    if how == "approximate":
+        notes.append(f"prompt length approximate: about {settings.prompt_tokens} tokens at {_TOKENS_PER_WORD} tokens "
+                     "per English word (the server counts tokens neither with /tokenize nor in usage)")
+    elif n_prompt != settings.prompt_tokens:
+        notes.append(f"the prompt has {n_prompt} tokens ({how}): the nearest length the server's tokenizer "
+                     f"allows under {settings.prompt_tokens}")
+    by = "usage" if counted_by == {"usage"} else "stream chunks"
+    if by == "stream chunks":
+        notes.append("generated tokens counted as stream chunks (the server reports no usage): a server that "
+                     "sends several tokens per chunk is undercounted")
+    if short:
+        notes.append(f"{short} request(s) ended before {settings.output_tokens} tokens (the server stopped at the "
+                     "end-of-sequence token; it ignores ignore_eos): rates use the tokens actually generated")
+    first = results[0]
+    return ModelBench(model=model, backend="openai", device="remote", dtype=None, parameters=None, scan_s=None,
+                      load_s=None, rss_before_load_bytes=None, peak_rss_bytes=None, model_rss_bytes=None,
+                      cuda_peak_bytes=None, ttft_s=first.ttft_s, prefill_tokens_per_s=first.prefill_tokens_per_s,
+                      decode_tokens_per_s=first.decode_tokens_per_s, latency_p50_s=first.latency_p50_s,
+                      latency_p95_s=first.latency_p95_s, batches=tuple(results), notes=tuple(notes),
+                      prompt_tokens=n_prompt, prompt_length=how, tokens_counted_by=by)
+
+
+def run_remote_bench(model: str | None, *, base_url: str, api_key_env: str | None = None, base: str | None = None,
+                     prompt_tokens: int = 128, output_tokens: int = 64, batch_sizes: Sequence[int] = (1,),
+                     repeats: int = 5, warmup: int = 1, timeout: float = 120.0,
+                     progress: Progress = NULL_PROGRESS) -> BenchReport:
+    """Measure ``model`` (and ``base``) served by the OpenAI-compatible server at ``base_url``.
+
+    ``model`` is the served name (None or ``-``: the server's only model); ``base`` another name on the same
+    server (e.g. the base of a LoRA adapter vLLM serves by name). The API key is read from the environment
+    variable ``api_key_env`` (default ``OPENAI_API_KEY``). Nothing is loaded locally; memory, load time and
+    parameters are None in the result.
+    """
+    if prompt_tokens < 1 or output_tokens < 1:
+        raise DeployError("--prompt-tokens and --output-tokens must be at least 1")
+    if repeats < 1 or warmup < 0:
+        raise DeployError("--repeats must be at least 1 and --warmup at least 0")
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise DeployError("batch sizes must be at least 1")
+    if max(batch_sizes) > MAX_REMOTE_BATCH:
+        raise DeployError(f"batch sizes above {MAX_REMOTE_BATCH} concurrent requests are not measured")
+    from assay.evaluate.backends.openai import open_backend
+
+    settings = BenchSettings(prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                             batch_sizes=tuple(sorted(set(batch_sizes))), repeats=repeats, warmup=warmup,
+                             threads=None, dtype=None)
+    try:
+        client = open_backend(model, base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_retries=1)
+    except BackendError as exc:
+        raise DeployError(exc.message, hint=exc.hint) from None
+    server = _Server(base_url=client.base_url, api_key=client.api_key, timeout=timeout)
+    names = [("candidate", client.model_name)] + ([("base", base)] if base else [])
+    measured = [_measure_remote(server, name, settings=settings, progress=progress, label=label)
+                for label, name in names]
+    cand = measured[0]
+    base_bench = measured[1] if base else None
+    ratios: dict[str, float] = {}
+    if base_bench is not None:
+        for name in RATIO_FIELDS:
+            a, b = getattr(cand, name), getattr(base_bench, name)
+            if a is not None and b:
+                ratios[name] = a / b
+    notes = ["remote server: its hardware and memory are not measured; no memory fit is estimated (run `assay "
+             "bench CHECKPOINT --fit-only` on the files it serves)"]
+    if base_bench is not None:
+        notes.append("candidate and base were measured one after the other on the same server")
+    return BenchReport(settings=settings, hardware=None, candidate=cand, base=base_bench, ratios=ratios, fit=None,
+                       notes=tuple(notes), backend="openai", base_url=server.base_url)
