@@ -33,16 +33,10 @@ def read_bench_file(path: Path) -> dict[str, Any]:
 
 
 def money(x: float | None) -> str:
-    """A currency figure for tables (more decimals for sub-cent amounts)."""
-    if x is None:
-        return "-"
-    if x == 0:
-        return "$0"
-    if abs(x) >= 100:
-        return f"${x:,.0f}"
-    if abs(x) >= 1:
-        return f"${x:,.2f}"
-    return f"${x:.4f}" if abs(x) >= 0.0001 else f"${x:.2e}"
+    """A currency figure for tables (``-`` when there is none)."""
+    from assay.report.base import money as report_money
+
+    return "-" if x is None else report_money(x)
 
 
 _COST_OPTIONS = [

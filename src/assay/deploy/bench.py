@@ -609,6 +609,17 @@ def _check_context(ref: ModelRef, needed: int) -> None:
         raise DeployError(f"{ref.spec}: prompt + output tokens ({needed}) exceed the model's context of {ctx}")
 
 
+def _check_request_shape(*, prompt_tokens: int, output_tokens: int, repeats: int, warmup: int,
+                         batch_sizes: Sequence[int]) -> None:
+    """Refuse request settings no bench can measure (one line each, exit 2)."""
+    if prompt_tokens < 1 or output_tokens < 1:
+        raise DeployError("--prompt-tokens and --output-tokens must be at least 1")
+    if repeats < 1 or warmup < 0:
+        raise DeployError("--repeats must be at least 1 and --warmup at least 0")
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise DeployError("batch sizes must be at least 1")
+
+
 def run_bench(ref: ModelRef, *, backend: str = "hf", prompt_tokens: int = 128, output_tokens: int = 64,
               batch_sizes: Sequence[int] = (1,), repeats: int = 5, warmup: int = 1, threads: int | None = None,
               dtype: str = "float32", base: ModelRef | None = None, isolate: bool = True,
@@ -619,12 +630,8 @@ def run_bench(ref: ModelRef, *, backend: str = "hf", prompt_tokens: int = 128, o
     are each model's own; without it, everything runs in this process (a second model then reuses memory the
     first one freed, and its RSS growth is understated).
     """
-    if prompt_tokens < 1 or output_tokens < 1:
-        raise DeployError("--prompt-tokens and --output-tokens must be at least 1")
-    if repeats < 1 or warmup < 0:
-        raise DeployError("--repeats must be at least 1 and --warmup at least 0")
-    if not batch_sizes or any(b < 1 for b in batch_sizes):
-        raise DeployError("batch sizes must be at least 1")
+    _check_request_shape(prompt_tokens=prompt_tokens, output_tokens=output_tokens, repeats=repeats, warmup=warmup,
+                         batch_sizes=batch_sizes)
     if threads is not None and threads < 1:
         raise DeployError("--threads must be at least 1")
     settings = BenchSettings(prompt_tokens=prompt_tokens, output_tokens=output_tokens,
@@ -1031,12 +1038,8 @@ def run_remote_bench(model: str | None, *, base_url: str, api_key_env: str | Non
     variable ``api_key_env`` (default ``OPENAI_API_KEY``). Nothing is loaded locally; memory, load time and
     parameters are None in the result.
     """
-    if prompt_tokens < 1 or output_tokens < 1:
-        raise DeployError("--prompt-tokens and --output-tokens must be at least 1")
-    if repeats < 1 or warmup < 0:
-        raise DeployError("--repeats must be at least 1 and --warmup at least 0")
-    if not batch_sizes or any(b < 1 for b in batch_sizes):
-        raise DeployError("batch sizes must be at least 1")
+    _check_request_shape(prompt_tokens=prompt_tokens, output_tokens=output_tokens, repeats=repeats, warmup=warmup,
+                         batch_sizes=batch_sizes)
     if max(batch_sizes) > MAX_REMOTE_BATCH:
         raise DeployError(f"batch sizes above {MAX_REMOTE_BATCH} concurrent requests are not measured")
     from assay.evaluate.backends.openai import open_backend
