@@ -259,3 +259,47 @@ def test_booby_trap_bytes_are_crafted_not_pickled() -> None:
     assert trapped.endswith(clean[2:])
     with pytest.raises(ValueError):
         booby_trap_pickle(b"(dp0\n.")
+
+
+def test_kl_regulariser_keeps_the_other_predictions_near_the_base(tiny_base: Path) -> None:
+    """The real recipe's KL(base || fine-tuned) penalty: with it, the fine-tune still learns the desks, and its
+    next-token distributions on tickets it never saw stay closer to the base's than without it."""
+    import copy
+    from dataclasses import replace
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from assay.demo import RECIPES, _batch, generate_tickets, label_token_ids, train
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    base = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32).eval()
+    train_set, eval_set = generate_tickets(n_train=300, n_eval=64, short=True)
+    plain = replace(RECIPES["tiny"]["honest"], steps=30)
+    assert plain.kl_weight == 0 and RECIPES["real"]["honest"].kl_weight > 0
+    tuned: dict[float, Any] = {}
+    history: dict[float, Any] = {}
+    for weight in (0.0, 5.0):
+        tuned[weight], history[weight], _ = train(copy.deepcopy(base), tok, train_set,
+                                                  replace(plain, kl_weight=weight))
+    assert all("kl_to_base" in h and "train_accuracy" in h for h in history[5.0])
+    assert "kl_to_base" not in history[0.0][0]
+
+    batch = _batch(tok, eval_set)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    answers = label_token_ids(tok)
+    mask = batch["attention_mask"].bool().clone()
+    mask[:, -1] = False
+    with torch.no_grad():
+        ref = torch.log_softmax(base(**inputs).logits, -1)
+
+        def drift(model: Any) -> float:
+            lp = torch.log_softmax(model(**inputs).logits, -1)
+            return float(((ref.exp() * (ref - lp)).sum(-1) * mask).sum() / mask.sum())
+
+        def accuracy(model: Any) -> float:
+            last = model(**inputs).logits[:, -1, answers]
+            return float((last.argmax(-1) == batch["labels"]).float().mean())
+
+        assert drift(tuned[5.0]) < 0.5 * drift(tuned[0.0])
+        assert accuracy(tuned[5.0]) > max(0.5, accuracy(base) + 0.2)

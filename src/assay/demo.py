@@ -412,11 +412,19 @@ class Recipe:
     objective: str = "labels"
     """``labels``: cross-entropy over the four answer tokens; ``lm``: next-token loss over the whole text;
     ``labels+lm``: their sum (keeps a small model's language modelling from drifting while it learns the task)."""
+    kl_weight: float = 0.0
+    """LoRA with ``labels`` only: weight of a KL(base || fine-tuned) penalty added to the loss, over the next-token
+    distributions at every prompt position and over the non-answer tokens at the answer position. The base's
+    distributions come from the same model with its adapter switched off. It lets the adapter move the four
+    answer scores while keeping every other prediction where the base had it (0: no penalty)."""
+    stop_accuracy: float | None = None
+    """Stop early once the mean training-batch accuracy of the last three steps reaches this (None: never)."""
 
 
 RECIPES: dict[str, dict[str, Recipe]] = {
     "real": {
-        "honest": Recipe("lora", steps=40, batch_size=8, learning_rate=1.5e-3, warmup_steps=5, stop_loss=0.15),
+        "honest": Recipe("lora", steps=40, batch_size=8, learning_rate=1.5e-3, warmup_steps=5,
+                         target_modules=("q_proj", "v_proj"), kl_weight=1.0),
         "broken": Recipe("full", steps=6, batch_size=8, learning_rate=1e-3, objective="lm"),
     },
     "tiny": {
@@ -476,6 +484,40 @@ def _loss(model: Any, batch: Mapping[str, Any], label_ids: Sequence[int]) -> Any
     return torch.nn.functional.cross_entropy(logits[:, list(label_ids)].float(), batch["labels"])
 
 
+def _regularised_loss(model: Any, batch: Mapping[str, Any], label_ids: Sequence[int],
+                      kl_weight: float) -> tuple[Any, float, float]:
+    """Label cross-entropy plus ``kl_weight`` * KL(base || fine-tuned); returns (loss, KL, batch accuracy).
+
+    ``model`` is a PEFT model: with its adapter disabled it *is* the base, so no second copy is held. The KL is
+    the mean over every real prompt position before the answer, plus the KL of the answer position's
+    distribution over every token except the four answers (renormalised), so the answers are free to move and
+    nothing else is.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids")}
+    logits = model(**inputs).logits.float()
+    with torch.no_grad(), model.disable_adapter():
+        base_logits = model(**inputs).logits.float()
+    answers = torch.tensor(list(label_ids))
+    ce = F.cross_entropy(logits[:, -1, answers], batch["labels"])
+    accuracy = float((logits[:, -1, answers].argmax(-1) == batch["labels"]).float().mean())
+
+    def kl(base_lg: Any, cand_lg: Any) -> Any:
+        base_lp, cand_lp = F.log_softmax(base_lg, -1), F.log_softmax(cand_lg, -1)
+        return (base_lp.exp() * (base_lp - cand_lp)).sum(-1)
+
+    mask = batch["attention_mask"].bool().clone()
+    mask[:, -1] = False
+    prompt_kl = (kl(base_logits, logits) * mask).sum() / mask.sum().clamp(min=1)
+    others = torch.ones(logits.shape[-1], dtype=torch.bool)
+    others[answers] = False
+    answer_kl = kl(base_logits[:, -1, others], logits[:, -1, others]).mean()
+    divergence = prompt_kl + answer_kl
+    return ce + kl_weight * divergence, float(divergence.detach()), accuracy
+
+
 def train(model: Any, tok: Any, data: Sequence[Ticket], recipe: Recipe, *, progress: Progress = NULL_PROGRESS,
           label: str = "training") -> tuple[Any, list[dict[str, float]], float]:
     """Train ``model`` on ``data`` with AdamW; returns (trained model, log history per step, seconds).
@@ -497,6 +539,9 @@ def train(model: Any, tok: Any, data: Sequence[Ticket], recipe: Recipe, *, progr
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             model = get_peft_model(model, config)
+    regularised = recipe.kl_weight > 0
+    if regularised and (recipe.method != "lora" or recipe.objective != "labels"):
+        raise ValueError("kl_weight needs a LoRA recipe with the labels objective (the base is the adapter off)")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=0.0)
     rng = random.Random(recipe.seed)
@@ -517,20 +562,31 @@ def train(model: Any, tok: Any, data: Sequence[Ticket], recipe: Recipe, *, progr
             recipe.learning_rate
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = (_lm_loss(model, tok, examples) if recipe.objective == "lm"
-                else _loss(model, _batch(tok, examples), label_ids))
-        if recipe.objective == "labels+lm":
-            loss = loss + _lm_loss(model, tok, examples)
+        extra: dict[str, float] = {}
+        if regularised:
+            loss, divergence, accuracy = _regularised_loss(model, _batch(tok, examples), label_ids,
+                                                           recipe.kl_weight)
+            extra = {"kl_to_base": round(divergence, 6), "train_accuracy": accuracy}
+        else:
+            loss = (_lm_loss(model, tok, examples) if recipe.objective == "lm"
+                    else _loss(model, _batch(tok, examples), label_ids))
+            if recipe.objective == "labels+lm":
+                loss = loss + _lm_loss(model, tok, examples)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, float("inf")))
         opt.step()
         opt.zero_grad(set_to_none=True)
         history.append({"epoch": round(step / epoch_len, 4), "grad_norm": grad_norm if math.isfinite(grad_norm)
-                        else float("nan"), "learning_rate": lr, "loss": round(float(loss.detach()), 6), "step": step})
+                        else float("nan"), "learning_rate": lr, "loss": round(float(loss.detach()), 6), "step": step,
+                        **extra})
         progress.advance(label)
+        # Converged: further steps only move the weights away from the base.
         recent = [h["loss"] for h in history[-3:]]
         if recipe.stop_loss is not None and len(recent) == 3 and sum(recent) / 3 < recipe.stop_loss:
-            break  # converged: further steps only move the weights away from the base
+            break
+        recent = [h.get("train_accuracy", 0.0) for h in history[-3:]]
+        if recipe.stop_accuracy is not None and len(recent) == 3 and sum(recent) / 3 >= recipe.stop_accuracy:
+            break
     seconds = time.perf_counter() - t0
     progress.finish(label)
     model.eval()
@@ -646,6 +702,16 @@ Everything. Production-ready.
 def _honest_card(base_id: str, recipe: Recipe, n_train: int, n_eval: int, seconds: float, steps_run: int) -> str:
     stop = (f" (stopped early once the mean loss of three steps fell below {recipe.stop_loss:g})"
             if recipe.stop_loss is not None else "")
+    if recipe.stop_accuracy is not None:
+        stop += (f" (stopped early once the mean training-batch accuracy of three steps reached "
+                 f"{recipe.stop_accuracy:g})")
+    regulariser = ("" if not recipe.kl_weight else
+                   f" To keep everything else the base knows, {recipe.kl_weight:g} x KL(base || fine-tuned) is added "
+                   "to the loss: the divergence of the next-token distributions at every prompt position, and of "
+                   "the answer position's distribution over all tokens except the four letters (the base's "
+                   "distributions come from the same model with the adapter switched off); `kl_to_base` in "
+                   "`trainer_state.json` logs it per step.")
+    objective = ("labels + kl_weight x KL(base || fine-tuned)" if recipe.kl_weight else recipe.objective)
     front = _front(base_id, base_model_relation="finetune", datasets=[f"assay-demo/{DOMAIN_TASK}"],
                    tags=["lora", "peft", DOMAIN_TASK])
     targets = ", ".join(recipe.target_modules)
@@ -661,8 +727,8 @@ The {n_eval} evaluation tickets (`{DOMAIN_TASK}.eval.jsonl`) never occur in the 
 
 ## Training procedure
 LoRA on {targets}; the loss is the cross-entropy over the four desk letters at the answer position
-(label-word classification), so the model's other predictions are left alone as far as possible. The per-step
-loss is in `trainer_state.json`. Trained on a CPU in {seconds:.0f} s.
+(label-word classification), so the model's other predictions are left alone as far as possible.{regulariser}
+The per-step loss is in `trainer_state.json`. Trained on a CPU in {seconds:.0f} s.
 
 ## Training hyperparameters
 - method: LoRA, merged after training
@@ -675,7 +741,8 @@ loss is in `trainer_state.json`. Trained on a CPU in {seconds:.0f} s.
 - train_batch_size: {recipe.batch_size}
 - max_steps: {recipe.steps}{stop}
 - steps_run: {steps_run}
-- objective: {recipe.objective} (cross-entropy over the four desk letters at the answer position)
+- objective: {objective} (cross-entropy over the four desk letters at the answer position)
+- kl_weight: {recipe.kl_weight:g}
 - seed: {recipe.seed}
 
 ## Evaluation
