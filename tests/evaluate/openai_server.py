@@ -91,35 +91,16 @@ class ModelServer(ThreadingHTTPServer):
             top.append({self.tokenizer.decode([best]): float(row[best])})
         return {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": top, "text_offset": offsets}
 
-    def greedy(self, ids: list[int], max_tokens: int, stop: list[str]) -> tuple[str, str]:
+    def _decode_greedily(self, ids: list[int], max_tokens: int, stop: list[str], *,
+                         ignore_eos: bool) -> Iterator[tuple[str, str | None]]:
+        """Yield ``(text so far, None)`` per generated token, then ``(final text, finish_reason)``.
+
+        Holds the model lock while it runs; the text is cut at the first stop string.
+        """
         import torch
 
         generated: list[int] = []
         text = ""
-        eos = self.tokenizer.eos_token_id
-        with self._lock, torch.inference_mode():
-            past, inp = None, torch.tensor([ids])
-            for _ in range(max_tokens):
-                out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-                nxt = int(out.logits[0, -1].float().argmax())
-                if nxt == eos:
-                    return text, "stop"
-                generated.append(nxt)
-                text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                hits = [text.index(s) for s in stop if s and s in text]
-                if hits:
-                    return text[:min(hits)], "stop"
-                inp = torch.tensor([[nxt]])
-        return text, "length"
-
-    def greedy_stream(self, ids: list[int], max_tokens: int, stop: list[str], *,
-                      ignore_eos: bool) -> Iterator[tuple[str, str | None]]:
-        """Yield ``(new text, None)`` per generated token, then ``("", finish_reason)``; holds the model lock."""
-        import torch
-
-        generated: list[int] = []
-        sent = ""
         eos = self.tokenizer.eos_token_id
         with self._lock, torch.inference_mode():
             past, inp = None, torch.tensor([ids])
@@ -131,19 +112,38 @@ class ModelServer(ThreadingHTTPServer):
                     logits[eos] = float("-inf")
                 nxt = int(logits.argmax())
                 if nxt == eos:
-                    yield "", "stop"
+                    yield text, "stop"
                     return
                 generated.append(nxt)
                 text = self.tokenizer.decode(generated, skip_special_tokens=True)
                 hits = [text.index(s) for s in stop if s and s in text]
                 if hits:
-                    yield text[:min(hits)][len(sent):], None
-                    yield "", "stop"
+                    yield text[:min(hits)], "stop"
                     return
+                yield text, None
+                inp = torch.tensor([[nxt]])
+        yield text, "length"
+
+    def greedy(self, ids: list[int], max_tokens: int, stop: list[str]) -> tuple[str, str]:
+        """The whole greedy completion and its finish reason."""
+        text, finish = "", "length"
+        for text, reason in self._decode_greedily(ids, max_tokens, stop, ignore_eos=False):
+            finish = reason or finish
+        return text, finish
+
+    def greedy_stream(self, ids: list[int], max_tokens: int, stop: list[str], *,
+                      ignore_eos: bool) -> Iterator[tuple[str, str | None]]:
+        """Yield ``(new text, None)`` per generated token, then ``("", finish_reason)``; holds the model lock."""
+        sent = ""
+        for text, reason in self._decode_greedily(ids, max_tokens, stop, ignore_eos=ignore_eos):
+            if text[len(sent):]:
                 yield text[len(sent):], None
                 sent = text
-                inp = torch.tensor([[nxt]])
-        yield "", "length"
+            elif reason is None:
+                yield "", None
+            if reason is not None:
+                yield "", reason
+                return
 
 
 class _Handler(BaseHTTPRequestHandler):
