@@ -23,6 +23,7 @@ from assay.model.formats import Format
 from assay.scan.allowlist import storage_element_size
 from assay.scan.context import FileScan, at
 from assay.scan.files import Buffer, BufReader, scan_buffer, stream_of
+from assay.scan.payload import check_tensor_start
 from assay.scan.pickle_vm import StreamResult, constant_list, scan_pickle_stream, storage_refs
 
 #: Members larger than this are not decompressed into memory (reported as not verified).
@@ -350,6 +351,8 @@ def _check_storages(buf: Buffer, res: StreamResult | None, prefix: str, raw: dic
         if e.method != 0:
             fs.add("ZIP-FLAGS", at(where, f"member {name}"), "torch storage is compressed (torch stores them "
                    "uncompressed and reads them by offset)", f"method {e.method}")
+        elif 0 <= e.data_start <= e.data_end <= len(buf):
+            check_tensor_start(buf, e.data_start, e.data_end, fs, at(where, f"member {name}"))
         if fs.options.deep and e.data_start >= 0 and e.method == 0 and e.data_end <= len(buf):
             crc = _crc_of_span(buf, e.data_start, e.data_end)
             if crc != e.crc:
@@ -393,6 +396,7 @@ def _check_legacy_tail(buf: Buffer, res: StreamResult, fs: FileScan, where: str 
         if pos + 8 > len(buf):
             break
         count = _u64(buf, pos)
+        check_tensor_start(buf, pos + 8, min(len(buf), pos + 8 + count * elem), fs, at(where, f"storage {key}"))
         pos += 8 + count * elem
     if pos != len(buf):
         fs.add("TORCH-LEGACY-LAYOUT", at(where, f"byte {min(pos, len(buf))}"),

@@ -47,6 +47,8 @@ class FileScan:
     reasons: list[str] = field(default_factory=list)
     format: str = "unknown"
     _seen: set[tuple[str, str | None, str | None]] = field(default_factory=set)
+    nested_seen: set[bytes] = field(default_factory=set)
+    """Digests of nested byte strings already scanned in this file (each is scanned once)."""
 
     def add(self, rule: str, location: str | None, message: str, evidence: str | None = None, *,
             severity: Severity | None = None) -> None:

@@ -141,6 +141,8 @@ RULES: dict[str, Rule] = {r.id: r for r in [
     _r("GGUF-ALIGNMENT", Severity.HIGH, "GGUF alignment is invalid or a tensor offset is misaligned"),
     _r("GGUF-DUPLICATE", Severity.HIGH, "GGUF metadata key or tensor name appears twice"),
     _r("GGUF-OVERLAP", Severity.HIGH, "GGUF tensors overlap"),
+    _r("GGUF-LAYOUT", Severity.MEDIUM, "GGUF tensor offsets differ from the layout llama.cpp requires"),
+    _r("TENSOR-EMBEDDED-PAYLOAD", Severity.MEDIUM, "tensor data is a pickle, an executable or a script"),
     # templates
     _r("TEMPLATE-DUNDER", Severity.CRITICAL, "chat template reaches a dunder or private attribute"),
     _r("TEMPLATE-ATTR-FILTER", Severity.HIGH, "chat template uses the attr filter with a computed or private name"),
