@@ -102,9 +102,10 @@ def render(inv: Inventory) -> None:
         if card.get("error"):
             summary.add_row("card", f"{card.get('path')}: [yellow]{card['error']}[/yellow]")
         else:
-            parts = [f"{k}={_short(card.get(k))}" for k in ("license", "base_model", "base_model_relation",
-                                                           "datasets") if card.get(k) is not None]
-            summary.add_row("card", ", ".join(parts) or "no metadata")
+            parts = [f"{k}={_short(card.get(k))}" for k in ("model_name", "license", "base_model",
+                                                           "base_model_relation", "datasets") if card.get(k) is not None]
+            text = ", ".join(parts) or "no metadata"
+            summary.add_row("card", f"GGUF metadata: {text}" if card.get("source") == "gguf" else text)
     else:
         summary.add_row("card", "none")
     if inv.adapter is not None:

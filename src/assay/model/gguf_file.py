@@ -424,3 +424,32 @@ def read_gguf_file(path: Path | str, *, rel: str | None = None) -> GGUFFile:
         raise FormatError(f"permission denied: {rel}") from exc
     except OSError as exc:
         raise FormatError(f"cannot read {rel}: {exc.strerror or exc}") from exc
+
+
+def card_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    """The model-card fields a GGUF file carries in its ``general.*`` metadata, named as a card names them.
+
+    ``license``, ``license_name``, ``base_model`` (``org/name`` from ``general.base_model.N.*``), ``datasets``,
+    ``model_name``; only the keys present in the file.
+    """
+    card: dict[str, Any] = {}
+    if "general.license" in meta:
+        card["license"] = meta["general.license"]
+    if "general.license.name" in meta:
+        card["license_name"] = meta["general.license.name"]
+    bases = []
+    count = meta.get("general.base_model.count", 0)
+    for i in range(min(count, 64) if isinstance(count, int) and count > 0 else 0):
+        org, name = meta.get(f"general.base_model.{i}.organization"), meta.get(f"general.base_model.{i}.name")
+        url = meta.get(f"general.base_model.{i}.repo_url")
+        if isinstance(url, str) and "huggingface.co/" in url:
+            bases.append(url.split("huggingface.co/", 1)[1].strip("/"))
+        elif name:
+            bases.append(f"{org}/{name}" if org else str(name))
+    if bases:
+        card["base_model"] = bases
+    if "general.datasets" in meta:
+        card["datasets"] = meta["general.datasets"]
+    if "general.name" in meta:
+        card["model_name"] = meta["general.name"]
+    return card

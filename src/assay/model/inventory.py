@@ -480,6 +480,16 @@ class _Builder:
 
     def _card(self) -> dict[str, Any]:
         cards = sorted(e.path for e in self.entries.values() if e.role == "card" and "/" not in e.path)
+        if not cards and self.gguf_meta is not None:
+            from assay.model.gguf_file import card_fields
+
+            fields = card_fields(self.gguf_meta)
+            if fields:  # a GGUF file carries its card in its metadata
+                gguf_card: dict[str, Any] = {"present": True, "path": "GGUF metadata", "source": "gguf"}
+                for key in ("base_model", "license", "license_name", "datasets", "model_name"):
+                    gguf_card[key] = _jsonable(fields.get(key))
+                gguf_card["metadata"] = _jsonable(fields)
+                return gguf_card
         if not cards:
             return {"present": False}
         rel = next((c for c in cards if c.lower() == "readme.md"), cards[0])

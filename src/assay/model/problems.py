@@ -27,3 +27,11 @@ class Problem:
     """The offending value, short."""
     fatal: bool = True
     """The tensors cannot be read as the header describes them (the tensor reader refuses the file)."""
+
+
+def problem_message(rel: str, message: str, location: str | None = None) -> str:
+    """One line for a user: ``x.gguf is truncated: ...`` or ``x.gguf: <problem> (<where>)``."""
+    where = f" ({location})" if location else ""
+    if message.startswith("truncated: "):
+        return f"{rel} is truncated: {message.removeprefix('truncated: ')}{where}"
+    return f"{rel}: {message}{where}"

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from assay.errors import FormatError, ModelError
 from assay.model.formats import Format, detect
 from assay.model.gguf_file import GGUFArray, read_gguf_file
+from assay.model.problems import problem_message
 from assay.model.safetensors_file import DTYPE_BITS, read_safetensors
 from assay.model.ref import ModelRef
 from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, TORCH_STORAGE_DTYPE, PickleFormatError, TorchTensorRecord,
@@ -226,21 +227,13 @@ def read_safetensors_header(path: Path, *, rel: str | None = None) -> tuple[dict
     hdr = read_safetensors(path, rel=rel)
     bad = next((p for p in hdr.problems if p.fatal), None)
     if bad is not None:
-        raise FormatError(_problem_message(rel, bad.message, bad.location))
+        raise FormatError(problem_message(rel, bad.message, bad.location))
     if hdr.limit is not None:
         raise FormatError(f"{rel}: {hdr.limit}")
     where = path.absolute()
     return hdr.metadata, [TensorInfo(name=e.name, hf_name=e.name, dtype=e.dtype, shape=e.shape, file=rel,
                                      nbytes=e.nbytes, location=where, layout="safetensors",
                                      offset=hdr.data_start + e.begin) for e in hdr.entries]
-
-
-def _problem_message(rel: str, message: str, location: str | None) -> str:
-    """``x.gguf is truncated: ...`` or ``x.gguf: <problem> (<where>)``."""
-    where = f" ({location})" if location else ""
-    if message.startswith("truncated: "):
-        return f"{rel} is truncated: {message.removeprefix('truncated: ')}{where}"
-    return f"{rel}: {message}{where}"
 
 
 def _safetensors_decode(buf: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -304,7 +297,7 @@ def read_gguf(path: Path, *, rel: str | None = None) -> GGUFHeader:
     g = read_gguf_file(path, rel=rel)
     reason = g.fatal()
     if reason is not None:
-        raise FormatError(_problem_message(rel, reason, None))
+        raise FormatError(problem_message(rel, reason, None))
     arch = g.architecture
     transforms = _gguf_transforms(arch, g.metadata)
     where = path.absolute()
