@@ -156,8 +156,9 @@ def quant_sizes() -> dict[int, tuple[str, int, int]]:
 
 
 class _Parser:
-    def __init__(self, buf: Any, out: GGUFFile) -> None:
+    def __init__(self, buf: Any, out: GGUFFile, *, full_arrays: bool = False) -> None:
         self.buf, self.out, self.size, self.pos = buf, out, len(buf), 0
+        self.full = full_arrays
         self.e = out.endian
         self.items = 0
         self.bad_utf8 = False
@@ -249,16 +250,20 @@ class _Parser:
             raise self.stop("GGUF-HEADER", f"truncated or damaged: {what} declares {count} items, which cannot fit "
                             f"in the {self.size - self.pos} bytes that remain", f"count {count}", start)
         if itype in _FIXED and count > ARRAY_KEEP:
+            if self.full:
+                values = list(struct.unpack_from(f"{self.e}{count}{_FIXED[itype]}", self.buf, self.pos))
+                self.pos += count * min_item
+                return values
             self.pos += count * min_item
             return GGUFArray(itype, count)
         self.items += count
         if self.items > MAX_ITEMS:
             raise self.limit(f"metadata arrays hold more than {MAX_ITEMS:,} items")
-        if itype == STRING and count > ARRAY_KEEP:
+        if itype == STRING and count > ARRAY_KEEP and not self.full:
             self.skip_strings(count, what)
             return GGUFArray(itype, count)
         items = [self.value(itype, what, depth + 1) for _ in range(count)]
-        return items if count <= ARRAY_KEEP else GGUFArray(itype, count)
+        return items if count <= ARRAY_KEEP or self.full else GGUFArray(itype, count)
 
     def skip_strings(self, count: int, what: str) -> None:
         unpack = struct.Struct(self.e + "Q").unpack_from
@@ -277,8 +282,11 @@ class _Parser:
         self.pos = pos
 
 
-def parse_gguf(buf: Any) -> GGUFFile:
-    """Parse the GGUF header at the start of ``buf`` (bytes or a read-only mmap of the whole file)."""
+def parse_gguf(buf: Any, *, full_arrays: bool = False) -> GGUFFile:
+    """Parse the GGUF header at the start of ``buf`` (bytes or a read-only mmap of the whole file).
+
+    Long arrays are summarised (:class:`GGUFArray`) unless ``full_arrays`` (a loader needs the vocabulary).
+    """
     out = GGUFFile(size=len(buf))
     if len(buf) < 24 or bytes(buf[:4]) != b"GGUF":
         what = "too short for a GGUF header" if len(buf) < 24 else "not a GGUF file (bad magic)"
@@ -292,7 +300,7 @@ def parse_gguf(buf: Any) -> GGUFFile:
     if version not in (2, 3):
         out.unsupported = f"GGUF version {version} is not supported (only 2 and 3)"
         return out
-    p = _Parser(buf, out)
+    p = _Parser(buf, out, full_arrays=full_arrays)
     p.pos = 8
     try:
         _header(p, out)
@@ -407,7 +415,7 @@ def _layout(p: _Parser, out: GGUFFile) -> None:
         cursor = max(cursor, end)
 
 
-def read_gguf_file(path: Path | str, *, rel: str | None = None) -> GGUFFile:
+def read_gguf_file(path: Path | str, *, rel: str | None = None, full_arrays: bool = False) -> GGUFFile:
     """Read and parse a GGUF file's header through a memory map (tensor data is not touched).
 
     Raises :class:`~assay.errors.FormatError` only when the file cannot be opened.
@@ -419,7 +427,7 @@ def read_gguf_file(path: Path | str, *, rel: str | None = None) -> GGUFFile:
         if size == 0:
             return parse_gguf(b"")
         with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return parse_gguf(mm)
+            return parse_gguf(mm, full_arrays=full_arrays)
     except PermissionError as exc:
         raise FormatError(f"permission denied: {rel}") from exc
     except OSError as exc:
