@@ -404,8 +404,9 @@ def _torch_root(path: Path, fmt: Format) -> Any:
                     raise FormatError(f"{path.name}: torch archive without data.pkl")
                 with zf.open(pkl) as fh:
                     return evaluate_pickle(io.BufferedReader(fh))  # type: ignore[arg-type]
-        except (zipfile.BadZipFile, EOFError) as exc:
-            raise FormatError(f"{path.name}: damaged zip archive ({exc})") from exc
+        except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, NotImplementedError, ValueError, OSError,
+                RuntimeError) as exc:  # undecodable names, unknown methods, encrypted members, bad offsets
+            raise FormatError(f"{path.name}: damaged zip archive ({str(exc)[:120] or type(exc).__name__})") from exc
     else:
         with path.open("rb") as fh:
             first = evaluate_pickle(fh)
