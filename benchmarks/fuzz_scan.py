@@ -8,7 +8,9 @@ from another seed), then runs the three commands on it in a worker process. A ca
 - prints a traceback or "internal error", or exits with a code other than 0, 1 or 2;
 - does not answer within `--case-timeout` seconds (a hang);
 - pushes the worker's peak memory above `--max-rss-mib` (a memory blow-up);
-- or, for `verify`, accepts a signed folder whose weight file was changed (exit 0).
+- or, for `verify`, accepts a signed folder whose weight file was changed (exit 0). (Now and then the signature
+  file is mutated instead; then only the first three checks apply, since JSON that still parses to the same
+  signed statement is rightly accepted.)
 
 Failing cases are kept under `--out` with the command and its output; the exit code is 1 if any case failed.
 
@@ -74,7 +76,7 @@ def mutate(data: bytes, rng: random.Random, other: bytes) -> tuple[bytes, str]:
     done = []
     for _ in range(rng.randint(1, 3)):
         kind = rng.choice(["flip", "byte", "int", "header-int", "truncate", "extend", "duplicate", "splice",
-                           "zero-run"])
+                           "zero-run", "digits"])
         n = len(buf)
         if n == 0:
             buf += bytes(rng.randrange(256) for _ in range(16))
@@ -104,6 +106,16 @@ def mutate(data: bytes, rng: random.Random, other: bytes) -> tuple[bytes, str]:
             a = rng.randrange(len(other))
             chunk = other[a:a + rng.randint(1, 2048)]
             buf[pos:pos + len(chunk)] = chunk
+        elif kind == "digits":
+            # a decimal number in a text header (safetensors JSON offsets and shapes, the npy shape)
+            head = bytes(buf[:65536])
+            spots = [i for i in range(1, len(head)) if head[i:i + 1].isdigit() and not head[i - 1:i].isdigit()]
+            if spots:
+                pos = rng.choice(spots)
+                end = pos
+                while end < len(buf) and buf[end:end + 1].isdigit():
+                    end += 1
+                buf[pos:end] = str(rng.choice(INTERESTING_INTS + [n, 0, 1 << 70])).encode()
         elif kind == "zero-run":
             end = min(n, pos + rng.randint(1, 256))
             buf[pos:end] = b"\x00" * (end - pos)
@@ -249,8 +261,15 @@ def fuzz(*, seed: int, seconds: float, out: Path | None, case_timeout: float, ma
                 case = tmp / "case" / f"{cases:06d}"
                 shutil.copytree(signed[name], case)
                 target = case / seeds[name].name
-                target.write_bytes(data)
-                changed = data != blobs[name]
+                if rng.random() < 0.1:  # now and then the signature is what was tampered with
+                    sig = case / "model.sig"
+                    sig_data, how = mutate(sig.read_bytes(), rng, sig.read_bytes())
+                    sig.write_bytes(sig_data)
+                    how = "model.sig: " + how
+                    changed = False  # a reformatted envelope may still carry the same signed statement
+                else:
+                    target.write_bytes(data)
+                    changed = data != blobs[name]
                 cases += 1
                 for cmd in COMMANDS:
                     args = [cmd, str(target if cmd != "verify" else case), "--json"]

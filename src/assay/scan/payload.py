@@ -12,6 +12,7 @@ make a call (random floats fail within a few bytes).
 
 from __future__ import annotations
 
+import io
 import pickletools
 import struct
 import warnings
@@ -30,8 +31,12 @@ _NAMING = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "REDUCE", "OBJ", "NEWOBJ"
                      "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"})
 
 
-def embedded_payload(head: bytes) -> tuple[str, str] | None:
-    """``(kind, evidence)`` when ``head`` (the first bytes of a tensor) starts with a payload, else None."""
+def embedded_payload(head: bytes, stream: Any = None) -> tuple[str, str] | None:
+    """``(kind, evidence)`` when ``head`` (the first bytes of a tensor) starts with a payload, else None.
+
+    ``stream`` (positioned at the tensor's start, ending at most :data:`WINDOW` bytes later) lets the pickle
+    check read further than ``head`` without copying the window up front.
+    """
     if len(head) < 4:
         return None
     if head[:4] == b"\x7fELF":
@@ -47,20 +52,21 @@ def embedded_payload(head: bytes) -> tuple[str, str] | None:
         if nl and all(32 <= b < 127 or b == 9 for b in line):
             return "script with an interpreter line", line.decode("ascii")
     if head[0] in _PICKLE_FIRST or (head[0] == 0x80 and head[1] <= 5):
-        found = _pickle(head)
+        found = _pickle(stream if stream is not None else io.BytesIO(head))
         if found is not None:
             return "pickle", found
     return None
 
 
-def _pickle(head: bytes) -> str | None:
-    """Evidence when ``head`` decodes as a pickle that names a global or makes a call."""
-    import io
-
+def _pickle(stream: Any) -> str | None:
+    """Evidence when ``stream`` decodes as a pickle that names a global or makes a call."""
     names: list[str] = []
     naming = stopped = cut = False
     n = 0
-    stream = io.BytesIO(head)
+    start = stream.tell()
+    stream.seek(0, io.SEEK_END)
+    size = stream.tell() - start
+    stream.seek(start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pickletools warns on odd string escapes in random bytes
         try:
@@ -77,7 +83,7 @@ def _pickle(head: bytes) -> str | None:
                     break
         except (ValueError, EOFError, UnicodeDecodeError, OverflowError, struct.error):
             # well-formed up to the end of the window: a longer pickle, cut by the window
-            cut = len(head) >= WINDOW and stream.tell() >= len(head)
+            cut = size >= WINDOW and stream.tell() - start >= size
     if not naming or not (stopped or cut):
         return None
     what = "complete pickle" if stopped else "pickle opcodes"
@@ -88,8 +94,10 @@ def check_tensor_start(buf: Any, start: int, end: int, fs: FileScan, location: s
     """Report ``TENSOR-EMBEDDED-PAYLOAD`` if the tensor at ``buf[start:end]`` begins with a payload."""
     if end - start < 4 or start < 0 or end > len(buf):
         return
-    head = bytes(buf[start:min(end, start + WINDOW)])
-    found = embedded_payload(head)
+    from assay.scan.files import BufReader
+
+    head = bytes(buf[start:min(end, start + 4096)])
+    found = embedded_payload(head, BufReader(buf, start, min(end, start + WINDOW)))
     if found is None:
         return
     kind, evidence = found
