@@ -39,7 +39,7 @@ import numpy as np
 
 from assay.errors import EvalError
 from assay.evaluate.backends.base import Backend, GenerationRequest, LoglikelihoodRequest
-from assay.evaluate.cache import ResultCache
+from assay.evaluate.cache import ResultCache, library_versions
 from assay.evaluate.stats import aggregate, bootstrap_stderr, mean_stderr, metric_spec
 from assay.evaluate.tasks import Item, Task, TaskKind
 from assay.progress import NULL_PROGRESS, Progress
@@ -451,8 +451,9 @@ def _aggregate(task: Task, results: list[ItemResult], *, cached: int) -> TaskRes
 
 
 # --------------------------------------------------------------------------------------------- cache glue
-#: Bump when scoring code changes in a way that changes cached numbers.
-SCORING_VERSION = "1"
+#: Bump when scoring code changes in a way that changes cached numbers (2: model identity covers config,
+#: tokenizer, chat template and adapter config; library versions in the key).
+SCORING_VERSION = "2"
 
 
 def _cache_key(backend: Backend, task: Task, item: Item, render: Mapping[str, Any]) -> str:
@@ -460,6 +461,7 @@ def _cache_key(backend: Backend, task: Task, item: Item, render: Mapping[str, An
     spec = task.generation
     payload = {
         "scoring": SCORING_VERSION, "backend": info.backend, "model": info.model_id, "settings": info.settings,
+        "libraries": library_versions(),
         "task": task.name, "version": task.version, "kind": task.kind.value, "item": item.digest(),
         "render": render, "metrics": list(task.metrics),
         "generation": [list(spec.extract), spec.ignore_case, spec.ignore_punctuation, list(spec.regexes_to_ignore)],
