@@ -110,14 +110,17 @@ def test_require_descends_off_accepts_unrelated_weights() -> None:
     assert v.outcome is Outcome.PASS
 
 
-@pytest.mark.parametrize("delta, half, margin", list(itertools.product([-0.2, -0.05, -0.03, 0.0, 0.04],
-                                                                      [0.005, 0.02, 0.1], [0.0, 0.02, 0.1])))
-def test_regression_is_an_interval_entirely_below_minus_margin(delta: float, half: float, margin: float) -> None:
+@pytest.mark.parametrize("delta, half, margin, p", list(itertools.product([-0.2, -0.05, -0.03, 0.0, 0.04],
+                                                                         [0.005, 0.02, 0.1], [0.0, 0.02, 0.1],
+                                                                         [0.001, 0.2])))
+def test_regression_needs_the_interval_beyond_the_margin_and_the_test(delta: float, half: float, margin: float,
+                                                                      p: float) -> None:
     policy = parse_policy({"evaluation": {"margins": {"acc": margin, "bits_per_byte": margin}}})
     # higher-is-better accuracy, and the mirror image for bits per byte (lower is better)
-    comp = {"t": {"acc": metric(0.5, 0.5 + delta, half)}, "r": {"bits_per_byte": metric(1.0, 1.0 - delta, half)}}
+    comp = {"t": {"acc": metric(0.5, 0.5 + delta, half, p=p)},
+            "r": {"bits_per_byte": metric(1.0, 1.0 - delta, half, p=p)}}
     v = decide(clean_stages(comparison=comp), policy)
-    regressed = delta + half < -margin
+    regressed = delta + half < -margin and p < 0.05
     assert v.outcome is (Outcome.FAIL if regressed else Outcome.PASS)
     assert sorted(r.evidence for r in v.reasons) == (["comparison.r.bits_per_byte", "comparison.t.acc"]
                                                       if regressed else [])
@@ -134,7 +137,7 @@ def test_must_improve_needs_a_significant_improvement(delta: float, half: float,
     policy = parse_policy({"evaluation": {"must_improve": ["domain"]}})
     comp = {"domain": {"acc": metric(0.4, 0.4 + delta, half, p=p)}, "t": {"acc": metric(0.5, 0.5, 0.01)}}
     v = decide(clean_stages(comparison=comp), policy)
-    significant = delta - half > 0 and (p is None or p < 0.05)
+    significant = delta - half > 0 and p is not None and p < 0.05  # an unknown p never counts as significant
     assert (v.outcome is Outcome.PASS) == significant
     if not significant:
         assert [r.evidence for r in v.reasons] == ["comparison.domain.acc"]
@@ -198,7 +201,7 @@ def test_signature() -> None:
 
 
 def test_reasons_are_ordered_fail_first_and_decide_is_pure() -> None:
-    stages = clean_stages(lineage="no base", comparison={"t": {"acc": metric(0.5, 0.3, 0.01)}})
+    stages = clean_stages(lineage="no base", comparison={"t": {"acc": metric(0.5, 0.3, 0.01, p=0.001)}})
     frozen = copy.deepcopy(stages)
     a, b = decide(stages, default_policy()), decide(stages, default_policy())
     assert a == b and stages == frozen

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 #: Metrics where smaller is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = ("bits_per_byte", "perplexity", "word_perplexity", "token_perplexity", "byte_perplexity",
-                   "kl_mean", "kl_p95", "kl", "repetition", "loop_rate", "empty_rate")
+                   "kl_mean", "kl_p95", "kl", "repetition", "loop_rate", "empty_rate", "over_refused", "mink_gap")
 #: Lineage relations that do not descend from the base.
 NOT_DESCENDED = ("unrelated", "incompatible")
 
@@ -341,28 +341,35 @@ def _ci(entry: Mapping[str, Any]) -> tuple[float, float] | None:
     return float(ci[0]), float(ci[1])
 
 
-def classify_delta(task: str, metric: str, entry: Mapping[str, Any], evaluation: EvaluationPolicy) -> str:
-    """How a compared metric moved: ``regressed`` (interval entirely beyond -margin, a FAIL), ``improved``
-    (interval entirely on the better side of zero), ``worse`` / ``better`` (point estimate only), ``unchanged``,
-    or ``unknown`` (no interval). The same test :class:`NoRegression` applies."""
+def entry_change(entry: Mapping[str, Any], alpha: float | None = None, metric: str = "") -> str:
+    """The judgement of one comparison entry (see :func:`assay.evaluate.probes.base.entry_change`); ``metric``
+    gives the direction when the entry does not carry ``higher_is_better``."""
+    from assay.evaluate.probes.base import entry_change as _change
+
+    return _change(entry, alpha=alpha, higher_is_better=_metric_direction(metric, entry) > 0 if metric else None)
+
+
+def beyond_margin(entry: Mapping[str, Any], metric: str, margin: float) -> bool:
+    """True when the whole interval lies more than ``margin`` on the worse side of zero."""
     ci = _ci(entry)
     if ci is None:
-        return "unknown"
+        return False
     sign = _metric_direction(metric, entry)
-    lo, hi = sorted((sign * ci[0], sign * ci[1]))
+    return max(sign * ci[0], sign * ci[1]) < -margin
+
+
+def regressed(task: str, metric: str, entry: Mapping[str, Any], evaluation: EvaluationPolicy) -> bool:
+    """A regression under the policy: a judged metric whose change is ``worse`` (interval on the worse side of
+    zero and Holm-adjusted p below alpha, both computed once by the comparison) and whose interval also lies
+    beyond the metric's margin."""
     margin = evaluation.margin(task, metric)
-    if margin is not None and hi < -margin:
-        return "regressed"
-    if lo > 0:
-        return "improved"
-    delta = entry.get("delta")
-    if isinstance(delta, (int, float)) and delta != 0:
-        return "better" if sign * delta > 0 else "worse"
-    return "unchanged"
+    return (margin is not None and entry_change(entry, evaluation.alpha, metric) == "worse"
+            and beyond_margin(entry, metric, margin))
 
 
 class NoRegression(Rule):
-    """No judged metric regressed: its 95% interval does not lie entirely beyond the margin on the bad side."""
+    """No judged metric regressed: no metric is significantly worse (paired interval on the worse side of zero and
+    Holm-adjusted paired test below ``evaluation.alpha``) with its interval also beyond the margin."""
 
     rule_id = "evaluation.no_regression"
     stage = "comparison"
@@ -381,13 +388,15 @@ class NoRegression(Rule):
             for metric, entry in metrics.items():
                 if not isinstance(entry, Mapping) or self.evaluation.margin(task, metric) is None:
                     continue
-                if classify_delta(task, metric, entry, self.evaluation) == "regressed":
+                if regressed(task, metric, entry, self.evaluation):
                     ci = _ci(entry)
                     assert ci is not None
+                    p = _p(entry)
                     reasons.append(self._reason(
                         f"{task} {metric} regressed: delta {_fmt(entry.get('delta'))}, 95% interval "
                         f"[{ci[0]:+.4f}, {ci[1]:+.4f}] lies entirely beyond the margin of "
-                        f"{self.evaluation.margin(task, metric):g}", f"comparison.{task}.{metric}", Level.FAIL))
+                        f"{self.evaluation.margin(task, metric):g} and the paired test agrees (p={_num3(p)} "
+                        f"after Holm)", f"comparison.{task}.{metric}", Level.FAIL))
         return reasons
 
 
@@ -426,11 +435,8 @@ class MustImprove(Rule):
             assert metric is not None
             entry = metrics[metric]
             ci = _ci(entry)
-            sign = _metric_direction(metric, entry)
             p = entry.get("p_holm", entry.get("p"))
-            improved = ci is not None and min(sign * ci[0], sign * ci[1]) > 0
-            significant = improved and (p is None or p < self.evaluation.alpha)
-            if not significant:
+            if entry_change(entry, self.evaluation.alpha, metric) != "better":
                 ci_text = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "unknown"
                 p_text = f", p={p:.3g}" if isinstance(p, (int, float)) else ""
                 reasons.append(self._reason(
@@ -731,8 +737,8 @@ class OverRefusal(Rule):
         entry = (cmp or {}).get(BENIGN_TASK, {}).get("over_refused") if cmp else None
         if not isinstance(entry, Mapping):
             return []
-        ci, p, delta = _ci(entry), _p(entry), entry.get("delta")
-        if not (ci is not None and ci[0] > 0 and p is not None and p < self.alpha
+        p, delta = _p(entry), entry.get("delta")
+        if not (entry_change(entry, self.alpha, "over_refused") == "worse" and p is not None
                 and isinstance(delta, (int, float)) and delta > 0):
             return []
         return [self._reason(
@@ -763,7 +769,7 @@ class Degeneration(Rule):
             if not isinstance(entry, Mapping):
                 continue
             ci, p = _ci(entry), _p(entry)
-            if ci is None or min(ci) <= self.margin or p is None or p >= self.alpha:
+            if ci is None or p is None or entry_change(entry, self.alpha, metric) != "worse" or min(ci) <= self.margin:
                 continue
             what = {"loop_rate": "outputs that end in a loop", "repetition": "repeated word 4-grams",
                     "empty_rate": "empty outputs"}[metric]
@@ -843,6 +849,10 @@ class DriftKL(Rule):
         level = Level.FAIL if self.drift.level == "fail" else Level.WARN
         reasons: list[Reason] = []
         for name, t in ((stages[self.stage].document or {}).get("tasks") or {}).items():
+            if isinstance(t, Mapping) and t.get("comparable") is False:
+                reasons.append(self._reason(f"drift on {name} not measured: {t.get('note') or 'not comparable'}",
+                                            f"drift.tasks.{name}", Level.WARN))
+                continue
             m = (t or {}).get("metrics") or {} if isinstance(t, Mapping) else {}
             kl = m.get("kl_mean")
             if not isinstance(kl, (int, float)) or kl <= limit:

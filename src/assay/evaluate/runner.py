@@ -32,7 +32,7 @@ import random
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,8 @@ class TaskResult:
     """Where the items came from."""
     cached: int = 0
     """Items whose results came from the result cache."""
+    tokenizer: str = ""
+    """Digest of the tokenizer that produced these results (:attr:`BackendInfo.tokenizer`; empty if unknown)."""
 
     def values(self, metric: str) -> dict[str, np.ndarray]:
         """Per-item arrays for one metric's keys, in item order (what the statistics consume)."""
@@ -303,10 +305,12 @@ def evaluate_model(backend: Backend, tasks: Sequence[Task], *, limit: int | None
                    cache: ResultCache | None = None, progress: Progress = NULL_PROGRESS) -> dict[str, TaskResult]:
     """Run every task on ``backend``; results by task name. Cached items are not recomputed."""
     out: dict[str, TaskResult] = {}
+    tokenizer = getattr(backend.info, "tokenizer", "")
     for task in tasks:
         if task.name in out:
             raise EvalError(f"task {task.name} is given twice")
-        out[task.name] = evaluate_task(backend, task, limit=limit, cache=cache, progress=progress)
+        result = evaluate_task(backend, task, limit=limit, cache=cache, progress=progress)
+        out[task.name] = replace(result, tokenizer=tokenizer) if tokenizer else result
     return out
 
 

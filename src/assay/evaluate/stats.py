@@ -1,10 +1,16 @@
-"""Paired statistics for comparing a candidate with its base on the same items.
+"""Paired statistics for comparing a candidate with its base on the same items, and the one rule that judges them.
 
-- :func:`paired_bootstrap_ci`: seeded percentile interval of ``metric(candidate) - metric(base)``, resampling
-  items (both models together, so the pairing is kept); vectorised with numpy.
+- :func:`tango_interval`: Tango's (1998) score interval for the difference of two paired proportions, the
+  interval of a 0/1 metric (accuracy). It inverts the score test whose value at zero difference is McNemar's
+  statistic, so interval and test agree, and it needs no resampling (no seed).
+- :func:`paired_bootstrap_ci`: for other metrics, a seeded BCa interval (scipy) of ``metric(candidate) -
+  metric(base)`` over :data:`N_DRAWS` paired item resamples (both models together, so the pairing is kept).
 - :func:`mcnemar_exact`: exact McNemar test on the discordant items of a 0/1 metric (binomial test, p = 1/2).
 - :func:`paired_permutation_p`: for other metrics, swap each item's two values at random (seeded).
 - :func:`holm`: Holm's step-down adjustment of a family of p-values.
+- :func:`judge_change`: **the** rule: a change is ``better`` or ``worse`` only when its paired interval lies
+  entirely on that side of zero *and* its Holm-adjusted paired test is below alpha; otherwise it is ``no
+  significant change``. Every consumer (verdict, JSON, every report) reads the judgement this rule produced.
 - :func:`mde_paired`: the smallest true difference a two-sided paired test at level alpha detects with the given
   power, for n items.
 
@@ -12,9 +18,10 @@ Metrics are either per-item means (accuracy, exact match) or ratios of per-item 
 :class:`MetricSpec` says which, so every function works on both. A module that defines its own metrics (the
 behaviour probes) declares their direction with :func:`register_metric`.
 
-    >>> spec = metric_spec("acc")
-    >>> paired_bootstrap_ci(spec, {"acc": base}, {"acc": cand}, seed=0)
-    (-0.02, 0.08)
+    >>> tango_interval(gained=7, lost=1, n=21)
+    (0.0260, 0.5172)
+    >>> judge_change((0.026, 0.517), p_holm=0.07, higher_is_better=True)
+    'no significant change'
 """
 
 from __future__ import annotations
@@ -22,10 +29,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 _CHUNK = 2_000_000  # resampled values held in memory at once
+
+#: Resamples of every bootstrap interval and permutation test (enough that a verdict does not move with the
+#: seed except for a change right at the threshold).
+N_DRAWS = 10_000
+
+Change = Literal["better", "worse", "no significant change", "not comparable"]
+"""How a compared metric moved, as judged once by :func:`judge_change` (``not comparable``: the metric was not
+compared, e.g. a per-token metric across different tokenizers)."""
+CHANGES: tuple[Change, ...] = ("better", "worse", "no significant change", "not comparable")
 
 
 @dataclass(frozen=True)
@@ -162,17 +179,123 @@ def bootstrap_stderr(spec: MetricSpec, values: Mapping[str, np.ndarray], *, seed
 
 
 def paired_bootstrap_ci(spec: MetricSpec, base: Mapping[str, np.ndarray], cand: Mapping[str, np.ndarray], *,
-                        seed: int = 0, n_boot: int = 2000, confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of ``metric(cand) - metric(base)`` over paired item resamples (seeded)."""
+                        seed: int = 0, n_boot: int = N_DRAWS, confidence: float = 0.95,
+                        method: str = "BCa") -> tuple[float, float]:
+    """Interval of ``metric(cand) - metric(base)`` over paired item resamples (seeded).
+
+    ``method`` is ``BCa`` (bias-corrected and accelerated, :func:`scipy.stats.bootstrap`; the default) or
+    ``percentile``. When BCa is undefined (every resample gives the same delta, e.g. two identical models) the
+    percentile interval is returned, which is then that single value.
+    """
     n = len(base[spec.keys[0]])
     if n == 0:
         return (float("nan"), float("nan"))
+    if method == "BCa" and n >= 2:
+        from scipy.stats import bootstrap
+
+        keys = spec.keys
+        arrays = [np.asarray(base[k], dtype=float) for k in keys] + [np.asarray(cand[k], dtype=float) for k in keys]
+        m = len(keys)
+
+        def delta(*xs: np.ndarray, axis: int = -1) -> np.ndarray:
+            b = {k: x for k, x in zip(keys, xs[:m], strict=True)}
+            c = {k: x for k, x in zip(keys, xs[m:], strict=True)}
+            return _delta_along(spec, b, c, axis)
+
+        if all(np.array_equal(arrays[i], arrays[m + i]) for i in range(m)):
+            return (0.0, 0.0)  # the same per-item values: every resample gives a delta of exactly 0
+        import warnings
+
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore")  # scipy warns when BCa is degenerate; handled below
+            res = bootstrap(tuple(arrays), delta, n_resamples=n_boot, paired=True, vectorized=True,
+                            confidence_level=confidence, method="BCa", rng=np.random.default_rng(seed),
+                            batch=max(1, _CHUNK // max(n, 1)))
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if not (math.isnan(lo) or math.isnan(hi)):
+            return (lo, hi)
     rng = np.random.default_rng(seed)
     deltas = np.concatenate([_resampled(spec, cand, c) - _resampled(spec, base, c)
                              for c in _boot_counts(rng, n, n_boot)])
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.nanquantile(deltas, [alpha, 1.0 - alpha])
     return (float(lo), float(hi))
+
+
+def _delta_along(spec: MetricSpec, base: Mapping[str, np.ndarray], cand: Mapping[str, np.ndarray],
+                 axis: int) -> np.ndarray:
+    """``metric(cand) - metric(base)`` over the last axis (vectorised over resamples)."""
+    if spec.kind == "mean":
+        return np.mean(cand[spec.name], axis=axis) - np.mean(base[spec.name], axis=axis)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (_transform(spec, np.sum(cand[spec.num], axis=axis) / np.sum(cand[spec.den], axis=axis))
+                - _transform(spec, np.sum(base[spec.num], axis=axis) / np.sum(base[spec.den], axis=axis)))
+
+
+def tango_interval(gained: int, lost: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Tango's score interval for ``p(candidate) - p(base)`` of paired 0/1 outcomes.
+
+    ``gained``: items the candidate gets right and the base wrong; ``lost``: the reverse; ``n``: all items.
+    The interval is every difference D whose score statistic
+    ``(gained - lost - n*D) / sqrt(n * (2*q(D) + D*(1 - D)))`` lies within the normal quantile, where q(D) is the
+    restricted maximum-likelihood estimate of the probability of a lost item given D (Tango, Statistics in
+    Medicine 1998;17:891-908). At D = 0 the statistic is McNemar's, so the interval excludes 0 exactly when the
+    (asymptotic) McNemar test rejects. Deterministic: no resampling.
+
+        tango_interval(7, 1, 21)    # (0.0260, 0.5172): Fagerland, Lydersen & Laake 2014, airway example
+    """
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    if gained < 0 or lost < 0 or gained + lost > n:
+        raise ValueError(f"gained {gained} and lost {lost} do not fit in {n} items")
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    b, c = float(gained), float(lost)
+    est = (b - c) / n
+
+    def score(d: float) -> float:
+        big_a = 2.0 * n
+        big_b = -b - c + (2.0 * n - b + c) * d
+        big_c = -c * d * (1.0 - d)
+        q = (math.sqrt(max(big_b * big_b - 4.0 * big_a * big_c, 0.0)) - big_b) / (2.0 * big_a)
+        var = n * (2.0 * q + d * (1.0 - d))
+        num = b - c - n * d
+        if var <= 0.0:
+            return 0.0 if num == 0 else math.copysign(math.inf, num)
+        return num / math.sqrt(var)
+
+    tol = 1e-12
+    lo = -1.0 if est <= -1.0 else brentq(lambda d: score(d) - z, -1.0 + tol, est, xtol=1e-12)
+    hi = 1.0 if est >= 1.0 else brentq(lambda d: score(d) + z, est, 1.0 - tol, xtol=1e-12)
+    return (float(lo), float(hi))
+
+
+def judge_change(ci: tuple[float, float] | Sequence[Any] | None, p_holm: float | None, *, higher_is_better: bool,
+                 alpha: float = 0.05) -> Change:
+    """The one rule: ``better``/``worse`` only when the paired interval lies entirely on that side of zero
+    **and** the Holm-adjusted paired test is below ``alpha``; ``no significant change`` otherwise (also when the
+    interval or the p-value is unknown).
+
+    A regression under a policy is a ``worse`` change whose interval also lies beyond the policy's margin; a
+    ``must_improve`` success is a ``better`` change.
+    """
+    if ci is None or len(ci) != 2 or p_holm is None:
+        return "no significant change"
+    try:
+        lo, hi, p = float(ci[0]), float(ci[1]), float(p_holm)
+    except (TypeError, ValueError):
+        return "no significant change"
+    if any(math.isnan(x) for x in (lo, hi, p)) or p >= alpha:
+        return "no significant change"
+    sign = 1.0 if higher_is_better else -1.0
+    lo, hi = sorted((sign * lo, sign * hi))
+    if lo > 0:
+        return "better"
+    if hi < 0:
+        return "worse"
+    return "no significant change"
 
 
 def is_binary(x: np.ndarray) -> bool:
@@ -199,7 +322,7 @@ def mcnemar_exact(base: np.ndarray, cand: np.ndarray) -> tuple[float, int, int]:
 
 
 def paired_permutation_p(spec: MetricSpec, base: Mapping[str, np.ndarray], cand: Mapping[str, np.ndarray], *,
-                         seed: int = 0, n_perm: int = 2000) -> float:
+                         seed: int = 0, n_perm: int = N_DRAWS) -> float:
     """Two-sided p-value of ``metric(cand) - metric(base)`` by randomly swapping each item's pair (seeded).
 
     ``p = (1 + #{|permuted delta| >= |observed delta|}) / (n_perm + 1)``.

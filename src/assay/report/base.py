@@ -88,12 +88,16 @@ def evaluation_policy(doc: Mapping[str, Any]):  # type: ignore[no-untyped-def]
 def comparison_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per compared (task, metric): base, candidate, delta, interval, p, margin and how it moved.
 
-    ``status`` is ``regressed`` | ``improved`` | ``better`` | ``worse`` | ``unchanged`` | ``unknown``, decided by
-    the same test the verdict uses; ``direction`` is +1 when higher is better, -1 when lower is better.
+    ``status`` renders what was decided, never a new judgement: ``regressed`` when a verdict reason points at
+    the row (``reasons[].evidence``), else the comparison's own ``change`` field (``better`` | ``worse`` | ``no
+    significant change`` | ``not comparable``); ``note`` says why a row was not compared. ``direction`` is +1
+    when higher is better, -1 when lower is better.
     """
-    from assay.verdict import _metric_direction, classify_delta
+    from assay.verdict import _metric_direction, entry_change
 
     ev = evaluation_policy(doc)
+    failed = {str(r.get("evidence")) for r in doc.get("reasons") or []
+              if isinstance(r, Mapping) and str(r.get("level")).upper() == "FAIL"}
     rows: list[dict[str, Any]] = []
     for task, metrics in (doc.get("comparison") or {}).items():
         if not isinstance(metrics, Mapping):
@@ -102,14 +106,18 @@ def comparison_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
             if not isinstance(e, Mapping):
                 continue
             ci = e.get("ci") if isinstance(e.get("ci"), (list, tuple)) and len(e["ci"]) == 2 else None
+            evidence = f"comparison.{task}.{metric}"
+            change = entry_change(e, metric=metric)
             rows.append({
                 "task": task, "metric": metric, "base": e.get("base"), "candidate": e.get("candidate"),
                 "delta": e.get("delta"), "ci": ci, "p": e.get("p_holm", e.get("p")),
                 "margin": ev.margin(task, metric), "judged": ev.margin(task, metric) is not None,
-                "direction": _metric_direction(metric, e), "status": classify_delta(task, metric, e, ev),
+                "direction": _metric_direction(metric, e), "change": change,
+                "status": "regressed" if evidence in failed else change, "note": str(e.get("note") or ""),
+                "interval": e.get("interval"),
                 "gained": _count(e.get("gained")), "lost": _count(e.get("lost")),
                 "lost_items": list(e.get("lost") or [])[:50] if isinstance(e.get("lost"), list) else [],
-                "evidence": f"comparison.{task}.{metric}",
+                "evidence": evidence,
             })
     return rows
 

@@ -17,8 +17,8 @@ from rich.text import Text
 from assay.report.base import (VERDICT_COLOURS, Renderer, behaviour_view, bench_rows, claim_rows, comparison_rows,
                                fit_rows, human_bytes, licence_terms, money, num, stage_rows)
 
-_STATUS_STYLE = {"regressed": "bold red", "improved": "bold green", "worse": "yellow", "better": "green",
-                 "unchanged": "dim", "unknown": "dim"}
+_STATUS_STYLE = {"regressed": "bold red", "worse": "red", "better": "green", "no significant change": "dim",
+                 "not comparable": "dim"}
 _LEVEL_STYLE = {"fail": "bold red", "undecided": "bold magenta", "warn": "yellow"}
 
 
@@ -56,7 +56,8 @@ class TerminalRenderer(Renderer):
         parts += [Text(""), st]
         rows = comparison_rows(doc)
         if rows:
-            ct = Table(title="Candidate vs base (paired, 95% interval)", title_justify="left", pad_edge=False,
+            ct = Table(title="Candidate vs base (paired, 95% interval; better/worse only when interval and "
+                             "Holm-adjusted test agree)", title_justify="left", pad_edge=False,
                        collapse_padding=True)
             ct.add_column("task · metric", overflow="fold", ratio=1)
             ct.add_column("", no_wrap=True)
@@ -68,6 +69,8 @@ class TerminalRenderer(Renderer):
                            Text(r["status"], style=_STATUS_STYLE.get(r["status"], "")),
                            f"{num(r['base'], '.4g')} → {num(r['candidate'], '.4g')}", num(r["delta"], "+.3g"), ci)
             parts += [Text(""), ct]
+            for note in sorted({f"{r['metric']}: {r['note']}" for r in rows if r["note"]}):
+                parts.append(Text(escape(note), style="dim"))
         parts += _behaviour_parts(doc) + _card_parts(doc) + _deploy_parts(doc)
         return Group(*parts)
 

@@ -195,6 +195,7 @@ class HFBackend(Backend):
         self.pack = pack
         self._max_length = max_length
         self._model_id = model_id
+        self._tokenizer_digest: str | None = None
         self.model.eval()
 
     # ----------------------------------------------------------------------------------------- construction
@@ -236,9 +237,16 @@ class HFBackend(Backend):
     # ----------------------------------------------------------------------------------------- identity
     @property
     def info(self) -> BackendInfo:
+        if getattr(self, "_tokenizer_digest", None) is None:
+            from assay.evaluate.kl import tokenizer_fingerprint
+
+            try:
+                self._tokenizer_digest = tokenizer_fingerprint(self.tokenizer)
+            except Exception:  # noqa: BLE001 - a tokenizer without a readable vocabulary: identity unknown
+                self._tokenizer_digest = ""
         return BackendInfo(backend="hf", model_id=self._model_id,
                            settings={"dtype": self.dtype, "device": self.device.split(":")[0],
-                                     "max_length": self.max_length})
+                                     "max_length": self.max_length}, tokenizer=self._tokenizer_digest)
 
     @property
     def max_length(self) -> int:
