@@ -97,6 +97,23 @@ def test_lineage_relations(relation: str, reject_identical: bool) -> None:
         assert v.reasons[0].evidence == "lineage.relation" and relation in v.reasons[0].message
 
 
+def test_one_reason_per_false_claim_naming_it() -> None:
+    doc = lineage_doc("identical", consistent=False, base_model="org/base")
+    doc["claim"]["false_claims"] = [{"claim": "base_model_relation",
+                                     "message": "the card calls it a finetune of org/base, but the weights are "
+                                                "identical to org/base (a re-upload)"}]
+    v = decide(clean_stages(lineage=doc), default_policy())
+    assert v.outcome is Outcome.FAIL
+    claims = [r for r in v.reasons if r.rule == "lineage.descends"]
+    assert len(claims) == 1 and claims[0].evidence == "lineage.claim.false_claims[0]"
+    assert "false base_model_relation claim" in claims[0].message and "contradict" not in claims[0].message
+    # a card naming another base than the one compared against: a note, no reason
+    doc = lineage_doc("quantized", consistent=None, base_model="org/other")
+    doc["claim"].update(false_claims=[], notes=["the card names org/other as its base, you compared against base"])
+    v = decide(clean_stages(lineage=doc), default_policy())
+    assert v.outcome is Outcome.PASS and v.reasons == ()
+
+
 def test_card_claim_contradicted_by_weights_fails() -> None:
     v = decide(clean_stages(lineage=lineage_doc("finetune", consistent=False, base_model="org/famous")),
                default_policy())

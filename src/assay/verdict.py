@@ -303,7 +303,11 @@ class DescendsFromBase(Rule):
             reasons.append(self._reason(f"the weights do not descend from the base (relation: {relation})",
                                         "lineage.relation", Level.FAIL))
         claim = doc.get("claim") or {}
-        if claim.get("consistent") is False:
+        false_claims = [f for f in claim.get("false_claims") or [] if isinstance(f, Mapping)]
+        for i, f in enumerate(false_claims):  # one reason per false claim, naming it
+            reasons.append(self._reason(f"false {f.get('claim')} claim: {f.get('message')}",
+                                        f"lineage.claim.false_claims[{i}]", Level.FAIL))
+        if claim.get("consistent") is False and not false_claims:  # a document from before false_claims existed
             reasons.append(self._reason(f"the card claims base_model {claim.get('base_model')!r} but the weights "
                                         f"contradict it (relation: {relation})", "lineage.claim.consistent",
                                         Level.FAIL))

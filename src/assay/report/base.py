@@ -161,7 +161,12 @@ def stage_summary(name: str, sd: Any) -> str:
     if name == "lineage":
         claim = sd.get("claim") or {}
         text = f"relation: {sd.get('relation')}"
-        if claim.get("base_model"):
+        false_claims = [f for f in claim.get("false_claims") or [] if isinstance(f, Mapping)]
+        if false_claims:
+            text += "; " + "; ".join(f"false {f.get('claim')} claim: {f.get('message')}" for f in false_claims)
+        elif claim.get("notes"):
+            text += "; " + "; ".join(str(n) for n in claim["notes"])
+        elif claim.get("base_model"):
             agree = {True: "agrees", False: "contradicts", None: "unchecked"}.get(claim.get("consistent"), "?")
             text += f"; card claims {claim.get('base_model')} ({agree})"
         return text
