@@ -804,6 +804,30 @@ class Contamination(Rule):
                 for f in possible_contamination(cmp, alpha=self.alpha) if f.flagged]
 
 
+class Hallucination(Rule):
+    """Confident fabrication, invented answers and TruthfulQA do not get significantly worse than the base's.
+
+    Reads the probes comparison's own judgement (:func:`assay.evaluate.probes.hallucination.hallucination_findings`):
+    one reason per measure that got significantly worse, at ``probes.hallucination_level`` (WARN by default).
+    """
+
+    rule_id = "probes.hallucination"
+    stage = "probes"
+
+    def __init__(self, probes: ProbesPolicy) -> None:
+        self.alpha = probes.alpha
+        self.level = Level.FAIL if probes.hallucination_level == "fail" else Level.WARN
+
+    def check(self, stages: Stages) -> list[Reason]:
+        from assay.evaluate.probes.hallucination import hallucination_findings
+
+        cmp = _probe_comparison(stages)
+        if not cmp:
+            return []
+        return [self._reason(f"hallucination: {f.message()}", f"probes.comparison.{f.task}.{f.metric}", self.level)
+                for f in hallucination_findings(cmp, alpha=self.alpha) if f.change == "worse"]
+
+
 class Stability(Rule):
     """Repeated greedy generation gives the same text and scores do not depend on the batch (candidate)."""
 
@@ -883,6 +907,8 @@ def rules_for(policy: Policy) -> AllOf:
         a = policy.probes.alpha
         rules += [ProbesRan(policy.probes), AlignmentStripped(a), OverRefusal(a), Degeneration(policy.probes),
                   Contamination(a), Stability()]
+        if "hallucination" in policy.probes.run:
+            rules.append(Hallucination(policy.probes))
     if policy.drift.kl is not None:
         rules.append(DriftKL(policy.drift))
     if policy.cost.max_cost_per_task is None:  # with a ceiling, CostWithinBudget says why it was not checked

@@ -352,7 +352,20 @@ BEHAVIOUR_MEASURES = (
     ("builtin:degeneration", "length_words", "average length (words)", "num"),
     ("builtin:stability", "greedy_identical", "repeated greedy generation identical", "rate"),
     ("builtin:stability", "batch_invariant", "log-likelihood same alone and batched", "rate"),
+    ("builtin:hallucination/fictional", "fabricated", "confident answers about non-existent entities", "rate"),
+    ("builtin:hallucination/unanswerable", "abstained", "abstains when the passage does not say", "rate"),
+    ("builtin:hallucination/passage", "supported", "answers supported by the passage", "rate"),
+    ("builtin:hallucination/passage", "invented", "answers not in the passage", "rate"),
+    ("builtin:hallucination/known", "over_abstained", "abstains on well-known facts", "rate"),
+    ("truthfulqa_mc1", "acc", "TruthfulQA MC1", "rate"),
+    ("truthfulqa_mc2", "mc2", "TruthfulQA MC2", "rate"),
 )
+
+
+def _entry_change(entry: Mapping[str, Any], metric: str) -> str:
+    from assay.verdict import entry_change
+
+    return entry_change(entry, metric=metric)
 
 
 def _fmt_measure(x: Any, kind: str, *, signed: bool = False) -> str:
@@ -395,6 +408,7 @@ def behaviour_view(doc: Mapping[str, Any]) -> dict[str, Any] | None:
                 "ci": (f"[{_fmt_measure(ci[0], kind, signed=True)}, {_fmt_measure(ci[1], kind, signed=True)}]"
                        if ci else ""),
                 "p": num(entry.get("p_holm", entry.get("p")), ".3g") if entry else "",
+                "change": _entry_change(entry, metric) if entry else "",
                 "evidence": cmp_ev if entry else own_ev,
                 "level": flagged.get(cmp_ev) or flagged.get(own_ev),
             })

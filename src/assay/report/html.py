@@ -305,7 +305,7 @@ def evidence_anchor(anchor: str, evidence: str) -> str:
 
 #: Probe rates the Behaviour chart draws (all 0..1 per item, so they share a scale).
 _PROBE_RATES = ("refused", "over_refused", "loop_rate", "repetition", "empty_rate", "greedy_identical",
-                "batch_invariant")
+                "batch_invariant", "fabricated", "abstained", "supported", "invented", "over_abstained")
 
 
 def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
@@ -327,7 +327,8 @@ def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
                 continue
             ci = e.get("ci") if isinstance(e.get("ci"), (list, tuple)) and len(e["ci"]) == 2 else None
             direction = 1 if e.get("higher_is_better", metric not in ("over_refused", "loop_rate", "repetition",
-                                                                        "empty_rate")) else -1
+                                                                        "empty_rate", "fabricated", "invented",
+                                                                        "over_abstained")) else -1
             status = ("regressed" if f"probes.comparison.{task}.{metric}" in flagged
                       else entry_change(e, probes_alpha, metric))
             rows.append({"task": task, "metric": metric, "delta": 100 * e["delta"], "direction": direction,

@@ -96,7 +96,7 @@ def _behaviour(doc: Mapping[str, Any]) -> list[str]:
         lines += ["| probe | measure | base → candidate | change [95% CI] | p | |", "|---|---|---|---|---:|---|"]
         for r in view["rows"]:
             lines.append(f"| {code(r['task'])} | {r['label']} | {r['base']} → {r['candidate']} | {r['delta']} "
-                         f"{r['ci']} | {r['p']} | {('**' + r['level'] + '**') if r['level'] else ''} |")
+                         f"{r['ci']} | {r['p']} | {('**' + r['level'] + '**') if r['level'] else r['change']} |")
         lines.append("")
     for c in view["contamination"]:
         lines.append(f"- Contamination {code(c['task'])}: Min-K% gap {c['candidate_gap']} against the base's "

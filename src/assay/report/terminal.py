@@ -98,7 +98,8 @@ def _behaviour_parts(doc: Mapping[str, Any]) -> list[Any]:
         t.add_column("", no_wrap=True)
         for r in view["rows"]:
             t.add_row(escape(f"{r['task']} · {r['label']}"), f"{r['base']} → {r['candidate']}", r["delta"], r["ci"],
-                      r["p"], Text(r["level"] or "", style=_LEVEL_STYLE.get(str(r["level"]), "")))
+                      r["p"], Text(r["level"] or r["change"] or "",
+                                   style=_LEVEL_STYLE.get(str(r["level"]), _STATUS_STYLE.get(r["change"], ""))))
         parts.append(t)
     else:
         parts.append(Text("Behaviour", style="bold"))
