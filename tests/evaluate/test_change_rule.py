@@ -173,3 +173,26 @@ def test_token_level_metrics_are_not_compared_across_tokenizers() -> None:
     assert forced["token_perplexity"].change == "not comparable"
     assert "kl_mean" in TOKEN_LEVEL_METRICS and "mink_gap" in TOKEN_LEVEL_METRICS
     assert "bits_per_byte" not in TOKEN_LEVEL_METRICS and "acc" not in TOKEN_LEVEL_METRICS
+
+
+def test_bca_interval_agrees_with_scipy() -> None:
+    from scipy.stats import bootstrap
+
+    from assay.evaluate.stats import metric_spec, paired_bootstrap_ci
+
+    spec = metric_spec("bits_per_byte")
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        n = 80
+        b = {"logprob": -rng.lognormal(3, 0.6, n), "bytes": rng.integers(20, 80, n).astype(float)}
+        c = {"logprob": b["logprob"] * rng.lognormal(0.02, 0.1, n), "bytes": b["bytes"]}
+        mine = paired_bootstrap_ci(spec, b, c, seed=seed, n_boot=20_000)
+
+        def delta(bn, bd, cn, cd, axis=-1):  # type: ignore[no-untyped-def]
+            return (bn.sum(axis) / bd.sum(axis) - cn.sum(axis) / cd.sum(axis)) / math.log(2)
+
+        ref = bootstrap((b["logprob"], b["bytes"], c["logprob"], c["bytes"]), delta, paired=True, vectorized=True,
+                        n_resamples=20_000, method="BCa", rng=np.random.default_rng(seed + 100)).confidence_interval
+        width = ref.high - ref.low
+        assert mine[0] == pytest.approx(ref.low, abs=0.05 * width)
+        assert mine[1] == pytest.approx(ref.high, abs=0.05 * width)
