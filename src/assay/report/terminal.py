@@ -95,7 +95,7 @@ def _behaviour_parts(doc: Mapping[str, Any]) -> list[Any]:
         t.add_column("probe · measure", overflow="fold", ratio=1)
         for col in ("base → candidate", "change", "95% CI", "p"):
             t.add_column(col, justify="right")
-        t.add_column("", no_wrap=True)
+        t.add_column("", overflow="fold", max_width=14)
         for r in view["rows"]:
             t.add_row(escape(f"{r['task']} · {r['label']}"), f"{r['base']} → {r['candidate']}", r["delta"], r["ci"],
                       r["p"], Text(r["level"] or r["change"] or "",
