@@ -196,3 +196,16 @@ def test_bca_interval_agrees_with_scipy() -> None:
         width = ref.high - ref.low
         assert mine[0] == pytest.approx(ref.low, abs=0.05 * width)
         assert mine[1] == pytest.approx(ref.high, abs=0.05 * width)
+
+
+def test_documents_with_the_judgement_match_their_published_schema() -> None:
+    from assay.cli.common import to_jsonable
+    from assay.schemas import validate
+
+    base = _ppl_results(1.0, "tokA", 10.0)
+    cand = _ppl_results(1.5, "tokB", 6.0)
+    cmp = compare_results(base, cand, seed=0)
+    doc = to_jsonable(eval_document(model="c", results=cand, base="b", base_results=base, comparison=cmp))
+    validate(doc)
+    assert doc["comparison"]["ref"]["token_perplexity"]["ci"] == [None, None]
+    assert doc["comparison"]["ref"]["bits_per_byte"]["change"] == "worse"

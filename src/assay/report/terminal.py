@@ -92,12 +92,13 @@ def _behaviour_parts(doc: Mapping[str, Any]) -> list[Any]:
     if view["rows"]:
         t = Table(title="Behaviour (probes, candidate vs base, paired 95% interval)", title_justify="left",
                   pad_edge=False, collapse_padding=True)
-        t.add_column("probe · measure", overflow="fold", ratio=1)
+        t.add_column("measure · probe", no_wrap=True)
         for col in ("base → candidate", "change", "95% CI", "p"):
             t.add_column(col, justify="right")
         t.add_column("", overflow="fold", max_width=14)
         for r in view["rows"]:
-            t.add_row(escape(f"{r['task']} · {r['label']}"), f"{r['base']} → {r['candidate']}", r["delta"], r["ci"],
+            t.add_row(Text.assemble(str(r["label"]), "\n", (str(r["task"]), "dim")),
+                      f"{r['base']} → {r['candidate']}", r["delta"], r["ci"],
                       r["p"], Text(r["level"] or r["change"] or "",
                                    style=_LEVEL_STYLE.get(str(r["level"]), _STATUS_STYLE.get(r["change"], ""))))
         parts.append(t)
