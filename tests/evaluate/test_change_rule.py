@@ -205,7 +205,10 @@ def test_documents_with_the_judgement_match_their_published_schema() -> None:
     base = _ppl_results(1.0, "tokA", 10.0)
     cand = _ppl_results(1.5, "tokB", 6.0)
     cmp = compare_results(base, cand, seed=0)
-    doc = to_jsonable(eval_document(model="c", results=cand, base="b", base_results=base, comparison=cmp))
+    settings = {"limit": None, "num_fewshot": None, "seed": 0, "backend": "hf", "dtype": "float32", "device": "cpu"}
+    info = {"backend": "hf", "model_id": "m", "settings": {"dtype": "float32", "device": "cpu", "max_length": 512}}
+    doc = to_jsonable(eval_document(model="c", results=cand, base="b", base_results=base, comparison=cmp,
+                                    model_info=info, base_info=info, settings=settings))
     validate(doc)
     assert doc["comparison"]["ref"]["token_perplexity"]["ci"] == [None, None]
     assert doc["comparison"]["ref"]["bits_per_byte"]["change"] == "worse"

@@ -56,8 +56,8 @@ class TerminalRenderer(Renderer):
         parts += [Text(""), st]
         rows = comparison_rows(doc)
         if rows:
-            ct = Table(title="Candidate vs base (paired, 95% interval; better/worse only when interval and "
-                             "Holm-adjusted test agree)", title_justify="left", pad_edge=False,
+            ct = Table(title="Candidate vs base (paired: 95% interval and Holm-adjusted test must agree)",
+                       title_justify="left", pad_edge=False,
                        collapse_padding=True)
             ct.add_column("task · metric", overflow="fold", ratio=1)
             ct.add_column("", no_wrap=True)
