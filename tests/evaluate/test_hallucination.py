@@ -168,3 +168,14 @@ def test_truthfulqa_comparisons_count_as_hallucination_evidence() -> None:
     found = hallucination_findings({"truthfulqa_mc1": {"acc": entry}})
     assert [(f.task, f.metric, f.change) for f in found] == [("truthfulqa_mc1", "acc", "worse")]
     assert "TruthfulQA MC1" in found[0].message() and "40%" in found[0].message()
+
+
+def test_the_backend_is_asked_for_log_likelihoods_before_the_first_item() -> None:
+    asked: list[set[str]] = []
+
+    class Recording(Scripted):
+        def preflight(self, needs):  # type: ignore[no-untyped-def]
+            asked.append(set(needs))
+
+    evaluate_model(Recording(abstains=True), hallucination_tasks(), limit=2)
+    assert asked == [{"loglikelihood"}]

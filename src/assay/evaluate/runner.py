@@ -312,7 +312,9 @@ def evaluate_model(backend: Backend, tasks: Sequence[Task], *, limit: int | None
 
     Before the first item the backend is asked whether it can serve every task (a server that returns no prompt
     log-probabilities cannot score multiple choice), so a task it cannot run is refused before any work."""
-    backend.preflight({_REQUEST_KIND[t.kind] for t in tasks if t.kind in _REQUEST_KIND})
+    needs = {_REQUEST_KIND[t.kind] for t in tasks if t.kind in _REQUEST_KIND and not hasattr(t.scorer, "needs")}
+    needs |= {n for t in tasks for n in getattr(t.scorer, "needs", ())}  # a probe that names its own requests
+    backend.preflight(needs)
     out: dict[str, TaskResult] = {}
     tokenizer = getattr(backend.info, "tokenizer", "")
     for task in tasks:

@@ -198,6 +198,9 @@ def known_items(data: Mapping[str, Any], *, n: int = N_KNOWN, seed: int = SEED +
 class HallucinationProbe(ProbeRunner):
     """Scores the offered answers by log-likelihood per character and names what the model chose."""
 
+    needs = ("loglikelihood",)
+    """The backend requests this probe sends (checked before the first item)."""
+
     def __init__(self, part: str) -> None:
         if part not in ("fictional", "known", "passage", "unanswerable"):
             raise ValueError(f"unknown hallucination part {part!r}")
