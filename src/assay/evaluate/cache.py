@@ -5,8 +5,8 @@ root and the digest of every file beside the weights that a loader reads: ``conf
 ``generation_config.json``, every tokenizer file, the chat template, the adapter config), the backend and its
 settings, the scoring version, the major.minor versions of torch and transformers (:func:`library_versions`),
 the task name and version, the rendered prompt and choices, the item's content; see
-``assay.evaluate.runner._cache_key``. Values are the per-item results as JSON. The database lives in ``platformdirs.user_cache_dir("assay")/eval.sqlite3``;
-``ASSAY_CACHE_DIR`` overrides the folder.
+``assay.evaluate.runner._cache_key``. Values are the per-item results as JSON. The database lives in
+``platformdirs.user_cache_dir("assay")/eval.sqlite3``; ``ASSAY_CACHE_DIR`` overrides the folder.
 
     cache = ResultCache()                  # or ResultCache(Path("/tmp/x.sqlite3"))
     cache.put_many({"k1": "{...}"})

@@ -214,9 +214,9 @@ def _sums_delta(spec: MetricSpec, sums: Mapping[tuple[str, str], np.ndarray], co
     """``metric(cand) - metric(base)`` from sums of the per-item values (vectorised)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         if spec.kind == "mean":
-            return (sums[("c", spec.name)] - sums[("b", spec.name)]) / count
-        return (_transform(spec, sums[("c", spec.num)] / sums[("c", spec.den)])
-                - _transform(spec, sums[("b", spec.num)] / sums[("b", spec.den)]))
+            return np.asarray((sums[("c", spec.name)] - sums[("b", spec.name)]) / count, dtype=float)
+        return np.asarray(_transform(spec, sums[("c", spec.num)] / sums[("c", spec.den)])
+                          - _transform(spec, sums[("b", spec.num)] / sums[("b", spec.den)]), dtype=float)
 
 
 def _boot_deltas(spec: MetricSpec, base: Mapping[str, np.ndarray], cand: Mapping[str, np.ndarray],

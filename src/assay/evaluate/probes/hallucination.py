@@ -84,7 +84,8 @@ JUDGED: tuple[tuple[str, str, str], ...] = (
 
 def _data() -> dict[str, Any]:
     text = resources.files("assay.evaluate.probes").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
-    return json.loads(text)
+    data: dict[str, Any] = json.loads(text)
+    return data
 
 
 # --------------------------------------------------------------------------------------------- generation
@@ -118,7 +119,7 @@ def _values(kind: str, rng: random.Random, data: Mapping[str, Any], n: int) -> l
 
 def _name(rng: random.Random, data: Mapping[str, Any]) -> str:
     s = data["name_syllables"]
-    return rng.choice(s["first"]) + rng.choice(s["middle"]) + rng.choice(s["last"])
+    return str(rng.choice(s["first"]) + rng.choice(s["middle"]) + rng.choice(s["last"]))
 
 
 def _mc_item(item_id: str, context: str, answers: Sequence[str], abstain: str, gold: int,
@@ -135,7 +136,8 @@ def fictional_items(data: Mapping[str, Any], *, n: int = N_FICTIONAL, seed: int 
     """Questions about invented entities; the right choice is the abstention."""
     rng = random.Random(seed)
     kinds = data["fictional"]
-    items, used = [], set()
+    items: list[Item] = []
+    used: set[str] = set()
     while len(items) < n:
         spec = kinds[len(items) % len(kinds)]
         name = _name(rng, data)
