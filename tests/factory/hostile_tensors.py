@@ -93,7 +93,7 @@ def _padded(b: bytes, unit: int = 4) -> bytes:
     return b + b"\x00" * (-len(b) % unit)
 
 
-def _honest_weights() -> dict[str, "object"]:
+def _honest_weights() -> dict[str, object]:
     import numpy as np
 
     rng = np.random.default_rng(0)

@@ -389,7 +389,7 @@ def _layout(p: _Parser, out: GGUFFile) -> None:
         return
     align = out.alignment
     spans = []
-    expected = 0
+    expected: int | None = 0
     for t in out.tensors:
         loc = f"tensor {t.name}"
         if t.offset % align:

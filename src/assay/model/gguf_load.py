@@ -106,11 +106,11 @@ def _metadata_reader(path: Path, g: GGUFFile) -> Iterator[None]:
         return original(p, *args, **kwargs)
 
     with _patch_lock:
-        gguf.GGUFReader = reader  # type: ignore[misc,assignment]
+        gguf.GGUFReader = reader
         try:
             yield
         finally:
-            gguf.GGUFReader = original  # type: ignore[misc]
+            gguf.GGUFReader = original
 
 
 def load_gguf_model(path: Path, *, dtype: Any) -> tuple[Any, Any]:

@@ -487,7 +487,8 @@ class _Builder:
             if fields:  # a GGUF file carries its card in its metadata
                 gguf_card: dict[str, Any] = {"present": True, "path": "GGUF metadata", "source": "gguf"}
                 for key in ("base_model", "license", "license_name", "datasets", "model_name"):
-                    gguf_card[key] = _jsonable(fields.get(key))
+                    if key in fields:
+                        gguf_card[key] = _jsonable(fields[key])
                 gguf_card["metadata"] = _jsonable(fields)
                 return gguf_card
         if not cards:
@@ -687,7 +688,7 @@ def _itemsize(dtype: str) -> int:
 
 
 def _gguf_vocab(meta: dict[str, Any], arch: str | None) -> int | None:
-    from assay.model.tensors import GGUFArray
+    from assay.model.gguf_file import GGUFArray
 
     if arch and isinstance(meta.get(f"{arch}.vocab_size"), int):
         return int(meta[f"{arch}.vocab_size"])

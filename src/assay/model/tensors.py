@@ -21,7 +21,6 @@ when asked for, through a memory map, so reading one tensor of a 70B model costs
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import threading
@@ -34,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from assay.errors import FormatError, ModelError
 from assay.model.formats import Format, detect
-from assay.model.gguf_file import GGUFArray, read_gguf_file
+from assay.model.gguf_file import read_gguf_file
 from assay.model.problems import problem_message
 from assay.model.safetensors_file import DTYPE_BITS, read_safetensors
 from assay.model.ref import ModelRef
-from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, TORCH_STORAGE_DTYPE, PickleFormatError, TorchTensorRecord,
-                                  evaluate_pickle, torch_tensor_records)
+from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, PickleFormatError, TorchTensorRecord, evaluate_pickle,
+                                  torch_tensor_records)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,7 +92,8 @@ class TensorInfo:
             import torch
 
             t = self._torch_tensor()
-            return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            data: bytes = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            return data
         return bytes(self._bytes())
 
     def load(self) -> np.ndarray:
@@ -109,7 +109,8 @@ class TensorInfo:
 
             if t.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):
                 t = t.float()
-            return t.detach().contiguous().numpy()
+            out: np.ndarray = t.detach().contiguous().numpy()
+            return out
         buf = self._bytes()
         if self.layout == "gguf":
             arr = _gguf_decode(buf, self.dtype, self.shape)
@@ -403,7 +404,7 @@ def _torch_root(path: Path, fmt: Format) -> Any:
                 if pkl is None:
                     raise FormatError(f"{path.name}: torch archive without data.pkl")
                 with zf.open(pkl) as fh:
-                    return evaluate_pickle(io.BufferedReader(fh))  # type: ignore[arg-type]
+                    return evaluate_pickle(fh)
         except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, NotImplementedError, ValueError, OSError,
                 RuntimeError) as exc:  # undecodable names, unknown methods, encrypted members, bad offsets
             raise FormatError(f"{path.name}: damaged zip archive ({str(exc)[:120] or type(exc).__name__})") from exc

@@ -20,7 +20,7 @@ import io
 import pickletools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from assay.scan.allowlist import NESTED_LOADERS, NUMERIC_DTYPE_KINDS, danger_of, is_allowed
 from assay.scan.context import FileScan, at
@@ -675,7 +675,7 @@ def scan_pickle_stream(stream: BinaryIO, fs: FileScan, *, where: str | None,
                 fs.add("PICKLE-TRAILING-DATA", at(where, f"byte {results[-1].end}"),
                        f"bytes after the last complete pickle do not form a pickle ({exc})")
             else:
-                fs.unverified(f"{at(where, None) + ': ' if where else ''}not a well-formed pickle at byte {pos}: "
+                fs.unverified(f"{where + ': ' if where else ''}not a well-formed pickle at byte {pos}: "
                               f"{exc}")
             return StreamResult(results, pos, legacy, str(exc))
         results.append(res)
@@ -685,7 +685,7 @@ def scan_pickle_stream(stream: BinaryIO, fs: FileScan, *, where: str | None,
             break
     else:
         if stream.tell() < size:
-            fs.unverified(f"{at(where, None) + ': ' if where else ''}more than {max_pickles} stacked pickles; the "
+            fs.unverified(f"{where + ': ' if where else ''}more than {max_pickles} stacked pickles; the "
                           "rest of the stream was not scanned")
     return StreamResult(results, stream.tell(), legacy)
 
@@ -719,7 +719,7 @@ def constant_list(value: Any) -> list[Any] | None:
 
 # Reading torch archives -------------------------------------------------------------------------------------------
 
-def evaluate_pickle(stream: BinaryIO, *, allow_globals: frozenset[str] = frozenset()) -> Any:
+def evaluate_pickle(stream: IO[bytes], *, allow_globals: frozenset[str] = frozenset()) -> Any:
     """The symbolic value of the next pickle in ``stream`` (nothing is imported or called).
 
     The tensor reader lists the tensors of a torch archive from this value (:func:`torch_tensor_records`), so
@@ -728,7 +728,7 @@ def evaluate_pickle(stream: BinaryIO, *, allow_globals: frozenset[str] = frozens
     from assay.scan.context import ScanOptions
 
     machine = _Machine(FileScan("<pickle>", ScanOptions(allow_globals=allow_globals)), None, None)
-    return machine.run(stream).value
+    return machine.run(cast(BinaryIO, stream)).value
 
 
 #: torch storage class (``torch.FloatStorage``) -> safetensors-style dtype name.
