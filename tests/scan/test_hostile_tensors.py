@@ -164,3 +164,37 @@ def test_huge_json_header_is_accepted_by_the_safetensors_library(dos: list[DosSa
     report = scan_model(resolve(str(s.path)))
     assert report.verdict is ScanVerdict.UNVERIFIED
     assert "resource limit" in (report.files[0].reason or "")
+
+
+def test_random_weights_never_look_like_a_payload() -> None:
+    """No false positives on weight-like bytes: 20,000 random tensor starts in float32, float16 and bfloat16."""
+    import numpy as np
+
+    from assay.scan.payload import embedded_payload
+
+    rng = np.random.default_rng(0)
+    for dtype in ("<f4", "<f2"):
+        for _ in range(10_000 if dtype == "<f4" else 5_000):
+            head = (rng.standard_normal(1024) * rng.choice([0.02, 1.0, 30.0])).astype(dtype).tobytes()
+            assert embedded_payload(head) is None, head[:16]
+    for _ in range(5_000):  # bfloat16: the high halves of float32
+        f = (rng.standard_normal(1024) * 0.05).astype("<f4")
+        head = (f.view("<u4") >> 16).astype("<u2").tobytes()
+        assert embedded_payload(head) is None, head[:16]
+
+
+def test_payload_checks_are_bounded_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file whose every tensor starts like a pickle costs at most MAX_PICKLE_BYTES of decoding, then says so."""
+    import struct
+
+    from assay.scan import payload
+
+    monkeypatch.setattr(payload, "MAX_PICKLE_BYTES", 800)
+    n = 200
+    header = {f"t{i}": {"dtype": "U8", "shape": [16], "data_offsets": [16 * i, 16 * i + 16]} for i in range(n)}
+    raw = json.dumps(header).encode()
+    p = tmp_path / "many.safetensors"
+    p.write_bytes(struct.pack("<Q", len(raw)) + raw + b"(N" * 8 * n)
+    report = scan_model(resolve(str(p)))
+    assert report.verdict is ScanVerdict.UNVERIFIED
+    assert "resource limit: tensor starts decoded as pickle opcodes for more than" in (report.files[0].reason or "")

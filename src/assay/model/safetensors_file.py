@@ -38,9 +38,9 @@ DTYPE_BITS: dict[str, int] = {
 #: The safetensors library refuses headers above this size (``MAX_HEADER_SIZE`` in its Rust core).
 MAX_HEADER = 100_000_000
 #: JSON objects plus arrays a header may hold before assay declines to parse it (real headers: 3 per tensor).
-MAX_JSON_CONTAINERS = 1_000_000
+MAX_JSON_CONTAINERS = 600_000
 #: JSON items (roughly: commas) a header may hold before assay declines to parse it.
-MAX_JSON_ITEMS = 4_000_000
+MAX_JSON_ITEMS = 2_400_000
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,10 @@ class SafetensorsHeader:
 
 def _pairs_hook(dups: list[str]) -> Any:
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        for k, v in pairs:
-            if k in d:
-                dups.append(k)
-            d[k] = v
+        d = dict(pairs)
+        if len(d) != len(pairs):  # rare: find which keys came twice
+            seen: set[str] = set()
+            dups.extend(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         return d
     return hook
 
@@ -187,15 +186,15 @@ def parse_safetensors(buf: Any, size: int | None = None) -> SafetensorsHeader:
 def _entry(name: str, info: Any, data_len: int, hdr: SafetensorsHeader, spans: list[tuple[int, int, str]]) -> None:
     loc = f"tensor {name}"
     add = hdr.problems.append
-    if not isinstance(info, dict):
+    if type(info) is not dict:
         add(Problem("SAFETENSORS-HEADER", loc, "tensor entry is not an object", None))
         return
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
+    if not (type(shape) is list and all(type(d) is int and d >= 0 for d in shape)):
         add(Problem("SAFETENSORS-HEADER", loc, f"shape {_short(shape)} is not a list of non-negative integers",
                     _short(shape)))
         return
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
+    if not (type(offsets) is list and len(offsets) == 2 and type(offsets[0]) is int and type(offsets[1]) is int):
         add(Problem("SAFETENSORS-HEADER", loc, f"data_offsets {_short(offsets)} is not a pair of integers",
                     _short(offsets)))
         return

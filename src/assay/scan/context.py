@@ -47,6 +47,8 @@ class FileScan:
     reasons: list[str] = field(default_factory=list)
     format: str = "unknown"
     _seen: set[tuple[str, str | None, str | None]] = field(default_factory=set)
+    payload_bytes: int = 0
+    """Bytes of tensor starts the pickle decoder consumed so far (bounded per file, see :mod:`assay.scan.payload`)."""
     nested_seen: set[bytes] = field(default_factory=set)
     """Digests of nested byte strings already scanned in this file (each is scanned once)."""
 
