@@ -335,9 +335,9 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
         raise EvalError(f"{where}: output_type {cfg.get('output_type')!r} is not supported "
                         f"({', '.join(OUTPUT_TYPES)})")
     notes: list[str] = []
-    for key in IGNORED_WITH_NOTE:
-        if cfg.get(key):
-            notes.append(f"{key} is ignored (decontamination does not change a score)")
+    ignored = [key for key in IGNORED_WITH_NOTE if cfg.get(key)]
+    if ignored:
+        notes.append(f"{' and '.join(ignored)} ignored (decontamination does not change a score)")
     splits, data_paths = _splits(path, cfg, data, notes)
 
     def split_docs(split: str, process: Any) -> list[dict[str, Any]]:
@@ -569,6 +569,7 @@ def _process_docs(fn: Callable[..., Any], rows: list[dict[str, Any]], where: str
         import datasets
     except ImportError as exc:
         raise EvalError(f"{where}: process_docs needs the `datasets` package (pip install datasets)") from exc
+    datasets.disable_progress_bars()
     try:
         out = fn(datasets.Dataset.from_list(rows))
         return [dict(d) for d in out]

@@ -395,7 +395,7 @@ def validate_task(task: Task) -> None:
         elif task.kind == TaskKind.LOGLIKELIHOOD and not (isinstance(item.gold, str) and item.gold):
             raise EvalError(f"task {task.name}: item {item.id} has no continuation to score")
     for ex in task.fewshot_pool if task.num_fewshot else ():
-        if task.kind == TaskKind.MULTIPLE_CHOICE:
+        if task.kind == TaskKind.MULTIPLE_CHOICE and "shot" not in ex.meta:  # a rendered shot was checked by its loader
             _validate_mc_item(task, ex)
 
 
