@@ -118,7 +118,7 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
         task_list.extend(load_tasks(spec, num_fewshot=num_fewshot, data=data_files, allow_task_code=allow_task_code))
     for t in task_list:
         for note in t.notes:
-            err_console().print(f"note: {t.name}: {note}", highlight=False, markup=False)
+            err_console().print(f"note: {t.name}: {note}", highlight=False, markup=False, soft_wrap=True)
     names = [t.name for t in task_list]
     if len(set(names)) != len(names):
         raise UsageError(f"a task is given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
