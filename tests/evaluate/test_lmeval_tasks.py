@@ -113,7 +113,8 @@ def test_same_split_draws_k_plus_one_and_drop_the_item(tmp_path: Path) -> None:
 
 def test_num_fewshot_zero_in_the_file_wins_and_first_n_is_kept(tmp_path: Path) -> None:
     [fixed] = load_tasks(str(_fewshot_task(tmp_path, "num_fewshot: 0")), num_fewshot=4)
-    assert fixed.num_fewshot == 0 and any("num_fewshot: 0" in n for n in fixed.notes)
+    assert fixed.num_fewshot == 0 and [n for n in fixed.notes if "num_fewshot: 0" in n] == [
+        "num_fewshot: 0 in the task file wins over --num-fewshot 4 (as in lm-evaluation-harness)"]
     path = _fewshot_task(tmp_path, "fewshot_config: {sampler: first_n}")
     [first] = load_tasks(str(path), num_fewshot=2)
     assert _shot_questions(first, first.items[3]) == ["train question 0", "train question 1"]
@@ -145,6 +146,7 @@ def test_a_yaml_list_of_choices_is_taken_literally(tmp_path: Path) -> None:
         doc_to_target: label
         """)))
     assert task.items[0].choices == ("{{a}}", "{{b}}")  # what lm-eval scores, not "left" / "right"
+    assert any("scored literally" in n for n in task.notes)
 
 
 def test_a_text_label_is_looked_up_among_the_choices(tmp_path: Path) -> None:

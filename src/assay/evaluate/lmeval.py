@@ -380,6 +380,10 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
     if multiple_input and gen_prefix_spec:
         raise EvalError(f"{where}: gen_prefix with one input per choice (an integer doc_to_text) is not supported")
     metrics, gen_options = _metrics(cfg, kind, where, has_code=cfg.get("process_results") is not None)
+    if isinstance(doc_to_choice, list) and any("{{" in str(c) or "{%" in str(c) for c in doc_to_choice):
+        notes.append("doc_to_choice is a YAML list whose entries look like templates: they are scored literally, "
+                     "unrendered, as lm-evaluation-harness scores them (use a template string giving a list to "
+                     "render them)")
     if "f1" in metrics and kind == TaskKind.MULTIPLE_CHOICE:
         notes.append("f1 is binary F1 with choice 1 as the positive class (scikit-learn's default, as in "
                      "lm-evaluation-harness)")
@@ -454,7 +458,9 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
     fs_split = fs.get("split", cfg.get("fewshot_split"))
     pool: tuple[Item, ...] = ()
     if shots and kind == TaskKind.PERPLEXITY:
-        raise EvalError(f"{where}: loglikelihood_rolling tasks take no few-shot examples")
+        notes.append(f"{shots} few-shot examples asked for, none used: a loglikelihood_rolling task scores the "
+                     f"document alone (lm-evaluation-harness builds the examples and ignores them too)")
+        shots = 0
     if shots:
         fs_docs, pool_note = _fewshot_docs(cfg, fs, fs_split, split_docs, train_split, val_split, test_split)
         if pool_note:
@@ -466,9 +472,6 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
             fs_docs = [fs_docs[j] for j in idx]
         pool = tuple(_shot_item(res, cfg, fs, doc, f"fewshot row {j + 1}", j, multiple_input, has_choices, tgt_delim,
                                 few_delim) for j, doc in enumerate(fs_docs))
-    if fixed and num_fewshot:
-        notes.append(f"num_fewshot: 0 in the task file wins over --num-fewshot {num_fewshot} (as in "
-                     f"lm-evaluation-harness)")
     gen = _generation(cfg, gen_options, few_delim, where) if kind == TaskKind.GENERATE else GenerationSpec()
     if kind == TaskKind.GENERATE:
         metrics = ()

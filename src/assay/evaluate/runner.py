@@ -148,7 +148,11 @@ def fewshot_examples(task: Task, item: Item) -> list[Item]:
     if k <= 0:
         return []
     if task.fewshot_sampler == "lm_eval_default":
-        return [task.fewshot_pool[j] for j in _lm_eval_draws(task)[item.id]]
+        draws = _lm_eval_draws(task)
+        if item.id not in draws:
+            raise EvalError(f"task {task.name}: item {item.id} is not one of the task's items, so lm-evaluation-"
+                            f"harness's sampler has no draw for it")
+        return [task.fewshot_pool[j] for j in draws[item.id]]
     if task.fewshot_sampler == "lm_eval_first_n":
         key = _doc_key(item)
         pool = [ex for ex in task.fewshot_pool if not (task.fewshot_exclude_self and _doc_key(ex) == key)]
