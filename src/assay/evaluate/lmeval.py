@@ -384,6 +384,10 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
         notes.append("doc_to_choice is a YAML list whose entries look like templates: they are scored literally, "
                      "unrendered, as lm-evaluation-harness scores them (use a template string giving a list to "
                      "render them)")
+    if multiple_input and "acc_mutual_info" in metrics:
+        raise EvalError(f"{where}: acc_mutual_info with one input per choice (an integer doc_to_text) is not "
+                        f"supported (lm-evaluation-harness scores the per-choice contexts, not the continuation, "
+                        f"without context there)")
     if "f1" in metrics and kind == TaskKind.MULTIPLE_CHOICE:
         notes.append("f1 is binary F1 with choice 1 as the positive class (scikit-learn's default, as in "
                      "lm-evaluation-harness)")
@@ -451,6 +455,10 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
     unknown_fs = sorted(set(fs) - FEWSHOT_FIELDS)
     if unknown_fs:
         raise EvalError(f"{where}: fewshot_config field(s) {', '.join(unknown_fs)} are not supported")
+    if fs.get("fewshot_indices") is not None:
+        raise EvalError(f"{where}: fewshot_config.fewshot_indices is not supported: lm-evaluation-harness 0.4.13 "
+                        f"never passes it to its sampler, so it would draw from the whole pool while the file says "
+                        f"otherwise; remove it, or put the chosen examples in fewshot_config.samples")
     sampler = fs.get("sampler", "default")
     if sampler not in ("default", "first_n"):
         raise EvalError(f"{where}: fewshot_config.sampler {sampler!r} is not supported (default, first_n; "
@@ -465,11 +473,6 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
         fs_docs, pool_note = _fewshot_docs(cfg, fs, fs_split, split_docs, train_split, val_split, test_split)
         if pool_note:
             notes.append(pool_note)
-        if fs.get("fewshot_indices") is not None:
-            idx = fs["fewshot_indices"]
-            if not isinstance(idx, list) or not all(isinstance(j, int) and 0 <= j < len(fs_docs) for j in idx):
-                raise EvalError(f"{where}: fewshot_config.fewshot_indices must be indices into the few-shot docs")
-            fs_docs = [fs_docs[j] for j in idx]
         pool = tuple(_shot_item(res, cfg, fs, doc, f"fewshot row {j + 1}", j, multiple_input, has_choices, tgt_delim,
                                 few_delim) for j, doc in enumerate(fs_docs))
     gen = _generation(cfg, gen_options, few_delim, where) if kind == TaskKind.GENERATE else GenerationSpec()
