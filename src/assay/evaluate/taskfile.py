@@ -80,7 +80,8 @@ class _Renderer:
         except TemplateError as exc:
             raise EvalError(f"{self.where}: {what} template is invalid ({exc}) at {row_where}") from exc
         except Exception as exc:  # noqa: BLE001 - a method the template calls failed (e.g. list.index)
-            raise EvalError(f"{self.where}: {what} template failed at {row_where}: {type(exc).__name__}: {exc}") from exc
+            raise EvalError(f"{self.where}: {what} template failed at {row_where}: "
+                            f"{type(exc).__name__}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------- data
