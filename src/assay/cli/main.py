@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "vet": "vet",
     "policy": "policy",
     "report": "report",
+    "schema": "schema",
     "demo": "demo",
 }
 
