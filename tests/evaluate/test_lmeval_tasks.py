@@ -386,3 +386,9 @@ def test_cli_runs_a_real_task_file_on_local_data(zoo, tmp_path: Path, monkeypatc
     assert main(["eval", str(zoo.safetensors_dir), "--task", str(TASKS / "arc" / "arc_easy.yaml"),
                  "--task", str(TASKS / "arc" / "arc_challenge.yaml"), "--data", f"test={data['test'][0]}"]) == 2
     assert "TASK:SPLIT=FILE" in capsys.readouterr().err
+
+
+def test_num_fewshot_on_a_rolling_task_uses_none() -> None:
+    [wiki] = load_tasks(str(TASKS / "wikitext" / "wikitext.yaml"), allow_task_code=True, num_fewshot=5,
+                        data=_data("wikitext", test="test"))
+    assert wiki.num_fewshot == 0 and any("none used" in n for n in wiki.notes)

@@ -475,6 +475,9 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
             notes.append(pool_note)
         pool = tuple(_shot_item(res, cfg, fs, doc, f"fewshot row {j + 1}", j, multiple_input, has_choices, tgt_delim,
                                 few_delim) for j, doc in enumerate(fs_docs))
+    if fixed and num_fewshot:
+        notes.append(f"num_fewshot: 0 in the task file wins over --num-fewshot {num_fewshot} (as in "
+                     f"lm-evaluation-harness)")
     gen = _generation(cfg, gen_options, few_delim, where) if kind == TaskKind.GENERATE else GenerationSpec()
     if kind == TaskKind.GENERATE:
         metrics = ()

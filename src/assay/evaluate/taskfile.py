@@ -284,7 +284,9 @@ def load_task_file(path: Path, *, data: Mapping[str, Any] | None = None, allow_t
                         f"Jinja template")
     if data:
         raise EvalError(f"{path}: --data applies to lm-evaluation-harness task YAMLs (this file names its `data`)")
-    return [_own_task(path, cfg)]
+    from assay.evaluate.tasks import with_num_fewshot
+
+    return [with_num_fewshot(_own_task(path, cfg), num_fewshot)]
 
 
 def _data_for(task: str, data: Mapping[str, Any]) -> dict[str, list[Path]]:

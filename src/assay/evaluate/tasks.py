@@ -198,8 +198,7 @@ def load_tasks(spec: str, *, num_fewshot: int | None = None, data: Mapping[str, 
     if path.is_file():
         from assay.evaluate.taskfile import load_task_file
 
-        return [with_num_fewshot(t, num_fewshot) for t in
-                load_task_file(path, data=data, allow_task_code=allow_task_code, num_fewshot=num_fewshot)]
+        return load_task_file(path, data=data, allow_task_code=allow_task_code, num_fewshot=num_fewshot)
     if data:
         raise EvalError(f"--data applies to task YAML files, not to {spec}")
     return [with_num_fewshot(t, num_fewshot) for t in _load_suite(spec, path)]
