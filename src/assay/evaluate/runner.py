@@ -17,7 +17,10 @@ Scoring follows lm-evaluation-harness:
 
 Few-shot examples come before the context: ``description + (example + target_delimiter + answer +
 fewshot_delimiter) * k + context``. The ``first_n`` sampler takes the first k of the pool; ``random`` samples k
-with a generator seeded by (seed, item id), so an item's prompt does not depend on which other items run.
+with a generator seeded by (seed, item id), so an item's prompt does not depend on which other items run;
+lm-evaluation-harness's samplers (``lm_eval_default``, ``lm_eval_first_n``) are reproduced draw for draw (see
+:func:`fewshot_examples`). A pool item with a rendered ``meta["shot"]`` (lm-evaluation-harness task files) is
+shown as that text.
 An item's ``meta["description"]`` replaces the task's description (MMLU with several subjects in one file) and its
 ``meta["fewshot_group"]`` limits the pool to examples of the same group (the subject's dev split). An item with
 per-choice :attr:`~assay.evaluate.tasks.Item.contexts` (Winogrande) scores choice ``i`` after
