@@ -492,7 +492,10 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
         version += "+code." + _digest(code_files)
     from assay.evaluate.taskfile import _digest_files
 
-    source = f"{path} (data sha256 {_digest_files(data_paths)})"
+    data_digest = _digest_files(data_paths)
+    if process_results is not None:  # it reads the whole document, which the item digest does not cover
+        version += f"+data.{data_digest[:12]}"
+    source = f"{path} (data sha256 {data_digest})"
     if code_files:
         source += f"; task code {', '.join(str(p) for p in code_files)}"
     return Task(name=name, version=version, kind=kind, items=tuple(items), fewshot_pool=pool, num_fewshot=shots,
