@@ -41,6 +41,12 @@ def single_thread_torch() -> None:
     torch.set_num_threads(1)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-goldens", action="store_true", default=False,
+                     help="Rewrite the golden report files under tests/report/goldens/ from the current renderers "
+                          "(then review the diff before committing it).")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # A plugin may have imported torch before the environment above was set; pin it without importing it.
     if "torch" in sys.modules:
