@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -106,7 +106,7 @@ class FunctionRef:
         fn = getattr(module, name, None)
         if not callable(fn):
             raise EvalError(f"{self.yaml_file}: `!function {self.qualname}`: {path} has no function {name}")
-        return fn
+        return cast("Callable[..., Any]", fn)
 
 
 def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -119,7 +119,12 @@ def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     class Loader(yaml.SafeLoader):
         pass
 
-    Loader.add_constructor("!function", lambda loader, node: FunctionRef(str(loader.construct_scalar(node)), path))
+    def function_ref(loader: yaml.SafeLoader, node: yaml.Node) -> FunctionRef:
+        if not isinstance(node, yaml.ScalarNode):
+            raise EvalError(f"{path}: `!function` must name module.function")
+        return FunctionRef(str(loader.construct_scalar(node)), path)
+
+    Loader.add_constructor("!function", function_ref)
     try:
         cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -486,8 +491,8 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
         raise EvalError(f"{where}: process_results must be `!function module.name` (got {process_results!r})")
     if process_results is not None and kind == TaskKind.GENERATE:
         raise EvalError(f"{where}: process_results for generate_until tasks is not supported")
-    meta = cfg.get("metadata")
-    version = str(meta.get("version", "0")) if isinstance(meta, dict) else "0"
+    metadata = cfg.get("metadata")
+    version = str(metadata.get("version", "0")) if isinstance(metadata, dict) else "0"
     if code_files:
         version += "+code." + _digest(code_files)
     from assay.evaluate.taskfile import _digest_files
@@ -578,7 +583,7 @@ def _splits(path: Path, cfg: Mapping[str, Any], data: Mapping[str, Sequence[Path
 def _process_docs(fn: Callable[..., Any], rows: list[dict[str, Any]], where: str, split: str) -> list[dict[str, Any]]:
     """A task's ``process_docs`` on a split, given a ``datasets.Dataset`` as lm-eval gives it."""
     try:
-        import datasets
+        import datasets  # type: ignore[import-untyped,unused-ignore]
     except ImportError as exc:
         raise EvalError(f"{where}: process_docs needs the `datasets` package (pip install datasets)") from exc
     datasets.disable_progress_bars()
