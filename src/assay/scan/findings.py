@@ -159,6 +159,8 @@ RULES: dict[str, Rule] = {r.id: r for r in [
        _ALLOW_CODE),
     _r("CODE-AUTO-MAP-REMOTE", Severity.HIGH, "auto_map pulls code from another repository"),
     _r("CODE-FILE", Severity.MEDIUM, "Python code in the model folder", _ALLOW_CODE),
+    _r("CODE-CUSTOM-GENERATE", Severity.HIGH, "custom_generate/generate.py: transformers imports it under "
+       "trust_remote_code=True without any auto_map", _ALLOW_CODE),
     _r("CODE-IMPORT", Severity.HIGH, "Python code imports a process, network, FFI or dynamic-import module"),
     _r("CODE-IMPORT-FS", Severity.LOW, "Python code imports a file-system module"),
     _r("CODE-EXEC", Severity.HIGH, "Python code calls eval, exec, compile, __import__ or runs commands"),
