@@ -111,14 +111,25 @@ def custom_generate_symlink_into_git(folder: Path, marker: str | os.PathLike[str
 
 
 def custom_generate_relative_import(folder: Path, marker: str | os.PathLike[str], *, base: Path) -> Path:
-    """``generate.py`` is harmless; the module it imports relatively runs the payload, and is not a ``.py``
-    file by its bytes: it starts with a pickle protocol header (``\\x80\\x04``) inside a string literal."""
+    """``generate.py`` is harmless; the module it imports relatively (``from .helpers import run``) runs the
+    payload, and is reached through a link to a file named like data (``helpers.py -> ../notes.md``)."""
     shutil.copytree(base, folder)
     (folder / "custom_generate").mkdir()
     (folder / "custom_generate" / "generate.py").write_text(
         "from .helpers import run\n\n\ndef generate(model, *args, **kwargs):\n    return model\n")
-    helper = ("'\\x80\\x04'\nimport os\nos.system(" + repr(f"touch {marker}") + ")\n\n\ndef run():\n    pass\n")
-    (folder / "custom_generate" / "helpers.py").write_text(helper)
+    (folder / "notes.md").write_text("#!/usr/bin/env python3\n# Notes\nimport os\nos.system("
+                                     + repr(f"touch {marker}") + ")\n\n\ndef run():\n    pass\n")
+    os.symlink(os.path.join("..", "notes.md"), folder / "custom_generate" / "helpers.py")
+    return folder
+
+
+def custom_generate_link_outside(folder: Path, outside: Path, marker: str | os.PathLike[str], *,
+                                 base: Path) -> Path:
+    """``custom_generate`` is a link to a folder outside the model."""
+    shutil.copytree(base, folder)
+    outside.mkdir(parents=True, exist_ok=True)
+    (outside / "generate.py").write_text(_GENERATE.format(cmd=repr(f"touch {marker}")))
+    os.symlink(outside, folder / "custom_generate")
     return folder
 
 
