@@ -253,6 +253,13 @@ def sign_model(ref: ModelRef, *, private_key_pem: bytes, signature_path: Path | 
     pairs = [(rel_name(ref, rel), ref.path(rel)) for rel in ref.files]
     if not ref.single_file:
         pairs = [(n, p) for n, p in pairs if not _is_under(n, ignore)]
+    kinds = {n: _link_kind(ref, p) for n, p in pairs}
+    outside = sorted(n for n, k in kinds.items() if k == "outside")
+    if outside:
+        shown = ref.files[0].name if outside[0] == "." else outside[0]
+        raise ProvenanceError(f"cannot sign: {shown} is a symbolic link out of the model folder, to "
+                              f"{os.path.realpath(dict(pairs)[outside[0]])}",
+                              hint="copy the file into the folder (or sign the target itself)")
     files, unreadable = hash_files(ref, pairs, algorithm=algorithm, progress=progress, task="hashing for signature")
     if unreadable:
         name, why = unreadable[0]
@@ -261,13 +268,6 @@ def sign_model(ref: ModelRef, *, private_key_pem: bytes, signature_path: Path | 
         raise ProvenanceError(f"cannot sign {ref.spec}: it has no files besides ignored ones")
     files.sort(key=lambda f: _path_key(f.path))
     resources = [{"name": f.path, "algorithm": algorithm, "digest": f.digest} for f in files]
-    kinds = {n: _link_kind(ref, p) for n, p in pairs}
-    outside = sorted(n for n, k in kinds.items() if k == "outside")
-    if outside:
-        shown = ref.files[0].name if outside[0] == "." else outside[0]
-        raise ProvenanceError(f"cannot sign: {shown} is a symbolic link out of the model folder, to "
-                              f"{os.path.realpath(dict(pairs)[outside[0]])}",
-                              hint="copy the file into the folder (or sign the target itself)")
     symlinks = any(k is not None for k in kinds.values())
     serialization: dict[str, Any] = {"method": "files", "hash_type": algorithm, "allow_symlinks": symlinks}
     if not ref.single_file:
