@@ -83,7 +83,8 @@ def test_constructed_keys_are_findings_without_any_call(key: str) -> None:
     "{% set k = 'con' ~ 'tent' %}{{ messages[0][k] }}", "{{ messages[-1]['content'].strip().split('x')[0] }}",
     "{% set ns = namespace(found=false) %}{% for m in messages %}{% set ns.found = true %}{% endfor %}{{ ns.found }}",
     "{{ (messages|selectattr('role', 'equalto', 'user')|list|last).content }}",
-    "{% for k, v in tools[0].items() %}{{ tools[0][k] }}{% endfor %}",
+    "{% set t = {'string': 'str', 'number': 'float'} %}{% if t[tools[0].type] is defined %}{{ t[tools[0].type] }}"
+    "{% endif %}",
 ])
 def test_honest_constructions_pass(template: str) -> None:
     fs = _scan(template)
@@ -104,6 +105,10 @@ def test_honest_constructions_pass(template: str) -> None:
     ("{{ messages|sort(attribute='a.__class__') }}", "TEMPLATE-DUNDER"),
     ("{% set x = cycler %}", "TEMPLATE-GLOBAL"),
     ("{% set n = namespace %}", "TEMPLATE-GLOBAL"),
+    ("{{ cycler[messages[0].content] }}", "TEMPLATE-DATA-KEY"),
+    ("{% for k in messages[-1].content.split() %}{{ messages[k] }}{% endfor %}", "TEMPLATE-DATA-KEY"),
+    ("{% set t = {'a': 'b'} %}{{ t[messages[0].content][messages[1].content] }}", "TEMPLATE-DATA-KEY"),
+    ("{% set t = {'a': 'b'} %}{{ t[messages[0].content]() }}", "TEMPLATE-DATA-KEY"),
 ])
 def test_sandbox_refusals_are_findings(template: str, rule: str) -> None:
     assert rule in {f.rule for f in _scan(template).findings}

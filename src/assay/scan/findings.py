@@ -150,6 +150,8 @@ RULES: dict[str, Rule] = {r.id: r for r in [
     _r("TEMPLATE-REFLECTION", Severity.HIGH, "chat template uses a reflective method or a format string"),
     _r("TEMPLATE-COMPUTED-NAME", Severity.CRITICAL, "chat template reads an item whose key it builds at render "
        "time (Jinja falls back to the attribute of that name)"),
+    _r("TEMPLATE-DATA-KEY", Severity.MEDIUM, "chat template reads an item whose key comes from the conversation "
+       "data (outside a literal lookup table)"),
     _r("TEMPLATE-METHOD", Severity.HIGH, "chat template calls a method outside the read-only string and dict "
        "allowlist (format, format_map, mutators, ...)"),
     _r("TEMPLATE-CALL", Severity.HIGH, "chat template calls something that is not a macro, caller() or a "

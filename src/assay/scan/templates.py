@@ -5,10 +5,11 @@ A template passes only when every way it can reach a Python object is shown harm
 - every attribute it reads (``message.content``) is a literal name that does not start with ``_`` and is not one
   of the reflective names Jinja's sandbox refuses (``mro``, ``gi_frame``, ``f_globals``, ...);
 - every item it reads (``message['content']``, ``messages[loop.index0 - 1]``) has a key that is a literal string
-  not starting with ``_``, a number, or a value read unchanged from the caller's data (``messages``, ``tools``);
-  a key the template *builds* (``'_' * 2``, ``'%s' % x``, ``a ~ b``, ``|join``, ``|replace``, a
-  ``{% set %}...{% endset %}`` block, ``dict(__class__=1)|first``) is a finding, even when its value is harmless
-  (literal pieces are folded first, so ``'con' ~ 'tent'`` passes and ``'__cla' ~ 'ss__'`` is named);
+  not starting with ``_`` or a number; a key the template *builds* (``'_' * 2``, ``'%s' % x``, ``a ~ b``,
+  ``|join``, ``|replace``, a ``{% set %}...{% endset %}`` block, ``dict(__class__=1)|first``) is a finding, even
+  when its value is harmless (literal pieces are folded first, so ``'con' ~ 'tent'`` passes and
+  ``'__cla' ~ 'ss__'`` is named); a key read from the conversation data is a finding too, except as a lookup in a
+  literal table whose result is only printed or tested (Hermes' ``basic_type_map[json_spec.type]``);
 - every method it calls is on a short allowlist of string and dict methods stock templates use (``strip``,
   ``split``, ``startswith``, ``items``, ``get``, ...): ``format`` and ``format_map`` (which walk attributes inside
   a format string), list/dict mutators (which transformers' immutable sandbox refuses) and anything else are findings;
@@ -19,9 +20,8 @@ A template passes only when every way it can reach a Python object is shown harm
 
 This is stricter than transformers' ``ImmutableSandboxedEnvironment`` for every construction, so a template that
 would only misbehave outside a sandbox (a plain ``jinja2.Environment``, as older llama-cpp-python used) is
-flagged. The one thing accepted without proof is a key taken from the caller's own data (Hermes' tool template
-reads ``basic_type_map[json_spec.type]``): the template author cannot choose it. The parser has the same
-extensions as transformers' chat-template environment (``loopcontrols`` and ``{% generation %}``).
+flagged. The parser has the same extensions as transformers' chat-template environment (``loopcontrols`` and
+``{% generation %}``).
 
     >>> fs = FileScan("tokenizer_config.json", ScanOptions())
     >>> scan_template_text("{{ ''.__class__.__mro__ }}", fs, where="chat_template")
@@ -167,6 +167,9 @@ class _Prover:
         self.loop_items = Kind.SAFE
         self.assigned: set[str] = set()
         self.free: set[str] = set()
+        self.tables: set[str] = set()
+        """Names bound once to a literal dict or list of safe values (a lookup table such as Hermes'
+        ``basic_type_map``)."""
 
     def loc(self, node: Any) -> str | None:
         return at(self.where, f"line {getattr(node, 'lineno', '?')}")
@@ -200,6 +203,8 @@ class _Prover:
                 value = self.value(expr)
                 if value is not _NO_VALUE:
                     self.consts[name] = value
+                if isinstance(expr, (self.n.Dict, self.n.List, self.n.Tuple)) and self.kind(expr) is Kind.SAFE:
+                    self.tables.add(name)
         self.loop_items = max((self.kind(f.iter) for f in self.tree.find_all(self.n.For)), default=Kind.SAFE)
         self.check_all()
 
@@ -494,7 +499,7 @@ class _Prover:
         if isinstance(node, n.Getattr):
             self.attribute(node, node.attr, "attribute", called=isinstance(parent, n.Call) and parent.node is node)
         elif isinstance(node, n.Getitem):
-            self.item(node)
+            self.item(node, parent)
         elif isinstance(node, n.Filter):
             self.filter(node)
         elif isinstance(node, n.FilterBlock):
@@ -552,7 +557,7 @@ class _Prover:
             self.fs.add("TEMPLATE-METHOD", self.loc(node), f"calls the method {name!r}, which is not on the "
                         f"allowlist of read-only string and dict methods ({', '.join(sorted(SAFE_METHODS))})", name)
 
-    def item(self, node: Any) -> None:
+    def item(self, node: Any, parent: Any = None) -> None:
         n = self.n
         if isinstance(node.arg, n.Slice):
             for bound in (node.arg.start, node.arg.stop, node.arg.step):
@@ -574,6 +579,25 @@ class _Prover:
             self.fs.add("TEMPLATE-COMPUTED-NAME", self.loc(node), "item access with a key the template builds at "
                         "render time: Jinja falls back to an attribute of that name, so a built key can reach "
                         "Python internals", _short(node.arg))
+        elif not self._table_lookup(node, parent):
+            self.fs.add("TEMPLATE-DATA-KEY", self.loc(node), "item access with a key taken from the conversation "
+                        "data: in a plain Jinja environment the data can name Python internals (only lookups in "
+                        "a literal table whose result is not dereferenced further are accepted)", _short(node.arg))
+
+    def _table_lookup(self, node: Any, parent: Any) -> bool:
+        """``table[data]`` where ``table`` is a literal dict or list of safe values and the result is only
+        printed or tested (a miss falls back to an attribute of the table, which must go no further)."""
+        n = self.n
+        table = node.node
+        literal = (isinstance(table, (n.Dict, n.List, n.Tuple)) and self.kind(table) is Kind.SAFE) or \
+            (isinstance(table, n.Name) and table.name in self.tables)
+        if not literal:
+            return False
+        if isinstance(parent, (n.Getattr, n.Getitem)) and parent.node is node:
+            return False
+        if isinstance(parent, n.Call) and parent.node is node:
+            return False
+        return not (isinstance(parent, n.Filter) and parent.node is node and parent.name in ("attr", "map"))
 
     def filter(self, node: Any) -> None:
         n = self.n
