@@ -17,6 +17,8 @@ from pathlib import Path
 
 from assay.errors import ModelError
 
+#: A folder listing (links followed inside the folder) longer than this is refused.
+MAX_FILES = 1_000_000
 _HF_ID = re.compile(r"^(?P<id>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
 
 
@@ -107,6 +109,9 @@ def list_files(root: Path) -> list[Path]:
                         out.append(rel)
             for f in filenames:
                 out.append(prefix / (base / f).relative_to(folder))
+            if len(out) > MAX_FILES:
+                raise ModelError(f"{root} holds more than {MAX_FILES:,} files (counting those reached through "
+                                 "symbolic links): not a model folder assay will walk")
 
     walk(root, Path(), frozenset({str(real_root)}))
     return sorted(out, key=lambda p: p.as_posix())

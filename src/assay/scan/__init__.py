@@ -59,6 +59,8 @@ def scan_model(ref: ModelRef, *, fail_on: Severity = Severity.MEDIUM, allow_glob
     from assay.scan.code import loader_python_files
 
     imported = {} if ref.single_file else loader_python_files(ref.root, [r.as_posix() for r in ref.files])
+    listed = {r.as_posix() for r in todo}
+    todo += [Path(r) for r in sorted(imported) if r not in listed]  # reachable by the loader though not listed
     progress.start("scanning", total=len(todo))
     for rel in todo:
         fs = _scan_one(ref.root, rel, options, imported=imported.get(rel.as_posix()))
