@@ -69,9 +69,10 @@ def test_hostile_template_runs_in_plain_jinja_and_is_flagged(name: str, tmp_path
     "'_' * 2 ~ 'class' ~ '_' * 2", "'%sclass%s' % ('__', '__')", "'{0}class{0}'.format('__')",
     "dict(__class__=1)|first", "k", "['_', '_', 'class', '_', '_']|join", "'..class..'|replace('.', '_')",
     "messages[0].role ~ 'x'", "('%c' % 95) * 2", "'x'|center(5)", "ns.k", "m()",
+    "ns.s[1:]", "ns.s|reverse", "(ns.s|list)[1] ~ (ns.s|list)[1]", "ns.s.split('a')[1]", "ns.s|trim('a')",
 ])
 def test_constructed_keys_are_findings_without_any_call(key: str) -> None:
-    prefix = "{% set k %}__class__{% endset %}{% set ns = namespace(k='__class__') %}" \
+    prefix = "{% set k %}__class__{% endset %}{% set ns = namespace(k='__class__', s='a__class__') %}" \
              "{% macro m() %}__class__{% endmacro %}"
     rules = {f.rule for f in _scan(prefix + "{{ messages[" + key + "] }}").findings}
     assert rules & {"TEMPLATE-DUNDER", "TEMPLATE-COMPUTED-NAME", "TEMPLATE-METHOD"}, (key, rules)
@@ -85,6 +86,11 @@ def test_constructed_keys_are_findings_without_any_call(key: str) -> None:
     "{{ (messages|selectattr('role', 'equalto', 'user')|list|last).content }}",
     "{% set t = {'string': 'str', 'number': 'float'} %}{% if t[tools[0].type] is defined %}{{ t[tools[0].type] }}"
     "{% endif %}",
+    "{% for k in tools[0].keys()|reject('in', ['type']) %}{{ tools[0][k] }}{% endfor %}",
+    "{% for k, v in tools[0]|items %}{{ tools[0][k] }}{% endfor %}",
+    "{% set ns = namespace(last_index=-1) %}{% for i in range(messages|length) %}{% set ns.last_index = i %}"
+    "{% endfor %}{{ messages[:ns.last_index + 1] }}",
+    "{% set k = 'tool_calls' %}{{ messages[0][k] }}",
 ])
 def test_honest_constructions_pass(template: str) -> None:
     fs = _scan(template)
@@ -108,7 +114,8 @@ def test_honest_constructions_pass(template: str) -> None:
     ("{{ cycler[messages[0].content] }}", "TEMPLATE-DATA-KEY"),
     ("{% for k in messages[-1].content.split() %}{{ messages[k] }}{% endfor %}", "TEMPLATE-DATA-KEY"),
     ("{% set t = {'a': 'b'} %}{{ t[messages[0].content][messages[1].content] }}", "TEMPLATE-DATA-KEY"),
-    ("{% set t = {'a': 'b'} %}{{ t[messages[0].content]() }}", "TEMPLATE-DATA-KEY"),
+    ("{% set t = {'a': 'b'} %}{{ t[messages[0].content]() }}", "TEMPLATE-CALL"),
+    ("{% for k in tools %}{{ tools[k] }}{% endfor %}", "TEMPLATE-DATA-KEY"),  # a list would fall back to getattr
 ])
 def test_sandbox_refusals_are_findings(template: str, rule: str) -> None:
     assert rule in {f.rule for f in _scan(template).findings}

@@ -120,7 +120,8 @@ def _scan_content(root: Path, rel: Path, options: ScanOptions) -> FileScan:
 
     fs = FileScan(rel.as_posix(), options)
     path = root / rel
-    if path.is_symlink():
+    if path.is_symlink() or os.path.realpath(path) != os.path.join(os.path.realpath(root), *rel.parts):
+        # the file or a folder on its way is a link: never read through one that leaves the model
         target = _check_symlink(root, path, fs, options)
         if target is None:
             return fs
@@ -163,7 +164,7 @@ def _check_symlink(root: Path, path: Path, fs: FileScan, options: ScanOptions) -
     inside = any(target == r or r in target.parents for r in allowed_roots)
     if not inside:
         fs.add("SYMLINK-OUTSIDE", None, f"symbolic link points outside the model folder, to {target}: a loader "
-               "following it reads a file nobody vetted", os.readlink(path))
+               "following it reads a file nobody vetted", os.readlink(path) if path.is_symlink() else str(target))
         return None
     if target.is_dir():
         return None  # a linked folder inside the model: its files are listed and scanned in place

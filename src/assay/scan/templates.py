@@ -70,15 +70,45 @@ _KNOWN_FILTERS: frozenset[str] | None = None
 _KNOWN_TESTS: frozenset[str] | None = None
 
 
-class Kind(enum.IntEnum):
-    """What a value can be, as far as attribute and item access is concerned (ordered: the join is ``max``)."""
+class Kind(enum.Flag):
+    """Where a value can come from, as far as attribute and item access is concerned: a set of sources, joined by
+    union, so the inference is monotone (a value that may be data *or* a built string is both)."""
 
-    SAFE = 0
-    """Numbers, booleans, None, and literal strings (or containers of them) that do not start with ``_``."""
-    DATA = 1
+    NUM = enum.auto()
+    """Numbers, booleans and None."""
+    SAFE = enum.auto()
+    """Literal strings with no ``_`` at all: every piece cut out of them is as harmless."""
+    LIT = enum.auto()
+    """Whole literal strings with ``_`` inside but not first (``'tool_calls'``): fine as keys, not once cut."""
+    DATA = enum.auto()
     """A value read from the caller's data (``messages``, ``tools``...) and not reshaped by the template."""
-    BUILT = 2
+    BUILT = enum.auto()
     """A value the template builds at render time (string operations, ``{% set %}`` blocks, macro output)."""
+
+
+_NONE = Kind(0)
+_KEYS = Kind.NUM | Kind.SAFE | Kind.LIT
+"""Kinds that are always acceptable keys."""
+
+
+def _join(kinds: Iterable[Kind]) -> Kind:
+    out = _NONE
+    for k in kinds:
+        out |= k
+    return out
+
+
+def _cut(kind: Kind) -> Kind:
+    """The kind of a piece of a value (a slice, a character, a stripped or split part)."""
+    return (kind & ~Kind.LIT) | Kind.BUILT if Kind.LIT in kind else kind
+
+
+#: Filters that keep a literal string whole (or make a number of it): their result stays SAFE.
+_KEEPING_FILTERS = frozenset({"lower", "upper", "title", "capitalize", "string", "e", "escape", "safe", "default",
+                              "d", "sort", "unique", "dictsort", "items", "length", "count", "int", "float", "abs",
+                              "round", "wordcount", "sum", "min", "max", "selectattr", "rejectattr", "select",
+                              "reject", "list"})
+_NUMBER_FILTERS = frozenset({"length", "count", "int", "float", "abs", "round", "wordcount", "sum"})
 
 
 def _environment() -> Any:
@@ -164,10 +194,11 @@ class _Prover:
         self.macros = {m.name for m in tree.find_all(nodes.Macro)}
         self.names: dict[str, Kind] = {}
         self.consts: dict[str, Any] = {}
-        self.loop_items = Kind.SAFE
+        self.loop_items = _NONE
         self.assigned: set[str] = set()
         self.free: set[str] = set()
         self.tables: set[str] = set()
+        self.loop_bindings: dict[str, int] = {}
         """Names bound once to a literal dict or list of safe values (a lookup table such as Hermes'
         ``basic_type_map``)."""
 
@@ -181,16 +212,17 @@ class _Prover:
         assigned = {name for name, _ in bindings}
         self.assigned = assigned
         for name in assigned:
-            self.names[name] = Kind.SAFE
+            self.names[name] = _NONE
         # A name the template reads before (or without) assigning it may come from the caller: DATA at least.
         for name in self._free_names(assigned):
-            self.names[name] = max(self.names.get(name, Kind.SAFE), Kind.DATA)
+            self.names[name] = self.names.get(name, _NONE) | Kind.DATA
         for _ in range(8):  # kinds only grow; three levels converge within a few rounds
             changed = False
             for name, expr in bindings:
                 kind = self.kind(expr) if expr is not None else Kind.BUILT
-                if kind > self.names.get(name, Kind.SAFE):
-                    self.names[name] = kind
+                current = self.names.get(name, _NONE)
+                if kind | current != current:
+                    self.names[name] = kind | current
                     changed = True
             if not changed:
                 break
@@ -198,14 +230,15 @@ class _Prover:
         counts: dict[str, int] = {}
         for name, _ in bindings:
             counts[name] = counts.get(name, 0) + 1
+        self.loop_bindings = counts
         for name, expr in bindings:
             if counts[name] == 1 and expr is not None and name not in self.free:
                 value = self.value(expr)
                 if value is not _NO_VALUE:
                     self.consts[name] = value
-                if isinstance(expr, (self.n.Dict, self.n.List, self.n.Tuple)) and self.kind(expr) is Kind.SAFE:
+                if isinstance(expr, (self.n.Dict, self.n.List, self.n.Tuple)) and self.kind(expr) & ~_KEYS == _NONE:
                     self.tables.add(name)
-        self.loop_items = max((self.kind(f.iter) for f in self.tree.find_all(self.n.For)), default=Kind.SAFE)
+        self.loop_items = _join(self._element_kind(f.iter, 0) for f in self.tree.find_all(self.n.For))
         self.check_all()
 
     def _bindings(self) -> Iterable[tuple[str, Any]]:
@@ -267,7 +300,7 @@ class _Prover:
         if depth > 60:
             return Kind.BUILT
         if isinstance(node, _Element):
-            return self.kind(node.node, depth + 1) if node.node is not None else Kind.BUILT
+            return self._element_kind(node.node, depth)
         if isinstance(node, _MacroArg):
             return self._macro_arg_kind(node, depth)
         value = self.value(node)
@@ -282,30 +315,31 @@ class _Prover:
         if isinstance(node, n.Getattr):
             if isinstance(node.node, n.Name) and node.node.name == "loop":
                 if node.attr in _LOOP_SCALARS:
-                    return Kind.SAFE
+                    return Kind.NUM
                 return self.loop_items if node.attr in ("previtem", "nextitem") else Kind.BUILT
             return self.kind(node.node, depth + 1)
         if isinstance(node, n.Getitem):
-            return self.kind(node.node, depth + 1)
+            base = self.kind(node.node, depth + 1)
+            key = self.value(node.arg)
+            return base if isinstance(key, str) else _cut(base)  # an index or slice of a string is a piece
         if isinstance(node, (n.List, n.Tuple)):
-            return max((self.kind(x, depth + 1) for x in node.items), default=Kind.SAFE)
+            return _join(self.kind(x, depth + 1) for x in node.items) or Kind.NUM
         if isinstance(node, n.Dict):
-            return max((max(self.kind(p.key, depth + 1), self.kind(p.value, depth + 1)) for p in node.items),
-                       default=Kind.SAFE)
-        if isinstance(node, (n.Compare, n.Not, n.And, n.Or, n.Test)):
-            return Kind.SAFE  # booleans
+            return _join(self.kind(p.key, depth + 1) | self.kind(p.value, depth + 1) for p in node.items) or Kind.NUM
+        if isinstance(node, (n.Compare, n.Not, n.Test)):
+            return Kind.NUM  # booleans
+        if isinstance(node, (n.And, n.Or)):
+            return self.kind(node.left, depth + 1) | self.kind(node.right, depth + 1)  # returns an operand
         if isinstance(node, n.CondExpr):
-            return max(self.kind(node.expr1, depth + 1),
-                       self.kind(node.expr2, depth + 1) if node.expr2 is not None else Kind.SAFE)
+            return self.kind(node.expr1, depth + 1) | (self.kind(node.expr2, depth + 1) if node.expr2 is not None
+                                                       else Kind.NUM)
         if isinstance(node, (n.Neg, n.Pos)):
-            return self.kind(node.node, depth + 1)
+            return Kind.NUM if self.kind(node.node, depth + 1) & ~Kind.NUM == _NONE else Kind.BUILT
         if isinstance(node, (n.Sub, n.Div, n.FloorDiv, n.Pow)):
-            return Kind.SAFE  # numbers (or an error)
+            return Kind.NUM  # numbers (or an error)
         if isinstance(node, (n.Add, n.Mul, n.Mod)):
-            left, right = Kind.SAFE, Kind.SAFE
-            if self._numeric(node.left) and self._numeric(node.right):
-                return Kind.SAFE
-            del left, right
+            if (self.kind(node.left, depth + 1) | self.kind(node.right, depth + 1)) & ~Kind.NUM == _NONE:
+                return Kind.NUM
             return Kind.BUILT
         if isinstance(node, n.Concat):
             return Kind.BUILT
@@ -314,31 +348,35 @@ class _Prover:
         if isinstance(node, n.Call):
             return self._call_kind(node, depth)
         if isinstance(node, n.Slice):
-            return Kind.SAFE
+            return Kind.NUM
         return Kind.BUILT
 
-    def _numeric(self, node: Any) -> bool:
+    def _element_kind(self, iterable: Any, depth: int) -> Kind:
+        """The kind of the items of ``iterable`` (a ``for`` loop, tuple unpacking)."""
+        if iterable is None:
+            return Kind.BUILT
+        if isinstance(iterable, _Element):  # nested unpacking: items of items
+            return _cut(self._element_kind(iterable.node, depth + 1))
+        value = self.value(iterable)
+        if isinstance(value, str):  # characters
+            return Kind.BUILT if "_" in value else Kind.SAFE
+        kind = self.kind(iterable, depth + 1)
+        if self._is_table(iterable):
+            return kind  # whole literals
+        return _cut(kind)  # may be the characters of a string
+
+    def _is_table(self, node: Any) -> bool:
+        """A literal dict or list of whole literals and numbers (or a name bound once to one)."""
         n = self.n
-        if isinstance(node, n.Const):
-            return isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
-        if isinstance(node, n.Getattr) and isinstance(node.node, n.Name) and node.node.name == "loop":
-            return node.attr in _LOOP_SCALARS
-        if isinstance(node, n.Filter):
-            return node.name in ("length", "count", "int", "float", "abs", "round", "wordcount", "sum")
-        if isinstance(node, (n.Sub, n.Div, n.FloorDiv, n.Pow)):
-            return True
-        if isinstance(node, (n.Add, n.Mul, n.Mod)):
-            return self._numeric(node.left) and self._numeric(node.right)
-        if isinstance(node, (n.Neg, n.Pos)):
-            return self._numeric(node.node)
-        return False
+        return (isinstance(node, (n.Dict, n.List, n.Tuple)) and self.kind(node) & ~_KEYS == _NONE) or \
+            (isinstance(node, n.Name) and node.name in self.tables)
 
     def _macro_arg_kind(self, arg: _MacroArg, depth: int) -> Kind:
         n = self.n
         owner = arg.owner
         params = [a.name for a in owner.args]
         index = params.index(arg.name)
-        kinds = [Kind.SAFE]
+        kinds = [_NONE]
         defaults = owner.defaults
         first_default = len(params) - len(defaults)
         if index >= first_default:
@@ -355,16 +393,21 @@ class _Prover:
                     kinds.append(self.kind(kw.value, depth + 1))
             if call.dyn_args is not None or call.dyn_kwargs is not None:
                 kinds.append(Kind.BUILT)
-        return max(kinds)
+        return _join(kinds)
 
     def _filter_kind(self, node: Any, depth: int) -> Kind:
         base = self.kind(node.node, depth + 1) if node.node is not None else Kind.BUILT
-        if node.name in ("length", "count", "int", "float", "abs", "round", "wordcount", "sum"):
-            return Kind.SAFE
+        if node.name in _NUMBER_FILTERS:
+            return Kind.NUM
         if node.name in _BUILDING_FILTERS or node.name == "attr":
             return Kind.BUILT
         args = [*node.args, *(kw.value for kw in node.kwargs)]
-        return max([base, *(self.kind(a, depth + 1) for a in args)])
+        kind = _join([base, *(self.kind(a, depth + 1) for a in args)])
+        if node.name not in _KEEPING_FILTERS:
+            return _cut(kind)  # first/last/trim/reverse/batch/slice... can cut a string
+        if node.name == "list" and not self._is_table(node.node):
+            return _cut(kind)  # a string becomes its characters
+        return kind
 
     def _call_kind(self, node: Any, depth: int) -> Kind:
         n = self.n
@@ -372,17 +415,22 @@ class _Prover:
         args = [*node.args, *(kw.value for kw in node.kwargs)]
         if isinstance(func, n.Name):
             if func.name == "range":
-                return Kind.SAFE
+                return Kind.NUM
             if func.name in ("dict", "namespace"):
-                keys = [Kind.BUILT if kw.key.startswith("_") else Kind.SAFE for kw in node.kwargs]
-                return max([*keys, *(self.kind(a, depth + 1) for a in args)])
+                # dict(k=v) yields its keys when iterated; a namespace's names are only attribute names
+                keys = [Kind.BUILT if kw.key.startswith("_") else _kind_of_value(kw.key) for kw in node.kwargs
+                        if func.name == "dict"]
+                return _join([Kind.NUM, *keys, *(self.kind(a, depth + 1) for a in args)])
             return Kind.BUILT  # macro output, caller(), strftime_now()
         if isinstance(func, n.Getattr) and func.attr in SAFE_METHODS:
             if func.attr in _SCALAR_METHODS:
-                return Kind.SAFE
-            if func.attr == "replace":
+                return Kind.NUM
+            kind = _join([self.kind(func.node, depth + 1), *(self.kind(a, depth + 1) for a in args)])
+            if func.attr == "replace" and args:
                 return Kind.BUILT
-            return max([self.kind(func.node, depth + 1), *(self.kind(a, depth + 1) for a in args)])
+            if func.attr in ("strip", "lstrip", "rstrip", "split", "rsplit", "splitlines"):
+                return _cut(kind)  # pieces of a string
+            return kind
         return Kind.BUILT
 
     def value(self, node: Any, depth: int = 0) -> Any:
@@ -561,7 +609,7 @@ class _Prover:
         n = self.n
         if isinstance(node.arg, n.Slice):
             for bound in (node.arg.start, node.arg.stop, node.arg.step):
-                if bound is not None and self.kind(bound) is Kind.BUILT and not self._numeric(bound):
+                if bound is not None and self.kind(bound) & ~Kind.NUM != _NONE:
                     self.fs.add("TEMPLATE-COMPUTED-NAME", self.loc(node), "a slice bound is built at render time",
                                 type(bound).__name__)
             return
@@ -572,10 +620,10 @@ class _Prover:
             return
         if value is not _NO_VALUE:
             return  # a number or None
-        if self._numeric(node.arg):
-            return
         kind = self.kind(node.arg)
-        if kind is Kind.BUILT:
+        if kind & ~_KEYS == _NONE:
+            return  # a number, or a whole literal string that does not start with "_"
+        if Kind.BUILT in kind:
             self.fs.add("TEMPLATE-COMPUTED-NAME", self.loc(node), "item access with a key the template builds at "
                         "render time: Jinja falls back to an attribute of that name, so a built key can reach "
                         "Python internals", _short(node.arg))
@@ -585,19 +633,20 @@ class _Prover:
                         "a literal table whose result is not dereferenced further are accepted)", _short(node.arg))
 
     def _table_lookup(self, node: Any, parent: Any) -> bool:
-        """``table[data]`` where ``table`` is a literal dict or list of safe values and the result is only
-        printed or tested (a miss falls back to an attribute of the table, which must go no further)."""
+        """A data key accepted: ``table[data]`` on a literal table (a miss falls back to an attribute of the
+        table, from which only literal names can go on), or ``mapping[k]`` inside a loop over that same
+        mapping's keys (``for k in m.keys()``, ``for k, v in m|items``), where the lookup always hits."""
+        if self._is_table(node.node):
+            return True
         n = self.n
-        table = node.node
-        literal = (isinstance(table, (n.Dict, n.List, n.Tuple)) and self.kind(table) is Kind.SAFE) or \
-            (isinstance(table, n.Name) and table.name in self.tables)
-        if not literal:
+        if not isinstance(node.arg, n.Name):
             return False
-        if isinstance(parent, (n.Getattr, n.Getitem)) and parent.node is node:
-            return False
-        if isinstance(parent, n.Call) and parent.node is node:
-            return False
-        return not (isinstance(parent, n.Filter) and parent.node is node and parent.name in ("attr", "map"))
+        for loop in self.tree.find_all(n.For):
+            source = _mapping_keys_source(loop, node.arg.name, n)
+            if source is not None and _same_expr(source, node.node, n) and \
+                    self.loop_bindings.get(node.arg.name, 0) == 1:
+                return True
+        return False
 
     def filter(self, node: Any) -> None:
         n = self.n
@@ -684,10 +733,10 @@ class _MacroArg:
 
 def _kind_of_value(value: Any) -> Kind:
     if isinstance(value, str):
-        return Kind.BUILT if value.startswith("_") else Kind.SAFE
+        return Kind.BUILT if value.startswith("_") else Kind.LIT if "_" in value else Kind.SAFE
     if isinstance(value, list):
-        return max((_kind_of_value(v) for v in value), default=Kind.SAFE)
-    return Kind.SAFE
+        return _join(_kind_of_value(v) for v in value) or Kind.NUM
+    return Kind.NUM
 
 
 def _short(node: Any) -> str:
@@ -701,3 +750,34 @@ def _short(node: Any) -> str:
     except ImportError:  # pragma: no cover - jinja2 is a core dependency
         pass
     return type(node).__name__
+
+
+def _mapping_keys_source(loop: Any, name: str, n: Any) -> Any:
+    """The mapping whose keys ``loop`` binds to ``name`` (``for name in m.keys()|reject(...)``,
+    ``for name, v in m|items`` or ``m.items()`` or ``m|dictsort``), else None."""
+    target, it = loop.target, loop.iter
+    while isinstance(it, n.Filter) and it.name in ("reject", "select", "list", "sort", "unique"):
+        it = it.node
+    if isinstance(target, n.Name) and target.name == name:
+        if isinstance(it, n.Call) and isinstance(it.node, n.Getattr) and it.node.attr == "keys" and not it.args:
+            return it.node.node
+        return None
+    if isinstance(target, n.Tuple) and target.items and isinstance(target.items[0], n.Name) \
+            and target.items[0].name == name:
+        if isinstance(it, n.Filter) and it.name in ("items", "dictsort"):
+            return it.node
+        if isinstance(it, n.Call) and isinstance(it.node, n.Getattr) and it.node.attr == "items" and not it.args:
+            return it.node.node
+    return None
+
+
+def _same_expr(a: Any, b: Any, n: Any) -> bool:
+    """Two expressions that name the same value: equal chains of names, literal attributes and literal keys."""
+    if isinstance(a, n.Name) and isinstance(b, n.Name):
+        return a.name == b.name
+    if isinstance(a, n.Getattr) and isinstance(b, n.Getattr):
+        return a.attr == b.attr and _same_expr(a.node, b.node, n)
+    if isinstance(a, n.Getitem) and isinstance(b, n.Getitem):
+        return isinstance(a.arg, n.Const) and isinstance(b.arg, n.Const) and a.arg.value == b.arg.value \
+            and _same_expr(a.node, b.node, n)
+    return False
