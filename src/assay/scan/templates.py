@@ -9,7 +9,9 @@ A template passes only when every way it can reach a Python object is shown harm
   ``|join``, ``|replace``, a ``{% set %}...{% endset %}`` block, ``dict(__class__=1)|first``) is a finding, even
   when its value is harmless (literal pieces are folded first, so ``'con' ~ 'tent'`` passes and
   ``'__cla' ~ 'ss__'`` is named); a key read from the conversation data is a finding too, except as a lookup in a
-  literal table whose result is only printed or tested (Hermes' ``basic_type_map[json_spec.type]``);
+  literal table (Hermes' ``basic_type_map[json_spec.type]``) or in the mapping whose keys the enclosing loop
+  walks (``for k in m.keys()``: the lookup always hits). Pieces cut out of a literal (slices, characters,
+  ``split``, ``trim``, ``reverse``) are built values, so ``'a__class__'[1:]`` cannot pass as a literal;
 - every method it calls is on a short allowlist of string and dict methods stock templates use (``strip``,
   ``split``, ``startswith``, ``items``, ``get``, ...): ``format`` and ``format_map`` (which walk attributes inside
   a format string), list/dict mutators (which transformers' immutable sandbox refuses) and anything else are findings;
