@@ -17,7 +17,7 @@ from assay.scan.templates import scan_template_text
 from tests.factory.hostile_code import render_plain, template_attacks
 
 TEMPLATES = Path(__file__).parent / "data" / "templates"
-REAL = ["llama-3.1-8b-instruct", "llama-3.2-3b-instruct", "llama-3.2-11b-vision-instruct", "qwen2.5-7b-instruct",
+REAL = ["llama-3.1-8b-instruct", "llama-3.3-70b-instruct", "llama-3.2-3b-instruct", "llama-3.2-11b-vision-instruct", "qwen2.5-7b-instruct",
         "qwen3-0.6b", "gemma-2-2b-it", "gemma-3-1b-it", "mistral-7b-instruct-v0.3", "mistral-nemo-instruct-2407",
         "mistral-small-24b", "deepseek-v3", "deepseek-r1", "phi-3-mini", "phi-3.5-mini", "phi-4", "phi-4-mini",
         "hermes-2-pro-llama-3-8b-tool-use", "hermes-3-llama-3.1", "smollm2-135m"]
