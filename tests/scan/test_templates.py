@@ -134,3 +134,15 @@ def test_every_attack_is_flagged_in_a_model_folder(tmp_path: Path) -> None:
         report = scan_model(resolve(str(folder)))
         assert report.verdict.value == "unsafe"
     assert not (tmp_path / "never").exists()
+
+
+def test_oversized_template_is_not_verified_with_a_resource_limit() -> None:
+    fs = _scan("{{ messages[0]['content'] }}" * 20_000)
+    assert fs.findings == [] and "resource limit" in fs.reasons[0]
+
+
+def test_reverse_dependency_chain_reaches_the_fixed_point() -> None:
+    # v0 <- v1 <- ... <- v40 <- a built string: every link must be followed, whatever the source order
+    chain = "".join("{%% set v%d = v%d %%}" % (i, i + 1) for i in range(40))
+    fs = _scan(chain + "{% set v40 %}__class__{% endset %}{{ messages[v0] }}")
+    assert "TEMPLATE-COMPUTED-NAME" in {f.rule for f in fs.findings} or fs.reasons

@@ -89,6 +89,8 @@ class Kind(enum.Flag):
 
 
 _NONE = Kind(0)
+#: Rounds of the fixed-point iteration before a template is reported as not verified.
+_MAX_ROUNDS = 64
 _KEYS = Kind.NUM | Kind.SAFE | Kind.LIT
 """Kinds that are always acceptable keys."""
 
@@ -151,9 +153,19 @@ def scan_chat_template_value(value: Any, fs: FileScan, *, where: str | None) -> 
     fs.unverified(f"{where}: chat_template is neither a string nor a list")
 
 
+#: Templates longer than this are not analysed (stock templates are under 20 KB; analysis takes about 2 s per
+#: 100 KB on one core).
+MAX_TEMPLATE_CHARS = 256 * 1024
+
+
 def scan_template_text(text: str, fs: FileScan, *, where: str | None) -> None:
     """Parse one template and report every access to Python objects that cannot be proved harmless."""
     import jinja2
+
+    if len(text) > MAX_TEMPLATE_CHARS:
+        fs.unverified(f"{where or 'template'}: resource limit: a chat template of {len(text):,} characters is not "
+                      f"analysed (limit {MAX_TEMPLATE_CHARS:,})")
+        return
 
     try:
         tree = _environment().parse(text)
@@ -201,6 +213,8 @@ class _Prover:
         self.free: set[str] = set()
         self.tables: set[str] = set()
         self.loop_bindings: dict[str, int] = {}
+        self.calls: dict[str, list[Any]] = {}
+        self.memo: dict[int, Kind] = {}
         """Names bound once to a literal dict or list of safe values (a lookup table such as Hermes'
         ``basic_type_map``)."""
 
@@ -218,16 +232,25 @@ class _Prover:
         # A name the template reads before (or without) assigning it may come from the caller: DATA at least.
         for name in self._free_names(assigned):
             self.names[name] = self.names.get(name, _NONE) | Kind.DATA
-        for _ in range(8):  # kinds only grow; three levels converge within a few rounds
+        n = self.n
+        for call in self.tree.find_all(n.Call):
+            if isinstance(call.node, n.Name):
+                self.calls.setdefault(call.node.name, []).append(call)
+        for _ in range(_MAX_ROUNDS):  # kinds only grow (a finite lattice): iterate to the fixed point
             changed = False
             for name, expr in bindings:
                 kind = self.kind(expr) if expr is not None else Kind.BUILT
                 current = self.names.get(name, _NONE)
                 if kind | current != current:
                     self.names[name] = kind | current
+                    self.memo.clear()
                     changed = True
             if not changed:
                 break
+        else:
+            self.fs.unverified(f"{self.where or 'template'}: assignments depend on each other too deeply to "
+                               "analyse")
+            return
         # Constant strings assigned exactly once fold into later uses ({% set a = '__cla' %}).
         counts: dict[str, int] = {}
         for name, _ in bindings:
@@ -240,7 +263,9 @@ class _Prover:
                     self.consts[name] = value
                 if isinstance(expr, (self.n.Dict, self.n.List, self.n.Tuple)) and self.kind(expr) & ~_KEYS == _NONE:
                     self.tables.add(name)
+        self.memo.clear()  # constants are known now
         self.loop_items = _join(self._element_kind(f.iter, 0) for f in self.tree.find_all(self.n.For))
+        self.memo.clear()
         self.check_all()
 
     def _bindings(self) -> Iterable[tuple[str, Any]]:
@@ -297,10 +322,17 @@ class _Prover:
     # ----------------------------------------------------------------------------------- kinds and constant values
 
     def kind(self, node: Any, depth: int = 0) -> Kind:
-        """What ``node`` evaluates to (see :class:`Kind`)."""
-        n = self.n
+        """What ``node`` evaluates to (see :class:`Kind`), memoised until a variable's kind changes."""
         if depth > 60:
             return Kind.BUILT
+        key = id(node)
+        cached = self.memo.get(key)
+        if cached is None:
+            cached = self.memo[key] = self._kind(node, depth)
+        return cached
+
+    def _kind(self, node: Any, depth: int) -> Kind:
+        n = self.n
         if isinstance(node, _Element):
             return self._element_kind(node.node, depth)
         if isinstance(node, _MacroArg):
@@ -385,9 +417,7 @@ class _Prover:
             kinds.append(self.kind(defaults[index - first_default], depth + 1))
         if isinstance(owner, n.CallBlock):
             return Kind.BUILT  # caller(...) arguments come from the called macro: not traced
-        for call in self.tree.find_all(n.Call):
-            if not (isinstance(call.node, n.Name) and call.node.name == owner.name):
-                continue
+        for call in self.calls.get(owner.name, ()):
             if index < len(call.args):
                 kinds.append(self.kind(call.args[index], depth + 1))
             for kw in call.kwargs:
