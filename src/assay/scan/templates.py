@@ -661,8 +661,8 @@ class _Prover:
                         "Python internals", _short(node.arg))
         elif not self._table_lookup(node, parent):
             self.fs.add("TEMPLATE-DATA-KEY", self.loc(node), "item access with a key taken from the conversation "
-                        "data: in a plain Jinja environment the data can name Python internals (only lookups in "
-                        "a literal table whose result is not dereferenced further are accepted)", _short(node.arg))
+                        "data: in a plain Jinja environment the data can name Python internals (accepted only "
+                        "in a literal lookup table, or in the mapping whose keys the loop walks)", _short(node.arg))
 
     def _table_lookup(self, node: Any, parent: Any) -> bool:
         """A data key accepted: ``table[data]`` on a literal table (a miss falls back to an attribute of the
