@@ -17,10 +17,12 @@ from assay.scan.templates import scan_template_text
 from tests.factory.hostile_code import render_plain, template_attacks
 
 TEMPLATES = Path(__file__).parent / "data" / "templates"
-REAL = ["llama-3.1-8b-instruct", "llama-3.3-70b-instruct", "llama-3.2-3b-instruct", "llama-3.2-11b-vision-instruct", "qwen2.5-7b-instruct",
-        "qwen3-0.6b", "gemma-2-2b-it", "gemma-3-1b-it", "mistral-7b-instruct-v0.3", "mistral-nemo-instruct-2407",
-        "mistral-small-24b", "deepseek-v3", "deepseek-r1", "phi-3-mini", "phi-3.5-mini", "phi-4", "phi-4-mini",
-        "hermes-2-pro-llama-3-8b-tool-use", "hermes-3-llama-3.1", "smollm2-135m"]
+REAL = [
+    "llama-3.1-8b-instruct", "llama-3.3-70b-instruct", "llama-3.2-3b-instruct", "llama-3.2-11b-vision-instruct",
+    "qwen2.5-7b-instruct", "qwen3-0.6b", "gemma-2-2b-it", "gemma-3-1b-it", "mistral-7b-instruct-v0.3",
+    "mistral-nemo-instruct-2407", "mistral-small-24b", "deepseek-v3", "deepseek-r1", "phi-3-mini", "phi-3.5-mini",
+    "phi-4", "phi-4-mini", "hermes-2-pro-llama-3-8b-tool-use", "hermes-3-llama-3.1", "smollm2-135m"
+]
 ACCESS_RULES = {"TEMPLATE-DUNDER", "TEMPLATE-COMPUTED-NAME", "TEMPLATE-ATTR-FILTER", "TEMPLATE-REFLECTION",
                 "TEMPLATE-GLOBAL"}
 
@@ -143,6 +145,6 @@ def test_oversized_template_is_not_verified_with_a_resource_limit() -> None:
 
 def test_reverse_dependency_chain_reaches_the_fixed_point() -> None:
     # v0 <- v1 <- ... <- v40 <- a built string: every link must be followed, whatever the source order
-    chain = "".join("{%% set v%d = v%d %%}" % (i, i + 1) for i in range(40))
+    chain = "".join(f"{{% set v{i} = v{i + 1} %}}" for i in range(40))
     fs = _scan(chain + "{% set v40 %}__class__{% endset %}{{ messages[v0] }}")
     assert "TEMPLATE-COMPUTED-NAME" in {f.rule for f in fs.findings} or fs.reasons

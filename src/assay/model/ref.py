@@ -212,4 +212,5 @@ def _download(repo_id: str, revision: str | None) -> Path:
     try:
         return Path(snapshot_download(repo_id, revision=revision))
     except Exception as exc:  # noqa: BLE001 - network/hub errors of every kind become one line
-        raise ModelError(f"could not download {repo_id}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelError(f"could not download {repo_id}: {type(exc).__name__}: {first}") from exc

@@ -510,20 +510,20 @@ def _verify_shards(resources: list[dict[str, str]], ser: dict[str, Any], local: 
         raise _Bad("the shard serialization has no valid shard_size")
     signed: dict[tuple[str, int, int], str] = {}
     for r in resources:
-        path, _, rng = r["name"].rpartition(":")
-        path, _, start = path.rpartition(":")
+        head, _, end_text = r["name"].rpartition(":")
+        shard_path, _, start_text = head.rpartition(":")
         try:
-            signed[(path, int(start), int(rng))] = r["digest"].lower()
+            signed[(shard_path, int(start_text), int(end_text))] = r["digest"].lower()
         except ValueError as exc:
             raise _Bad(f"malformed shard name {r['name']!r} in the signature") from exc
     expected_shards: dict[tuple[str, int, int], Path] = {}
-    for name, path in local.items():
+    for local_name, local_path in local.items():
         try:
-            size = path.stat().st_size
+            size = local_path.stat().st_size
         except OSError:
             continue
-        for start in range(0, size, shard_size):
-            expected_shards[(name, start, min(size, start + shard_size))] = path
+        for offset in range(0, size, shard_size):
+            expected_shards[(local_name, offset, min(size, offset + shard_size))] = local_path
     signed_files = {k[0] for k in signed}
     local_files = set(local)
     missing = sorted(signed_files - local_files, key=_path_key)

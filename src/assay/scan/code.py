@@ -215,8 +215,8 @@ def loader_python_files(root: Path, files: list[str] | tuple[str, ...]) -> dict[
             todo.append((f"{module}.py", f"auto_map in {name}"))
     todo.append((CUSTOM_GENERATE, "transformers imports it under trust_remote_code=True (no auto_map needed)"))
     while todo:
-        rel, why = todo.pop()
-        rel = _normalise(rel)
+        raw, why = todo.pop()
+        rel = _normalise(raw)
         if rel is None or rel in out or not (root / rel).is_file():
             continue
         out[rel] = why

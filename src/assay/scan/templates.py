@@ -564,7 +564,6 @@ class _Prover:
     # ----------------------------------------------------------------------------------- pass 2: every access
 
     def check_all(self) -> None:
-        n = self.n
         parents: dict[int, Any] = {}
         stack = [self.tree]
         while stack:
@@ -806,10 +805,10 @@ def _mapping_keys_source(loop: Any, name: str, n: Any) -> Any:
 def _same_expr(a: Any, b: Any, n: Any) -> bool:
     """Two expressions that name the same value: equal chains of names, literal attributes and literal keys."""
     if isinstance(a, n.Name) and isinstance(b, n.Name):
-        return a.name == b.name
+        return bool(a.name == b.name)
     if isinstance(a, n.Getattr) and isinstance(b, n.Getattr):
-        return a.attr == b.attr and _same_expr(a.node, b.node, n)
+        return bool(a.attr == b.attr) and _same_expr(a.node, b.node, n)
     if isinstance(a, n.Getitem) and isinstance(b, n.Getitem):
-        return isinstance(a.arg, n.Const) and isinstance(b.arg, n.Const) and a.arg.value == b.arg.value \
+        return isinstance(a.arg, n.Const) and isinstance(b.arg, n.Const) and bool(a.arg.value == b.arg.value) \
             and _same_expr(a.node, b.node, n)
     return False
