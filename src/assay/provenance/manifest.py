@@ -190,7 +190,8 @@ def hash_model(ref: ModelRef, *, algorithm: str = "blake3", exclude: Iterable[st
         raise ProvenanceError(f"nothing to hash: the exclude patterns ({', '.join(patterns)}) leave out every file "
                               f"of {ref.spec}")
     files, unreadable = hash_files(ref, pairs, algorithm=algorithm, workers=workers, progress=progress)
-    root, note = (None, "not computed")
+    root: str | None = None
+    note: str | None = "not computed"
     if with_weights_root:
         root, note = _weights_root_and_note(ref, algorithm=algorithm, allow_pickle=False, progress=progress)
     return Manifest(algorithm=algorithm, files=tuple(files), weights_root=root, unreadable=tuple(unreadable),
