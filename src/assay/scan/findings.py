@@ -148,11 +148,21 @@ RULES: dict[str, Rule] = {r.id: r for r in [
        "self) to reach Python objects"),
     _r("TEMPLATE-IMPORT", Severity.HIGH, "chat template imports, includes or extends another template"),
     _r("TEMPLATE-REFLECTION", Severity.HIGH, "chat template uses a reflective method or a format string"),
+    _r("TEMPLATE-COMPUTED-NAME", Severity.CRITICAL, "chat template reads an item whose key it builds at render "
+       "time (Jinja falls back to the attribute of that name)"),
+    _r("TEMPLATE-DATA-KEY", Severity.MEDIUM, "chat template reads an item whose key comes from the conversation "
+       "data (outside a literal lookup table)"),
+    _r("TEMPLATE-METHOD", Severity.HIGH, "chat template calls a method outside the read-only string and dict "
+       "allowlist (format, format_map, mutators, ...)"),
+    _r("TEMPLATE-CALL", Severity.HIGH, "chat template calls something that is not a macro, caller() or a "
+       "global transformers defines"),
     # remote code
     _r("CODE-AUTO-MAP", Severity.HIGH, "auto_map names Python modules that trust_remote_code=True imports",
        _ALLOW_CODE),
     _r("CODE-AUTO-MAP-REMOTE", Severity.HIGH, "auto_map pulls code from another repository"),
     _r("CODE-FILE", Severity.MEDIUM, "Python code in the model folder", _ALLOW_CODE),
+    _r("CODE-CUSTOM-GENERATE", Severity.HIGH, "custom_generate/generate.py: transformers imports it under "
+       "trust_remote_code=True without any auto_map", _ALLOW_CODE),
     _r("CODE-IMPORT", Severity.HIGH, "Python code imports a process, network, FFI or dynamic-import module"),
     _r("CODE-IMPORT-FS", Severity.LOW, "Python code imports a file-system module"),
     _r("CODE-EXEC", Severity.HIGH, "Python code calls eval, exec, compile, __import__ or runs commands"),
