@@ -10,7 +10,7 @@ import io
 import mmap
 from typing import Any, Union
 
-Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
+Buffer = Union[bytes, bytearray, mmap.mmap]
 
 
 class BufReader(io.RawIOBase):

@@ -32,7 +32,7 @@ from typing import Union
 
 from assay.errors import FormatError
 
-Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
+Buffer = Union[bytes, bytearray, mmap.mmap]
 
 EOCD_SIG = b"PK\x05\x06"
 EOCD64_SIG = b"PK\x06\x06"

@@ -17,15 +17,17 @@ import io
 import json
 import struct
 import zlib
-from typing import Any
+from typing import Any, BinaryIO
 
+from assay.errors import FormatError
 from assay.model.formats import Format
 from assay.model.zipread import (ResourceLimit, ZipMember, ZipReadError, ZipReading, ZipView, u16, u32, u64,
                                  zip64_extra, member_bytes, read_zip, torch_prefix, torch_records)
 from assay.scan.allowlist import storage_element_size
 from assay.scan.context import FileScan, at
 from assay.scan.files import Buffer, BufReader, scan_buffer, stream_of
-from assay.scan.pickle_vm import StreamResult, constant_list, scan_pickle_stream, storage_refs
+from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, StreamResult, constant_list, scan_pickle_stream,
+                                  storage_refs)
 
 #: Members larger than this are not decompressed into memory (reported as not verified).
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -310,11 +312,45 @@ def _check_storages(buf: Buffer, miniz: ZipReading, prefix: str | None, results:
 
 # Pickles --------------------------------------------------------------------------------------------------------
 
-def scan_pickle_file(buf: Buffer, fs: FileScan, *, where: str | None, depth: int) -> None:
-    """A raw pickle file: one or several stacked pickles, or a legacy torch file (pickles then storages)."""
-    res = scan_pickle_stream(stream_of(buf), fs, where=where, nested=_nested_scanner(fs, depth))
-    if res.legacy_torch:
-        _check_legacy_tail(buf, res, fs, where)
+def scan_pickle_file(buf: Buffer, fs: FileScan, *, where: str | None, depth: int,
+                     stream: BinaryIO | None = None) -> None:
+    """A raw pickle file: one or several stacked pickles, or a legacy torch file read as ``_legacy_load`` reads it.
+
+    torch's legacy loader unpickles five pickles in a row (magic number, protocol, sys info, the data, the storage
+    keys) whatever their first bytes look like, then reads raw storage records; each of those is scanned.
+    """
+    stream = stream if stream is not None else stream_of(buf)
+    nested = _nested_scanner(fs, depth)
+    probe = FileScan(fs.path, fs.options)
+    first = scan_pickle_stream(stream, probe, where=where, nested=nested, expect_more=False)
+    legacy = bool(first.pickles) and first.error is None and type(first.pickles[0].value) is int \
+        and first.pickles[0].value == TORCH_LEGACY_MAGIC
+    if not legacy:
+        stream.seek(0)
+        res = scan_pickle_stream(stream, fs, where=where, nested=nested)
+        if res.legacy_torch:  # pragma: no cover - the first pickle decides, above
+            _check_legacy_tail(buf, res, fs, where)
+        return
+    _merge(probe, fs)
+    pickles = list(first.pickles)
+    size = len(buf)
+    for _ in range(4):
+        if stream.tell() >= size:
+            fs.add("TORCH-LEGACY-LAYOUT", at(where, f"byte {stream.tell()}"), f"legacy torch file ends after "
+                   f"{len(pickles)} of its 5 pickles", None)
+            return
+        res = scan_pickle_stream(stream, fs, where=where, nested=nested, expect_more=False)
+        if res.error is not None or not res.pickles:
+            return  # reported by the pickle machine (broken or not verified)
+        pickles.extend(res.pickles)
+    _check_legacy_tail(buf, StreamResult(pickles, stream.tell(), True), fs, where)
+
+
+def _merge(src: FileScan, dst: FileScan) -> None:
+    for f in src.findings:
+        dst.add(f.rule, f.location, f.message, f.evidence, severity=f.severity)
+    for r in src.reasons:
+        dst.unverified(r)
 
 
 def _check_legacy_tail(buf: Buffer, res: StreamResult, fs: FileScan, where: str | None) -> None:
@@ -353,39 +389,62 @@ def _check_legacy_tail(buf: Buffer, res: StreamResult, fs: FileScan, where: str 
 
 # numpy ------------------------------------------------------------------------------------------------------------
 
-def scan_npy(buf: Buffer, fs: FileScan, *, where: str | None, depth: int) -> None:
-    """``.npy``: parse the header like numpy does (a literal dict); object arrays hold a pickle, scanned."""
-    import ast
+#: A ``.npy`` header longer than this is not parsed (numpy itself refuses more than 10 000 bytes unless the
+#: caller passes ``allow_pickle=True``, which lifts its limit).
+MAX_NPY_HEADER = 1 << 20
 
+
+def scan_npy(buf: Buffer, fs: FileScan, *, where: str | None, depth: int) -> None:
+    """``.npy``: the header is read by numpy's own parser (which reads no data) and ``dtype.hasobject`` decides:
+    an object array's data is a pickle that ``np.load(allow_pickle=True)`` unpickles, so it is scanned."""
     try:
-        major = buf[6]
-        if major == 1:
-            hlen, hstart = u16(buf, 8), 10
-        elif major in (2, 3):
-            hlen, hstart = u32(buf, 8), 12
-        else:
-            fs.unverified(f"{where + ': ' if where else ''}numpy format version {major} is unknown")
-            return
-        header = bytes(buf[hstart:hstart + hlen]).decode("utf-8" if major == 3 else "latin-1")
-        meta = ast.literal_eval(header)
-        descr = meta["descr"]
-    except (IndexError, struct.error, ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError,
-            MemoryError, RecursionError) as exc:
-        fs.unverified(f"{where + ': ' if where else ''}numpy header cannot be parsed ({exc})")
+        dtype, data_start = read_npy_header(buf)
+    except FormatError as exc:
+        fs.unverified(f"{_pre(where)}{exc.message}")
         return
-    if _descr_has_object(descr):
+    if dtype.hasobject:
         fs.add("NUMPY-OBJECT", where, "numpy array of Python objects: its data is a pickle (np.load with "
-               "allow_pickle=True unpickles it); the pickle is scanned", str(descr)[:80])
-        scan_pickle_stream(stream_of(buf, hstart + hlen), fs, where=at(where, f"pickle at byte {hstart + hlen}"),
+               "allow_pickle=True unpickles it); the pickle is scanned", str(dtype)[:80])
+        scan_pickle_stream(stream_of(buf, data_start), fs, where=at(where, f"pickle at byte {data_start}"),
                            nested=_nested_scanner(fs, depth), expect_more=False)
 
 
-def _descr_has_object(descr: Any) -> bool:
-    if isinstance(descr, str):
-        return descr.lstrip("<>|=")[:1] == "O"
-    if isinstance(descr, list):  # structured: [(name, descr[, shape]), ...]
-        return any(not isinstance(f, tuple) or len(f) < 2 or _descr_has_object(f[1]) for f in descr)
-    return True  # anything else is not a dtype numpy writes: treat as objects
+def read_npy_header(buf: Buffer) -> tuple[Any, int]:
+    """The dtype of a ``.npy`` file and where its data starts, by numpy's own header parser (no data is read).
+
+    Raises :class:`ResourceLimit` for a header over :data:`MAX_NPY_HEADER` and :class:`ZipReadError` (a
+    :class:`~assay.errors.FormatError` too) when numpy would refuse the header.
+    """
+    import warnings
+
+    from numpy.lib import format as npf
+
+    fh = BufReader(buf)
+    try:
+        major, minor = npf.read_magic(fh)
+        width = 2 if major == 1 else 4
+        raw = fh.read(width)
+        if len(raw) < width:
+            raise ValueError("truncated header length")
+        hlen = int.from_bytes(raw, "little")
+        if hlen > MAX_NPY_HEADER:
+            raise ResourceLimit(f"resource limit: numpy header of {hlen} bytes is not parsed")
+        fh.seek(8)
+        reader = getattr(npf, "_read_array_header", None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if reader is not None:
+                _shape, _fortran, dtype = reader(fh, (major, minor), max_header_size=2**64)
+            elif (major, minor) == (1, 0):
+                _shape, _fortran, dtype = npf.read_array_header_1_0(fh, max_header_size=2**64)
+            else:
+                _shape, _fortran, dtype = npf.read_array_header_2_0(fh, max_header_size=2**64)
+    except ResourceLimit:
+        raise
+    except (ValueError, TypeError, SyntaxError, KeyError, OverflowError, MemoryError, RecursionError,
+            UnicodeDecodeError, struct.error, EOFError) as exc:
+        raise FormatError(f"numpy header cannot be parsed ({str(exc).splitlines()[0][:120]})") from exc
+    return dtype, fh.tell()
 
 
 # HDF5 and Keras ---------------------------------------------------------------------------------------------------
