@@ -440,11 +440,13 @@ def torch_records(reading: ZipReading, record: str) -> list[ZipMember]:
     return [m for m in reading.members if m.raw_name.lower() == want]
 
 
-def member_bytes(buf: Buffer, m: ZipMember, *, limit: int, ratio: int = 0) -> bytes:
-    """The member's uncompressed bytes, reading no more than ``limit`` bytes of output.
+def member_bytes(buf: Buffer, m: ZipMember, *, limit: int, ratio: int = 0, head: int | None = None) -> bytes:
+    """The member's uncompressed bytes, never more than its declared size plus one byte (loaders stop at the
+    declared size, so a longer result shows the directory lies) and never more than ``limit``.
 
-    ``ratio`` (when not 0) also bounds output to ``ratio`` times the compressed size plus 1 MiB. CRCs are not
-    checked (torch does not check them; numpy runs a pickle before zipfile checks it at the end). Raises
+    ``ratio`` (when not 0) also bounds the declared size to ``ratio`` times the compressed size plus 1 MiB;
+    ``head`` asks for the first ``head`` bytes only (no limit applies, nothing is refused). CRCs
+    are not checked (torch does not check them; numpy runs a pickle before zipfile checks it at the end). Raises
     :class:`ResourceLimit` past a limit and :class:`ZipReadError` for damaged data.
     """
     if m.data_start < 0:
@@ -454,8 +456,14 @@ def member_bytes(buf: Buffer, m: ZipMember, *, limit: int, ratio: int = 0) -> by
     cap = limit
     if ratio:
         cap = min(cap, ratio * m.csize + (1 << 20))
-    if m.usize > cap:
-        raise ResourceLimit(f"resource limit: member {m.name!r} declares {m.usize} bytes (limit {cap})")
+    if head is not None:
+        cap = head
+    elif m.usize > cap:
+        why = f"more than {ratio}:1 compression" if ratio and m.usize <= limit else f"limit {cap}"
+        raise ResourceLimit(f"resource limit: member {m.name!r} declares {m.usize} bytes ({why}); not "
+                            "decompressed")
+    # Loaders stop at the declared size (zipfile's ZipExtFile, miniz's extract): one byte more shows a lie.
+    cap = min(cap, m.usize + 1)
     raw = buf[m.data_start:m.data_start + m.csize]
     try:
         if m.method == 0:
@@ -475,9 +483,6 @@ def member_bytes(buf: Buffer, m: ZipMember, *, limit: int, ratio: int = 0) -> by
             raise ZipReadError(f"member {m.name!r}: compression method {m.method} is not supported")
     except (zlib.error, OSError, ValueError, EOFError, struct.error, lzma.LZMAError) as exc:
         raise ZipReadError(f"member {m.name!r}: compressed data is corrupt ({exc})") from exc
-    if len(data) > cap:
-        raise ResourceLimit(f"resource limit: member {m.name!r} decompresses to more than {cap} bytes "
-                            f"({m.csize} compressed)")
     return data
 
 

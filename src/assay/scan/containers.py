@@ -32,7 +32,10 @@ from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, StreamResult, constant_lis
 #: Members larger than this are not decompressed into memory (reported as not verified).
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
 #: All members of one file (nested archives included) decompress to at most this many bytes in total.
-MAX_TOTAL_BYTES = 768 * 1024 * 1024
+MAX_TOTAL_BYTES = 512 * 1024 * 1024
+#: Members over this size that compress better than this ratio are not decompressed (a bomb, or all zeros).
+MAX_RATIO = 100
+_RATIO_FLOOR = 16 * 1024 * 1024
 
 _DESCRIPTOR = b"PK\x07\x08"
 _KNOWN_FLAGS = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0800  # encrypted, deflate options, descriptor, utf-8
@@ -41,18 +44,24 @@ _KNOWN_FLAGS = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0800  # encrypted, deflate 
 _budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("assay_decompress_budget")
 
 
+def reset_budget() -> None:
+    """Start the decompression budget of a new file (called for each file scanned at depth 0)."""
+    _budget.set([MAX_TOTAL_BYTES])
+
+
 def _take_budget(depth: int) -> list[int]:
-    if depth == 0 or _budget.get(None) is None:
-        _budget.set([MAX_TOTAL_BYTES])
+    if _budget.get(None) is None:
+        reset_budget()
     return _budget.get()
 
 
-def _decompressed(buf: Buffer, m: ZipMember, fs: FileScan, where: str | None, depth: int) -> bytes | None:
+def _decompressed(buf: Buffer, m: ZipMember, fs: FileScan, where: str | None, depth: int,
+                  ratio: int = 0) -> bytes | None:
     """A member's bytes within the per-member and per-file limits, or None (then recorded as not verified)."""
     budget = _take_budget(depth)
     limit = min(MAX_MEMBER_BYTES, budget[0])
     try:
-        data = member_bytes(buf, m, limit=limit)
+        data = member_bytes(buf, m, limit=limit, ratio=ratio if m.usize > _RATIO_FLOOR else 0)
     except ResourceLimit as exc:
         fs.unverified(f"{_pre(where)}{exc.message}")
         return None
@@ -61,8 +70,10 @@ def _decompressed(buf: Buffer, m: ZipMember, fs: FileScan, where: str | None, de
         return None
     budget[0] -= len(data)
     if len(data) != m.usize:
-        fs.add("ZIP-HEADER-MISMATCH", at(where, f"member {m.name}"), f"member holds {len(data)} bytes, the "
-               f"directory says {m.usize}", f"{len(data)} vs {m.usize}")
+        more = "more than " if len(data) > m.usize else ""
+        fs.add("ZIP-HEADER-MISMATCH", at(where, f"member {m.name}"), f"member holds {more}{len(data)} bytes, the "
+               f"directory says {m.usize}", f"{more}{len(data)} vs {m.usize}")
+        data = data[:m.usize]  # what a loader reads
     if zlib.crc32(data) != m.crc:
         fs.add("ZIP-CRC", at(where, f"member {m.name}"), "CRC does not match the member's bytes (torch ignores "
                "CRCs, so a loader would read them anyway)", f"{zlib.crc32(data):08x} vs {m.crc:08x}")
@@ -108,7 +119,7 @@ def scan_zip(buf: Buffer, fmt: Format, fs: FileScan, *, where: str | None, depth
                ", ".join(m.name for m in data_pkls))
     others = [m for r in view.readings for m in r.members if m.raw_name.lower().endswith(b"data.pkl")
               and m not in data_pkls and m.span not in {d.span for d in data_pkls}]
-    if torch_like and others:
+    if torch_like and others and miniz is not None:
         fs.add("ZIP-AMBIGUOUS-RECORD", where, "other members named like a torch data.pkl, outside the folder torch "
                "reads: a tool that searches for */data.pkl may load one of them; all were scanned",
                ", ".join(sorted({m.name for m in others})))
@@ -136,9 +147,26 @@ def scan_zip(buf: Buffer, fmt: Format, fs: FileScan, *, where: str | None, depth
     for span, m in spans.items():
         if span in storages or (torch_like and (m.raw_name.lower().endswith(b".pkl") or span in pkl_spans)):
             continue
-        data = _decompressed(buf, m, fs, where, depth)
+        if m.usize > _HEAD and _numeric_npy(buf, m):
+            continue  # numpy reads a numeric array's header and then raw numbers: nothing more to scan
+        data = _decompressed(buf, m, fs, where, depth, ratio=MAX_RATIO)
         if data is not None:
             scan_buffer(data, m.name, fs, where=at(where, f"member {m.name}"), depth=depth + 1)
+
+
+_HEAD = 64 * 1024
+
+
+def _numeric_npy(buf: Buffer, m: ZipMember) -> bool:
+    """A large member whose first bytes are a ``.npy`` header of a dtype without objects (read from its head)."""
+    try:
+        head = member_bytes(buf, m, limit=_HEAD, head=_HEAD)
+        if not head.startswith(b"\x93NUMPY"):
+            return False
+        dtype, _start = read_npy_header(head)
+    except FormatError:
+        return False
+    return not dtype.hasobject
 
 
 def _check_names(view: ZipView, fs: FileScan, where: str | None) -> None:
@@ -520,7 +548,7 @@ def scan_compressed(buf: Buffer, fmt: Format, fs: FileScan, *, where: str | None
         _scan_tar(buf, fs, where=where, depth=depth)
         return
     budget = _take_budget(depth)
-    limit = min(MAX_MEMBER_BYTES, budget[0])
+    limit = min(MAX_MEMBER_BYTES, budget[0], max(_RATIO_FLOOR, MAX_RATIO * len(buf)))
     try:
         if fmt is Format.GZIP:
             with gzip.GzipFile(fileobj=BufReader(buf)) as gz:
@@ -534,7 +562,7 @@ def scan_compressed(buf: Buffer, fmt: Format, fs: FileScan, *, where: str | None
         return
     if len(data) > limit:
         fs.unverified(f"{label}: resource limit: {fmt.value} stream decompresses to more than {limit >> 20} MiB "
-                      f"({len(buf)} bytes compressed); not analysed")
+                      f"from {len(buf)} bytes (limits: {MAX_MEMBER_BYTES >> 20} MiB, {MAX_RATIO}:1); not analysed")
         return
     budget[0] -= len(data)
     scan_buffer(data, f"{label} (decompressed)", fs, where=at(where, f"{fmt.value} content"), depth=depth + 1)
@@ -566,6 +594,70 @@ def _scan_tar(buf: Buffer, fs: FileScan, *, where: str | None, depth: int) -> No
                 fh = tf.extractfile(member)
                 if fh is None:
                     continue
+                if member.name in ("storages", "tensors"):
+                    # torch's legacy tar format: torch.load unpickles these record by record (see below)
+                    _scan_torch_tar_records(fh.read(), member.name, fs, where=mloc, depth=depth + 1)
+                    continue
                 scan_buffer(fh.read(), member.name, fs, where=mloc, depth=depth + 1)
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         fs.unverified(f"{where or 'file'}: tar archive is corrupt ({exc})")
+
+
+def _scan_torch_tar_records(data: bytes, kind: str, fs: FileScan, *, where: str | None, depth: int) -> None:
+    """The ``storages`` and ``tensors`` members of torch's legacy tar format, read as ``legacy_load`` reads them.
+
+    ``storages``: a count pickle, then per storage a pickle ``(key, location, storage_type)`` followed by a raw
+    record (u64 element count, then the elements), then a pickle of storage views. ``tensors``: a count pickle,
+    then per tensor a pickle ``(key, storage_id, type)`` followed by ndim, sizes, strides and offset. Every pickle
+    torch unpickles is scanned, wherever it lies among the raw records.
+    """
+    stream = io.BytesIO(data)
+    nested = _nested_scanner(fs, depth)
+
+    def one() -> Any:
+        res = scan_pickle_stream(stream, fs, where=where, nested=nested, expect_more=False)
+        return None if res.error is not None or not res.pickles else res.pickles[0]
+
+    count = one()
+    if count is None:
+        return
+    n = count.value
+    if type(n) is not int or not 0 <= n <= 1_000_000:
+        fs.add("TORCH-LEGACY-LAYOUT", where, f"legacy torch {kind} record count is not a plausible number", None)
+        return
+    for _ in range(n):
+        args = one()
+        if args is None:
+            return
+        value = args.value
+        if not isinstance(value, tuple) or len(value) != 3:
+            fs.add("TORCH-LEGACY-LAYOUT", at(where, f"byte {args.start}"), f"legacy torch {kind} record is not a "
+                   "3-tuple", None)
+            return
+        pos = stream.tell()
+        if kind == "storages":
+            stype = value[2]
+            elem = storage_element_size(stype.full) if hasattr(stype, "full") else None
+            if elem is None or pos + 8 > len(data):
+                fs.unverified(f"{_pre(where)}legacy torch storage record of an unknown type; the records after it "
+                              "were not read")
+                return
+            stream.seek(pos + 8 + u64(data, pos) * elem)
+        else:
+            if pos + 8 > len(data):
+                break
+            ndim = struct.unpack_from("<i", data, pos)[0]
+            if not 0 <= ndim <= 64:
+                fs.add("TORCH-LEGACY-LAYOUT", at(where, f"byte {pos}"), f"legacy torch tensor record has ndim "
+                       f"{ndim}", str(ndim))
+                return
+            stream.seek(pos + 8 + 16 * ndim + 8)
+        if stream.tell() > len(data):
+            fs.add("TORCH-LEGACY-LAYOUT", at(where, f"byte {pos}"), f"legacy torch {kind} record runs past the end "
+                   "of the member", None)
+            return
+    if kind == "storages" and one() is None:
+        return
+    if stream.tell() != len(data):
+        fs.add("TORCH-LEGACY-LAYOUT", at(where, f"byte {stream.tell()}"), f"{len(data) - stream.tell()} bytes "
+               f"follow the legacy torch {kind} records", None)

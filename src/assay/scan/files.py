@@ -37,6 +37,8 @@ def scan_buffer(buf: Buffer, name: str, fs: FileScan, *, where: str | None, dept
     """Scan ``buf`` (a file or member called ``name``) by its content; returns the detected format."""
     from assay.scan import code, containers, gguf, safetensors, templates
 
+    if depth == 0:
+        containers.reset_budget()
     if depth > MAX_DEPTH:
         fs.unverified(f"{_prefix(where)}archives nested more than {MAX_DEPTH} deep are not opened")
         return Format.UNKNOWN
