@@ -133,6 +133,26 @@ def comment_directory_zip(decoy: Sequence[M], hidden: Sequence[M]) -> bytes:
     return body + dc + eocd(len(decoy), len(dc), len(body), comment)
 
 
+def zip64_split_zip(torch_view: Sequence[M], zipfile_view: Sequence[M]) -> bytes:
+    """A zip64 archive with two zip64 end records: miniz follows the locator's offset to the first (listing
+    ``torch_view``); zipfile takes the record right before the locator (listing ``zipfile_view``)."""
+    al, ac = zip_parts(torch_view)
+    bl, bc = zip_parts(zipfile_view, base=len(al))
+    body = al + bl
+    a_cd = len(body)
+    a_rec = a_cd + len(ac)
+    b_cd = a_rec + 56
+    b_rec = b_cd + len(bc)
+
+    def rec(count: int, size: int, offset: int) -> bytes:
+        return struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, size, offset)
+
+    locator = struct.pack("<IIQI", 0x07064B50, 0, a_rec, 1)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return (body + ac + rec(len(torch_view), len(ac), a_cd) + bc + rec(len(zipfile_view), len(bc), b_cd)
+            + locator + end)
+
+
 def _deflate(data: bytes) -> bytes:
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
     return c.compress(data) + c.flush()
@@ -285,6 +305,10 @@ def build_containers(root: Path, *, marker_dir: Path) -> list[Sample]:
     add("npz-duplicate-last-wins", "arrays.npz",
         make_zip([M("arr_0.npy", honest_npy()), M("arr_0.npy", npy("'|O'", payload_p0(mk("npz-duplicate-last-wins"))),
                                                    method=8)]), "numpy", dangerous + ("ZIP-DUPLICATE",))
+    add("npz-zip64-two-records", "arrays.npz",
+        zip64_split_zip([M("arr_0.npy", honest_npy())],
+                        [M("arr_0.npy", npy("'|O'", payload_p2(mk("npz-zip64-two-records"))))]), "numpy",
+        dangerous + ("ZIP-READERS-DISAGREE",))
     add("npz-prefix-unfixed", "arrays.npz",
         make_zip([M("arr_0.npy", npy("'O'", payload_p2(mk("npz-prefix-unfixed"))))],
                  prefix=b"PK\x03\x04" + b"\x00" * 28, fix_offsets=False), "numpy", dangerous)
