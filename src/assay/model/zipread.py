@@ -196,8 +196,17 @@ def _plausible_end(buf: Buffer, pos: int) -> bool:
     return False
 
 
+#: Archives announcing more entries than this are not listed (a directory of millions of tiny entries is a
+#: denial of service, not a model).
+MAX_ENTRIES = 200_000
+
+
 def read_zip(buf: Buffer) -> ZipView:
     """Both readings of the archive in ``buf``. Never raises for a damaged archive: a reading carries its error."""
+    count = _announced_entries(buf)
+    if count > MAX_ENTRIES:
+        why = f"resource limit: the archive announces {count} entries (more than {MAX_ENTRIES})"
+        return ZipView(len(buf), ZipReading("miniz", error=why), ZipReading("zipfile", error=why))
     miniz = _read_miniz(buf)
     pyzip = _read_zipfile(buf)
     used = {r.eocd_offset for r in (miniz, pyzip) if r.eocd_offset >= 0}
@@ -206,6 +215,20 @@ def read_zip(buf: Buffer) -> ZipView:
     others = tuple(p for p in _end_signatures(buf) if p not in used and _plausible_end(buf, p)
                    and not any(s <= p < e for s, e in inside))
     return ZipView(len(buf), miniz, pyzip, others)
+
+
+def _announced_entries(buf: Buffer) -> int:
+    """The largest entry count any end record (or its zip64 record) in the tail announces."""
+    most = 0
+    for p in _end_signatures(buf):
+        if p + _EOCD_SIZE <= len(buf):
+            most = max(most, u16(buf, p + 10))
+        loc = p - _LOCATOR_SIZE
+        if loc >= 0 and buf[loc:loc + 4] == EOCD64_LOCATOR_SIG:
+            for rec in (u64(buf, loc + 8), loc - _EOCD64_SIZE):
+                if 0 <= rec <= len(buf) - _EOCD64_SIZE and buf[rec:rec + 4] == EOCD64_SIG:
+                    most = max(most, u64(buf, rec + 32))
+    return most
 
 
 # --------------------------------------------------------------------------------------------- miniz

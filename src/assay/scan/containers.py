@@ -25,6 +25,7 @@ from assay.model.zipread import (ResourceLimit, ZipMember, ZipReadError, ZipRead
                                  zip64_extra, member_bytes, read_zip, torch_prefix, torch_records)
 from assay.scan.allowlist import storage_element_size
 from assay.scan.context import FileScan, at
+from assay.scan.findings import Severity
 from assay.scan.files import Buffer, BufReader, scan_buffer, stream_of
 from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, StreamResult, constant_list, scan_pickle_stream,
                                   storage_refs)
@@ -104,9 +105,7 @@ def scan_zip(buf: Buffer, fmt: Format, fs: FileScan, *, where: str | None, depth
     if 0 <= end < len(buf):
         fs.add("ZIP-TRAILING-DATA", at(where, f"byte {end}"), f"{len(buf) - end} bytes follow the archive's end "
                "record; no zip reader reads them", f"{len(buf) - end} bytes")
-    for reading in view.readings:
-        if any(r.zip64_offset >= 0 for r in view.readings):
-            pass  # zip64 is honest for archives over 4 GiB; only disagreements about it are findings (above)
+    for reading in view.readings:  # zip64 itself is honest (archives over 4 GiB); disagreements about it are not
         _check_zip_layout(buf, reading, fs, where)
     _check_names(view, fs, where)
     miniz = view.miniz if view.miniz.ok else None
@@ -353,13 +352,20 @@ def scan_pickle_file(buf: Buffer, fs: FileScan, *, where: str | None, depth: int
     first = scan_pickle_stream(stream, probe, where=where, nested=nested, expect_more=False)
     legacy = bool(first.pickles) and first.error is None and type(first.pickles[0].value) is int \
         and first.pickles[0].value == TORCH_LEGACY_MAGIC
-    if not legacy:
-        stream.seek(0)
-        res = scan_pickle_stream(stream, fs, where=where, nested=nested)
-        if res.legacy_torch:  # pragma: no cover - the first pickle decides, above
-            _check_legacy_tail(buf, res, fs, where)
-        return
     _merge(probe, fs)
+    if not legacy:
+        # pickle.load reads one pickle; stacked ones (some loaders read several) are scanned while they parse
+        if first.error is not None or stream.tell() >= len(buf):
+            return
+        start = stream.tell()
+        rest = FileScan(fs.path, fs.options)
+        res = scan_pickle_stream(stream, rest, where=where, nested=nested)
+        if res.pickles or any(f.severity > Severity.INFO for f in rest.findings):
+            _merge(rest, fs)
+        else:
+            fs.add("PICKLE-TRAILING-DATA", at(where, f"byte {start}"), f"{len(buf) - start} bytes follow the last "
+                   "pickle; no pickle loader reads them")
+        return
     pickles = list(first.pickles)
     size = len(buf)
     for _ in range(4):

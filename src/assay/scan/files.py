@@ -103,8 +103,8 @@ _NAME_FORMATS: dict[str, frozenset[Format]] = {
     ".h5": frozenset({Format.HDF5}),
     ".hdf5": frozenset({Format.HDF5}),
     ".keras": frozenset({Format.KERAS, Format.ZIP}),
-    ".pt": frozenset({Format.TORCH_ZIP, Format.TORCHSCRIPT, Format.PICKLE}),
-    ".pth": frozenset({Format.TORCH_ZIP, Format.TORCHSCRIPT, Format.PICKLE}),
+    ".pt": frozenset({Format.TORCH_ZIP, Format.TORCHSCRIPT, Format.PICKLE, Format.TAR}),  # tar: torch's oldest
+    ".pth": frozenset({Format.TORCH_ZIP, Format.TORCHSCRIPT, Format.PICKLE, Format.TAR}),
 }
 
 
