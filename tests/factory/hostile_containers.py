@@ -142,7 +142,6 @@ def zip64_split_zip(torch_view: Sequence[M], zipfile_view: Sequence[M]) -> bytes
     a_cd = len(body)
     a_rec = a_cd + len(ac)
     b_cd = a_rec + 56
-    b_rec = b_cd + len(bc)
 
     def rec(count: int, size: int, offset: int) -> bytes:
         return struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, size, offset)

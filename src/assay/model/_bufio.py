@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import io
 import mmap
-from typing import Any, Union
+from typing import Any, TypeAlias
 
-Buffer = Union[bytes, bytearray, mmap.mmap]
+Buffer: TypeAlias = bytes | bytearray | mmap.mmap
 
 
 class BufReader(io.RawIOBase):

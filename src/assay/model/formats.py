@@ -97,9 +97,9 @@ def detect(path: Path) -> Format:
                     return zfmt
             if fmt in (Format.ZIP,):
                 fh.seek(0)
-                return _classify_zip(fh)
+                return _classify_zip(fh) or Format.ZIP
             if fmt is None:
-                text_head = head if size <= _TEXT_PARSE_LIMIT else head
+                text_head = head
                 if size <= _TEXT_PARSE_LIMIT and size > len(head):
                     text_head = head + fh.read(_TEXT_PARSE_LIMIT - len(head))
                 return _classify_text(text_head, complete=len(text_head) >= size)
@@ -122,7 +122,7 @@ def detect_bytes(data: bytes) -> Format:
         if zfmt is not None:
             return zfmt
     if fmt is Format.ZIP:
-        return _classify_zip(io.BytesIO(data))
+        return _classify_zip(io.BytesIO(data)) or Format.ZIP
     if fmt is None:
         return _classify_text(data[:_TEXT_PARSE_LIMIT], complete=len(data) <= _TEXT_PARSE_LIMIT)
     return fmt
@@ -259,9 +259,7 @@ def looks_pickle(head: bytes, size: int) -> bool:
         return False
     bio = io.BytesIO(head)
     try:
-        n = 0
-        for op, _arg, _pos in pickletools.genops(bio):
-            n += 1
+        for n, (op, _arg, _pos) in enumerate(pickletools.genops(bio), start=1):
             if op.name == "STOP":
                 return n >= 2
     except Exception:  # noqa: BLE001 - any parse failure means "not a pickle"
@@ -367,7 +365,7 @@ def _classify_text(data: bytes, *, complete: bool) -> Format:
             return Format.JSON
         except ValueError:
             pass
-    if stripped.startswith("---\n") or stripped.startswith("---\r\n"):
+    if stripped.startswith(("---\n", "---\r\n")):
         return Format.MARKDOWN if "\n---" in stripped[3:] and _has_markdown(stripped) else Format.YAML
     if ("{%" in text and "%}" in text) or ("{{" in text and "}}" in text and not _parses_python(text, complete)):
         return Format.JINJA

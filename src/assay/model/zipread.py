@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import bz2
 import lzma
-import mmap
 import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Union
 
 from assay.errors import FormatError
-
-Buffer = Union[bytes, bytearray, mmap.mmap]
+from assay.model._bufio import Buffer, BufReader
 
 EOCD_SIG = b"PK\x05\x06"
 EOCD64_SIG = b"PK\x06\x06"
@@ -376,8 +373,6 @@ def _fail(r: ZipReading, why: str) -> ZipReading:
 
 def _read_zipfile(buf: Buffer) -> ZipReading:
     """The archive as Python's zipfile reads it (its own parser), members located as ``ZipFile.open`` does."""
-    from assay.model._bufio import BufReader
-
     try:
         zf = zipfile.ZipFile(BufReader(buf))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error,

@@ -20,15 +20,28 @@ import zlib
 from typing import Any, BinaryIO
 
 from assay.errors import FormatError
+from assay.model._bufio import Buffer, BufReader
 from assay.model.formats import Format
-from assay.model.zipread import (ResourceLimit, ZipMember, ZipReadError, ZipReading, ZipView, u16, u32, u64,
-                                 zip64_extra, member_bytes, read_zip, torch_prefix, torch_records)
+from assay.model.zipread import (
+    ResourceLimit,
+    ZipMember,
+    ZipReadError,
+    ZipReading,
+    ZipView,
+    member_bytes,
+    read_zip,
+    torch_prefix,
+    torch_records,
+    u16,
+    u32,
+    u64,
+    zip64_extra,
+)
 from assay.scan.allowlist import storage_element_size
 from assay.scan.context import FileScan, at
+from assay.scan.files import scan_buffer, stream_of
 from assay.scan.findings import Severity
-from assay.scan.files import Buffer, BufReader, scan_buffer, stream_of
-from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, StreamResult, constant_list, scan_pickle_stream,
-                                  storage_refs)
+from assay.scan.pickle_vm import TORCH_LEGACY_MAGIC, StreamResult, constant_list, scan_pickle_stream, storage_refs
 
 #: Members larger than this are not decompressed into memory (reported as not verified).
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -486,7 +499,7 @@ def read_npy_header(buf: Buffer) -> tuple[Any, int]:
 def scan_hdf5(buf: Buffer, fs: FileScan, *, where: str | None) -> None:
     """HDF5 (Keras ``.h5``): read ``model_config`` from the root attributes with h5py, never with TensorFlow."""
     try:
-        import h5py  # type: ignore[import-untyped]
+        import h5py
     except ImportError:
         fs.unverified(f"{where + ': ' if where else ''}HDF5 file not analysed (install h5py to read Keras "
                       "model configs)")

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import io
 import json
-import mmap
-from typing import Any, BinaryIO, Union
+from typing import BinaryIO, cast
 
-from assay.model._bufio import BufReader
+from assay.model._bufio import Buffer, BufReader
 from assay.model.formats import TEXT_FORMATS, Format, detect_bytes, other_readings
 from assay.scan.context import MAX_DEPTH, FileScan, at
 from assay.scan.findings import Severity
-
-Buffer = Union[bytes, mmap.mmap]
 
 #: JSON files larger than this are not parsed (reported as not verified).
 MAX_JSON_BYTES = 256 * 1024 * 1024
@@ -170,7 +167,7 @@ def _scan_other_readings(buf: Buffer, name: str, fmt: Format, fs: FileScan, *, w
         probe = FileScan(fs.path, fs.options)
         try:
             if other is Format.PICKLE:
-                containers.scan_pickle_file(buf, probe, where=where, depth=depth, stream=_ProbeReader(buf))
+                containers.scan_pickle_file(buf, probe, where=where, depth=depth, stream=cast(BinaryIO, _ProbeReader(buf)))
             elif other is Format.TAR:
                 containers.scan_compressed(buf, Format.TAR, probe, where=where, depth=depth)
             elif other is Format.HDF5:
