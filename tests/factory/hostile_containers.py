@@ -351,35 +351,35 @@ def build_containers(root: Path, *, marker_dir: Path) -> list[Sample]:
         dangerous + ("NUMPY-OBJECT",))
 
     # 6. decompression bounded (no payload: these must end as "not verified", quickly) --------------------------------
-    zeros, crc = _zeros_200mib()
+    zeros, crc = _zeros_64mib()
     local, central = bytearray(), bytearray()
     for m in [M(f"part{i}.bin", b"", method=8) for i in range(5)]:
         off = len(local)
-        local += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(zeros), 200 << 20,
+        local += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(zeros), 64 << 20,
                              len(m.name), 0) + m.name.encode() + zeros
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(zeros), 200 << 20,
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(zeros), 64 << 20,
                                len(m.name), 0, 0, 0, 0, 0, off) + m.name.encode()
     add("bomb-zip-members", "bundle.zip", bytes(local + central) + eocd(5, len(central), len(local)), None,
         verdict="unverified", reason="resource limit")
     add("bomb-zip-lying-size", "bundle.zip", _lying_size_zip(zeros), None, ("ZIP-HEADER-MISMATCH",))
-    add("bomb-gzip", "model.bin.gz", _gzip_zeros_300mib(), None,
+    add("bomb-gzip", "model.bin.gz", _gzip_zeros_64mib(), None,
         verdict="unverified", reason="resource limit")
     return out
 
 
 @functools.lru_cache(maxsize=1)
-def _zeros_200mib() -> tuple[bytes, int]:
-    data = b"\x00" * (200 << 20)
+def _zeros_64mib() -> tuple[bytes, int]:
+    data = b"\x00" * (64 << 20)
     return _deflate(data), zlib.crc32(data)
 
 
 @functools.lru_cache(maxsize=1)
-def _gzip_zeros_300mib() -> bytes:
-    return gzip.compress(b"\x00" * (300 << 20), compresslevel=1)
+def _gzip_zeros_64mib() -> bytes:
+    return gzip.compress(b"\x00" * (64 << 20), compresslevel=1)
 
 
 def _lying_size_zip(deflated: bytes) -> bytes:
-    """One deflated member that declares 64 bytes and inflates to 200 MiB."""
+    """One deflated member that declares 64 bytes and inflates to 64 MiB."""
     name = b"weights.bin"
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, 0, len(deflated), 64, len(name), 0) \
         + name + deflated

@@ -232,3 +232,16 @@ def test_undecodable_name_is_judged_not_crashed(tmp_path: Path, cli) -> None:  #
     assert "internal error" not in run.err and "Traceback" not in run.err
     report = scan_model(resolve(str(path)))
     assert "ZIP-READERS-DISAGREE" in {f.rule for f in report.findings}  # zipfile refuses the name, torch does not
+
+
+def test_text_named_like_weights_is_never_safe_nor_a_supported_file(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "model.safetensors"
+    path.write_text("this is not a tensor file\n" * 20)
+    run = cli("scan", path, "--json")
+    doc = json.loads(run.out)
+    assert run.rc == 1 and doc["verdict"] == "unsafe"
+    finding = next(f for f in doc["findings"] if f["rule"] == "FORMAT-MISMATCH")
+    assert "plain text" in finding["message"] and finding["severity"] == "medium"
+    assert_one_line_error(cli("inspect", path), "its content is text")
+    run = cli("vet", path, "--base", path)
+    assert run.rc == 2 and "its content is text" in run.err and "in a supported format" not in run.err

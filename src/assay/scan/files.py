@@ -117,7 +117,7 @@ def _scan_by_name(buf: Buffer, name: str, fmt: Format, fs: FileScan, *, where: s
             fs.add("FORMAT-POLYGLOT", where, f"{name} is JSON, as loaders read it, and also a valid {fmt.value} "
                    "file: a loader of that format reads other content", f"json + {fmt.value}")
     if lower.endswith(_PY_SUFFIXES) and fmt not in (Format.PYTHON, Format.TEXT, Format.MARKDOWN, Format.YAML,
-                                                    Format.JINJA, Format.JSON, Format.SCRIPT, Format.EMPTY):
+                                                    Format.JINJA, Format.JSON, Format.EMPTY):
         code.scan_python(bytes(buf), fs, where=where, name=name)
     suffix = "." + lower.rsplit(".", 1)[-1] if "." in lower.rsplit("/", 1)[-1] else ""
     expected = _NAME_FORMATS.get(suffix)
