@@ -142,22 +142,30 @@ def scan_zip(buf: Buffer, fmt: Format, fs: FileScan, *, where: str | None, depth
                    "torch.jit.load runs them", ", ".join(code[:5]))
     # Every distinct byte span any reader could open, once, under every name it is known by.
     spans: dict[tuple[int, int, int, int], ZipMember] = {}
+    aliases: dict[tuple[int, int, int, int], set[bytes]] = {}
+    pkl_spans = {m.span for m in data_pkls}
     for r in view.readings:
         for m in r.members:
             if m.data_start >= 0 and not m.name.endswith("/"):
                 spans.setdefault(m.span, m)
+                aliases.setdefault(m.span, set()).add(m.raw_name.lower())
+                if torch_like and m.raw_name.lower().endswith(b".pkl"):
+                    pkl_spans.add(m.span)  # torch unpickles a *.pkl record by name, whatever it holds
     pickle_results: list[StreamResult] = []
-    pkl_spans = {m.span for m in data_pkls}
+    data_spans = {m.span for m in data_pkls}
     for span, m in spans.items():
-        if torch_like and (m.raw_name.lower().endswith(b".pkl") or span in pkl_spans):
+        if span in pkl_spans:
             data = _decompressed(buf, m, fs, where, depth)
             if data is not None:
                 res = _scan_pickle_bytes(data, fs, at(where, f"member {m.name}"), depth)
-                if span in pkl_spans:
+                if span in data_spans:
                     pickle_results.append(res)
     storages = _check_storages(buf, miniz, prefix, pickle_results, fs, where) if torch_like and miniz else set()
+    # A storage's bytes are skipped only when no other name (one numpy or a tool could open) points at them.
+    data_dir = (prefix or "").encode().lower() + b"data/"
+    storages = {sp for sp in storages if all(n.startswith(data_dir) for n in aliases.get(sp, ()))}
     for span, m in spans.items():
-        if span in storages or (torch_like and (m.raw_name.lower().endswith(b".pkl") or span in pkl_spans)):
+        if span in storages or span in pkl_spans:
             continue
         if m.usize > _HEAD and _numeric_npy(buf, m):
             continue  # numpy reads a numeric array's header and then raw numbers: nothing more to scan
