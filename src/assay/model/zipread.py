@@ -357,9 +357,10 @@ def _miniz_locate(buf: Buffer, m: ZipMember) -> ZipMember:
 
 
 def _replace(m: ZipMember, **kw: object) -> ZipMember:
-    from dataclasses import replace
-
-    return replace(m, **kw)  # type: ignore[arg-type]
+    """``dataclasses.replace`` without its per-call introspection (thousands of members per archive)."""
+    new = object.__new__(ZipMember)
+    new.__dict__.update(m.__dict__, **kw)
+    return new
 
 
 def _fail(r: ZipReading, why: str) -> ZipReading:
