@@ -245,3 +245,27 @@ def test_text_named_like_weights_is_never_safe_nor_a_supported_file(tmp_path: Pa
     assert_one_line_error(cli("inspect", path), "its content is text")
     run = cli("vet", path, "--base", path)
     assert run.rc == 2 and "its content is text" in run.err and "in a supported format" not in run.err
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pickletools on mutated protocol-0 strings
+def test_short_mutation_fuzz_finds_nothing() -> None:
+    """A short, seeded run of benchmarks/fuzz_containers.py (the long one is run by hand)."""
+    import random
+    import time
+
+    from assay.model.formats import detect_bytes
+    from assay.model.zipread import read_zip
+    from assay.scan.context import FileScan, ScanOptions
+    from assay.scan.files import scan_buffer
+    from benchmarks.fuzz_containers import mutate, seeds
+
+    corpus, rng = seeds(), random.Random(12)
+    end = time.monotonic() + 10
+    runs = 0
+    while time.monotonic() < end:
+        data = mutate(rng, rng.choice(corpus))
+        read_zip(data)
+        scan_buffer(data, "pytorch_model.bin", FileScan("f", ScanOptions()), where=None, depth=0,
+                    fmt=detect_bytes(data))
+        runs += 1
+    assert runs > 100

@@ -496,7 +496,7 @@ def read_npy_header(buf: Buffer) -> tuple[Any, int]:
                 _shape, _fortran, dtype = npf.read_array_header_2_0(fh, max_header_size=2**64)
     except ResourceLimit:
         raise
-    except Exception as exc:  # noqa: BLE001 - numpy's parser raises many kinds (tokenize, ast, dtype) on bad headers
+    except Exception as exc:
         raise FormatError(f"numpy header cannot be parsed ({str(exc).splitlines()[0][:120]})") from exc
     return dtype, fh.tell()
 
@@ -668,7 +668,7 @@ def _scan_torch_tar_records(data: bytes, kind: str, fs: FileScan, *, where: str 
                 fs.unverified(f"{_pre(where)}legacy torch storage record of an unknown type; the records after it "
                               "were not read")
                 return
-            stream.seek(pos + 8 + u64(data, pos) * elem)
+            stream.seek(min(pos + 8 + u64(data, pos) * elem, len(data) + 1))
         else:
             if pos + 8 > len(data):
                 break
