@@ -497,7 +497,8 @@ def read_npy_header(buf: Buffer) -> tuple[Any, int]:
     except ResourceLimit:
         raise
     except Exception as exc:
-        raise FormatError(f"numpy header cannot be parsed ({str(exc).splitlines()[0][:120]})") from exc
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise FormatError(f"numpy header cannot be parsed ({why})") from exc
     return dtype, fh.tell()
 
 
