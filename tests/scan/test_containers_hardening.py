@@ -170,6 +170,34 @@ def test_both_readers_take_the_last_end_record() -> None:
     assert len(view.other_end_records) == 1 and view.disagreements() == []
 
 
+def test_torch_follows_the_zip64_locator_and_zipfile_does_not(tmp_path: Path) -> None:
+    """Checked against torch itself: miniz follows the locator's offset, zipfile takes the record before it."""
+    import torch
+
+    from assay.model.zipread import read_zip
+    from tests.factory.hostile_containers import payload_p2, zip64_split_zip
+
+    path = tmp_path / "pytorch_model.bin"
+    data = zip64_split_zip(torch_members(HONEST_DICT), torch_members(payload_p2(tmp_path / "never")))
+    path.write_bytes(data)
+    assert torch.load(path, weights_only=True) == {}  # torch reads the honest view (the other would be refused)
+    view = read_zip(data)
+    assert view.miniz.zip64_offset != view.pyzip.zip64_offset and view.disagreements()
+    report = scan_model(resolve(str(path)))
+    assert {"ZIP-READERS-DISAGREE", "PICKLE-GLOBAL-DANGEROUS"} <= {f.rule for f in report.findings}
+
+
+def test_a_truncated_last_end_record_splits_the_readers(tmp_path: Path) -> None:
+    """torch skips an end signature with fewer than 22 bytes after it; zipfile refuses the archive."""
+    import torch
+
+    path = tmp_path / "pytorch_model.bin"
+    path.write_bytes(make_zip(torch_members(HONEST_DICT)) + b"PK\x05\x06" + b"\x00" * 10)
+    assert torch.load(path, weights_only=True) == {}
+    report = scan_model(resolve(str(path)))
+    assert report.verdict is ScanVerdict.UNSAFE and "ZIP-READERS-DISAGREE" in {f.rule for f in report.findings}
+
+
 def test_prepended_bytes_split_the_readers() -> None:
     """zipfile shifts offsets written for an archive without the prefix; torch's miniz does not."""
     from assay.model.zipread import read_zip
