@@ -198,6 +198,26 @@ def test_a_truncated_last_end_record_splits_the_readers(tmp_path: Path) -> None:
     assert report.verdict is ScanVerdict.UNSAFE and "ZIP-READERS-DISAGREE" in {f.rule for f in report.findings}
 
 
+def test_torch_refuses_entries_outside_the_first_folder(tmp_path: Path) -> None:
+    """torch takes its folder from the first entry and refuses an archive with entries elsewhere; so does
+    the tensor reader, while the scanner still scans every pickle in it."""
+    import torch
+
+    from assay.errors import FormatError
+    from assay.model.formats import Format
+    from assay.model.tensors import torch_entries
+    from tests.factory.hostile_containers import payload_p2
+
+    path = tmp_path / "pytorch_model.bin"
+    path.write_bytes(make_zip([M("x/version", b"3\n"), M("archive/data.pkl", HONEST_DICT),
+                               M("archive/version", b"3\n"), M("x/data.pkl", payload_p2(tmp_path / "never"))]))
+    with pytest.raises(RuntimeError, match="not in a subdirectory"):
+        torch.load(path, weights_only=True)
+    with pytest.raises(FormatError, match="not all in the folder"):
+        torch_entries(path, Format.TORCH_ZIP)
+    assert "PICKLE-GLOBAL-DANGEROUS" in {f.rule for f in scan_model(resolve(str(path))).findings}
+
+
 def test_prepended_bytes_split_the_readers() -> None:
     """zipfile shifts offsets written for an archive without the prefix; torch's miniz does not."""
     from assay.model.zipread import read_zip

@@ -13,7 +13,7 @@ another is bypassed, so this module gives *both* readings of the same bytes and 
 miniz semantics (torch's ``PyTorchStreamReader``, built without CRC checks): the *last* end-record signature
 with 22 bytes after it in the last 64 KiB; a zip64 record found through its locator's offset; offsets taken as
 written (no adjustment for prepended bytes); records looked up case-insensitively under the folder named by the
-first entry, the first of several equal names winning; only stored and deflated members. Each of these was
+first entry (an entry outside it makes torch refuse the archive), the first of several equal names winning; only stored and deflated members. Each of these was
 checked against ``torch.load`` (tests/scan/test_containers_hardening.py). zipfile semantics are zipfile's own (its
 parser is run), with member data located exactly as ``ZipFile.open`` does. Nothing here decompresses more than
 the caller's limit.
@@ -441,12 +441,21 @@ def _zipfile_locate(buf: Buffer, m: ZipMember) -> ZipMember:
 
 
 def torch_prefix(reading: ZipReading) -> str | None:
-    """The folder torch prefixes to every record: the first entry's name up to its first ``/`` (None: no folder)."""
+    """The folder torch prefixes to every record: the first entry's name up to its first ``/``.
+
+    None when torch refuses the archive for it: the first entry has no folder, or another entry lies outside
+    that folder (``PyTorchStreamReader``: "file in archive is not in a subdirectory").
+    """
     if not reading.members:
         return None
     first = reading.members[0].raw_name
     cut = first.find(b"/")
-    return None if cut < 0 else first[:cut + 1].decode("latin-1")
+    if cut < 0:
+        return None
+    folder = first[:cut + 1]
+    if any(not m.raw_name.startswith(folder) for m in reading.members):
+        return None
+    return folder.decode("latin-1")
 
 
 def torch_records(reading: ZipReading, record: str) -> list[ZipMember]:
@@ -513,6 +522,8 @@ def open_member(buf: Buffer, record: str, *, limit: int) -> bytes:
     view = read_zip(buf)
     if not view.miniz.ok:
         raise ZipReadError(f"damaged zip archive ({view.miniz.error})")
+    if torch_prefix(view.miniz) is None:
+        raise ZipReadError("not a torch archive: its entries are not all in the folder of the first one")
     found = torch_records(view.miniz, record)
     if not found:
         raise ZipReadError(f"torch archive without {record}")
