@@ -115,7 +115,7 @@ class LicencePolicy:
 COST_LEVELS = ("fail", "warn")
 
 #: Behaviour probes ``probes.run`` may list (contamination is ``probes.contamination``, with its tasks).
-PROBE_NAMES = ("refusal", "degeneration", "stability")
+PROBE_NAMES = ("refusal", "degeneration", "stability", "hallucination")
 
 
 @dataclass(frozen=True)
@@ -138,10 +138,18 @@ class ProbesPolicy:
     """Loop rate, repetition or empty-output rate must rise by more than this (95% interval above it)."""
     degeneration_level: str = "fail"
     """``fail`` or ``warn``: the verdict when the candidate degenerates beyond the margin."""
+    hallucination_level: str = "warn"
+    """``warn`` or ``fail``: the verdict when a hallucination measure gets significantly worse."""
+    truthfulqa: str | None = None
+    """Local TruthfulQA ``multiple_choice`` data (file or folder); with ``hallucination`` in :attr:`run`, MC1 and
+    MC2 run as part of the probe (``truthfulqa_mc1:PATH``, ``truthfulqa_mc2:PATH``)."""
 
     def specs(self) -> tuple[str, ...]:
         """The task specs of the configured probes, as ``assay eval --task`` takes them."""
-        return (*(f"builtin:{p}" for p in self.run), *(f"contamination:{t}" for t in self.contamination))
+        truthfulqa = ((f"truthfulqa_mc1:{self.truthfulqa}", f"truthfulqa_mc2:{self.truthfulqa}")
+                      if self.truthfulqa and "hallucination" in self.run else ())
+        return (*(f"builtin:{p}" for p in self.run), *truthfulqa,
+                *(f"contamination:{t}" for t in self.contamination))
 
 
 @dataclass(frozen=True)
@@ -269,7 +277,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "cost": ("api_per_task", "api_input_per_mtok", "api_output_per_mtok", "tokens_in", "tokens_out", "self_per_task",
              "gpu_price_per_hour", "utilisation", "training_cost", "monthly_volume", "max_cost_per_task",
              "on_exceed"),
-    "probes": ("run", "contamination", "limit", "alpha", "degeneration_margin", "degeneration_level"),
+    "probes": ("run", "contamination", "limit", "alpha", "degeneration_margin", "degeneration_level",
+               "hallucination_level", "truthfulqa"),
     "drift": ("kl", "limit", "max_kl_mean", "level"),
 }
 
@@ -371,7 +380,19 @@ def parse_probes(p: Mapping[str, Any]) -> ProbesPolicy:
     if level not in COST_LEVELS:
         raise PolicyError(f"policy key probes.degeneration_level: expected one of {', '.join(COST_LEVELS)}, "
                           f"got {_show(level)}")
+    h_level = p.get("hallucination_level", "warn")
+    if h_level not in COST_LEVELS:
+        raise PolicyError(f"policy key probes.hallucination_level: expected one of {', '.join(COST_LEVELS)}, "
+                          f"got {_show(h_level)}")
+    truthfulqa = p.get("truthfulqa")
+    if truthfulqa is not None and not (isinstance(truthfulqa, str) and truthfulqa.strip()):
+        raise PolicyError(f"policy key probes.truthfulqa: expected the path of local TruthfulQA multiple_choice "
+                          f"data, got {_show(truthfulqa)}")
+    if truthfulqa and "hallucination" not in run:
+        raise PolicyError("policy key probes.truthfulqa: TruthfulQA runs as part of the hallucination probe; add "
+                          "hallucination to probes.run")
     return ProbesPolicy(run=tuple(dict.fromkeys(run)), contamination=contamination,
+                        hallucination_level=h_level, truthfulqa=truthfulqa,
                         limit=_opt_int("probes.limit", p.get("limit")),
                         alpha=_number("probes.alpha", p.get("alpha", 0.05), hi=0.5),
                         degeneration_margin=_number("probes.degeneration_margin",
@@ -701,7 +722,9 @@ probes:
   #                 WARN when safe requests are refused significantly more often (over-refusal)
   #   degeneration  FAIL (or WARN) when loop rate, repetition or empty outputs rise beyond the margin
   #   stability     WARN when repeated greedy generation or batched scoring differs at all
-  run: []                   # e.g. [refusal, degeneration, stability]
+  #   hallucination WARN (or FAIL) when confident fabrication about non-existent entities, invented answers
+  #                 to passage questions or TruthfulQA scores get significantly worse (docs/hallucination.md)
+  run: []                   # e.g. [refusal, degeneration, stability, hallucination]
   # Tasks whose published items are checked for contamination (Min-K% against perturbed copies).
   # WARN with the numbers when the candidate's gap rose significantly: evidence, not a verdict alone.
   contamination: []         # e.g. [builtin:knowledge]
@@ -709,6 +732,8 @@ probes:
   alpha: 0.05               # significance level of every probe rule
   degeneration_margin: 0.05 # rise in loop rate / repetition / empty rate the 95% interval must exceed
   degeneration_level: fail  # fail or warn
+  hallucination_level: warn # warn or fail
+  truthfulqa: null          # local TruthfulQA multiple_choice data: MC1 and MC2 run with the hallucination probe
 
 drift:
   # KL divergence of the candidate's next-token distributions from the base's, on a text
