@@ -48,7 +48,7 @@ class Sample:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-# Pickles -----------------------------------------------------------------------------------------------------------
+# Pickles -------------------------------------------------------------------------------------------------------------
 
 def _su(s: str) -> bytes:
     b = s.encode()
@@ -79,7 +79,7 @@ HONEST_DICT = b"\x80\x02}."
 PROTO2_LONG = b"\x80\x02\x8a\x0a" + TORCH_LEGACY_MAGIC.to_bytes(10, "little") + b"."
 
 
-# Zip, by hand -------------------------------------------------------------------------------------------------------
+# Zip, by hand --------------------------------------------------------------------------------------------------------
 
 @dataclass
 class M:
@@ -162,7 +162,7 @@ def torch_members(data_pkl: bytes, *, name: str = "archive/data.pkl") -> list[M]
     return [M(name, data_pkl), M("archive/version", b"3\n")]
 
 
-# numpy ----------------------------------------------------------------------------------------------------------------
+# numpy ---------------------------------------------------------------------------------------------------------------
 
 def npy(descr: str, body: bytes, shape: str = "(1,)") -> bytes:
     """A version 1.0 ``.npy`` with any ``descr`` text (as written in the header dict)."""
@@ -179,7 +179,7 @@ def honest_npy() -> bytes:
     return bio.getvalue()
 
 
-# Legacy torch ---------------------------------------------------------------------------------------------------------
+# Legacy torch --------------------------------------------------------------------------------------------------------
 
 def legacy_file(data_pickle: bytes, keys_pickle: bytes = b"\x80\x02]q\x00.") -> bytes:
     """torch's legacy (non-zip, non-tar) layout around ``data_pickle``: magic, protocol, sys info, data, keys."""
@@ -200,7 +200,7 @@ def legacy_tar(storages: bytes, tensors: bytes, pickle_member: bytes) -> bytes:
     return bio.getvalue()
 
 
-# Polyglots --------------------------------------------------------------------------------------------------------------
+# Polyglots -----------------------------------------------------------------------------------------------------------
 
 def pickle_tar(pickle_text: bytes) -> bytes:
     """A tar archive whose first header's name field is a protocol-0 pickle: pickle.load runs it from byte 0."""
@@ -249,7 +249,7 @@ def json_tar(doc_head: str, doc_tail: str) -> bytes:
     return bytes(block)
 
 
-# Corpus ----------------------------------------------------------------------------------------------------------------
+# Corpus --------------------------------------------------------------------------------------------------------------
 
 def build_containers(root: Path, *, marker_dir: Path) -> list[Sample]:
     """Write every sample under ``root``; payloads create ``marker_dir / <sample name>``."""
@@ -272,7 +272,7 @@ def build_containers(root: Path, *, marker_dir: Path) -> list[Sample]:
 
     dangerous = ("PICKLE-GLOBAL-DANGEROUS",)
 
-    # 1. zip end records and member lookup (torch: miniz) ---------------------------------------------------------
+    # 1. zip end records and member lookup (torch: miniz) -------------------------------------------------------------
     add("zip-comment-directory", "pytorch_model.bin",
         comment_directory_zip(torch_members(HONEST_DICT),
                               torch_members(payload_p2(mk("zip-comment-directory")))),
@@ -312,7 +312,7 @@ def build_containers(root: Path, *, marker_dir: Path) -> list[Sample]:
         make_zip([M("arr_0.npy", npy("'O'", payload_p2(mk("npz-prefix-unfixed"))))],
                  prefix=b"PK\x03\x04" + b"\x00" * 28, fix_offsets=False), "numpy", dangerous)
 
-    # 2. polyglots ---------------------------------------------------------------------------------------------------
+    # 2. polyglots ----------------------------------------------------------------------------------------------------
     pickle_hdf5(add("poly-pickle-hdf5-userblock", "model.h5", None, "pickle", dangerous + ("FORMAT-POLYGLOT",)),
                 payload_p2(mk("poly-pickle-hdf5-userblock")))
     add("poly-pickle-tar-header", "weights.pkl", pickle_tar(payload_p0(mk("poly-pickle-tar-header"))), "pickle",
@@ -340,7 +340,7 @@ def build_containers(root: Path, *, marker_dir: Path) -> list[Sample]:
         legacy_tar(b"\x80\x02K\x00.\x80\x02].", b"\x80\x02K\x00.", payload_p0(mk("legacy-tar-pickle-member"))),
         "torch", dangerous)
 
-    # 3. numpy object dtypes, every spelling -----------------------------------------------------------------------------
+    # 3. numpy object dtypes, every spelling --------------------------------------------------------------------------
     for name, descr in (("npy-descr-object-word", "'object'"), ("npy-descr-O", "'O'"),
                         ("npy-descr-record-field", "[('a', '<f4'), ('b', '|O')]"),
                         ("npy-descr-nested-record", "[('a', [('b', '<i4'), ('c', 'O')])]"),

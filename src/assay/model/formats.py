@@ -273,7 +273,8 @@ def _looks_onnx(head: bytes) -> bool:
     # ModelProto: field 1 ir_version (varint, tag 0x08) first, then producer_name (0x12), graph (0x3a) or
     # opset_import (0x42); the string "onnx" or "ai.onnx" nearly always appears in the head.
     return (len(head) > 4 and head[0] == 0x08 and 1 <= head[1] <= 20
-            and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42) and (b"onnx" in head[:4096] or b"ONNX" in head[:4096]))
+            and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42)
+            and (b"onnx" in head[:4096] or b"ONNX" in head[:4096]))
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:

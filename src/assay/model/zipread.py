@@ -13,8 +13,9 @@ another is bypassed, so this module gives *both* readings of the same bytes and 
 miniz semantics (torch's ``PyTorchStreamReader``, built without CRC checks): the *last* end-record signature
 with 22 bytes after it in the last 64 KiB; a zip64 record found through its locator's offset; offsets taken as
 written (no adjustment for prepended bytes); records looked up case-insensitively under the folder named by the
-first entry (an entry outside it makes torch refuse the archive), the first of several equal names winning; only stored and deflated members. Each of these was
-checked against ``torch.load`` (tests/scan/test_containers_hardening.py). zipfile semantics are zipfile's own (its
+first entry (an entry outside it makes torch refuse the archive), the first of several equal names winning;
+only stored and deflated members. Each of these was checked against ``torch.load``
+(tests/scan/test_containers_hardening.py). zipfile semantics are zipfile's own (its
 parser is run), with member data located exactly as ``ZipFile.open`` does. Nothing here decompresses more than
 the caller's limit.
 """
@@ -143,7 +144,7 @@ class ZipView:
             out.append(f"miniz reads the central directory at byte {a.cd_offset}, zipfile at {b.cd_offset}")
         if len(a.members) != len(b.members):
             out.append(f"miniz lists {len(a.members)} members, zipfile {len(b.members)}")
-        for ma, mb in zip(a.members, b.members):
+        for ma, mb in zip(a.members, b.members, strict=False):  # lengths may differ: reported above
             if ma.raw_name != mb.raw_name:
                 out.append(f"entry {ma.index} is {ma.name!r} for miniz but {mb.name!r} for zipfile")
             elif ma.span != mb.span:

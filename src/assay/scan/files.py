@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import BinaryIO, cast
+from typing import BinaryIO, assert_never, cast
 
 from assay.model._bufio import Buffer, BufReader
 from assay.model.formats import TEXT_FORMATS, Format, detect_bytes, other_readings
@@ -82,8 +82,8 @@ def scan_buffer(buf: Buffer, name: str, fs: FileScan, *, where: str | None, dept
         pass  # data only
     elif fmt is Format.UNKNOWN:
         fs.unverified(f"{_prefix(where)}unknown binary format, not analysed")
-    else:  # pragma: no cover - every Format is routed above (tested)
-        fs.unverified(f"{_prefix(where)}format {fmt.value} is not analysed")
+    else:  # pragma: no cover - every Format is routed above (the checker proves it)
+        assert_never(fmt)
     _scan_by_name(buf, name, fmt, fs, where=where)
     if fmt is not Format.EMPTY:
         _scan_other_readings(buf, name, fmt, fs, where=where, depth=depth)
@@ -167,7 +167,8 @@ def _scan_other_readings(buf: Buffer, name: str, fmt: Format, fs: FileScan, *, w
         probe = FileScan(fs.path, fs.options)
         try:
             if other is Format.PICKLE:
-                containers.scan_pickle_file(buf, probe, where=where, depth=depth, stream=cast(BinaryIO, _ProbeReader(buf)))
+                containers.scan_pickle_file(buf, probe, where=where, depth=depth,
+                                            stream=cast(BinaryIO, _ProbeReader(buf)))
             elif other is Format.TAR:
                 containers.scan_compressed(buf, Format.TAR, probe, where=where, depth=depth)
             elif other is Format.HDF5:
