@@ -116,6 +116,16 @@ RULES: dict[str, Rule] = {r.id: r for r in [
     _r("ZIP-PREFIX", Severity.HIGH, "zip has bytes before its first member (a polyglot file)"),
     _r("ZIP-GAP", Severity.MEDIUM, "zip has bytes between members that no central directory entry covers"),
     _r("ZIP-OVERLAP", Severity.HIGH, "zip members overlap"),
+    _r("ZIP-READERS-DISAGREE", Severity.HIGH, "torch (miniz) and zipfile (numpy, Keras) read the archive differently"),
+    _r("ZIP-MULTIPLE-DIRECTORIES", Severity.HIGH, "zip holds a second end-of-central-directory record"),
+    _r("ZIP-CASE-COLLISION", Severity.HIGH, "zip member names differ only in case (torch looks names up "
+       "case-insensitively)"),
+    _r("ZIP-AMBIGUOUS-RECORD", Severity.HIGH, "several zip members could be the torch record a loader reads"),
+    _r("ZIP-TRAILING-DATA", Severity.LOW, "bytes after the zip end record that no zip reader reads"),
+    _r("FORMAT-POLYGLOT", Severity.HIGH, "the file is valid as two formats: a loader of the other one reads "
+       "different content"),
+    _r("FORMAT-MISMATCH", Severity.MEDIUM, "the file's content contradicts its name (a text file named "
+       "model.safetensors)", "rename the file to what it is"),
     _r("ARCHIVE-PATH", Severity.HIGH, "archive member escapes the extraction folder or is a link or device"),
     # numpy, keras
     _r("NUMPY-OBJECT", Severity.MEDIUM, "numpy array of Python objects: np.load needs allow_pickle=True"),
