@@ -21,10 +21,11 @@ when asked for, through a memory map, so reading one tensor of a 70B model costs
 
 from __future__ import annotations
 
+import io
+import mmap
 import os
 import re
 import threading
-import zipfile
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 SAFETENSORS_ITEMSIZE: dict[str, int] = {k: v // 8 for k, v in DTYPE_BITS.items() if v % 8 == 0}
 _NUMPY_DTYPE = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
                 "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?", "C64": "<c8"}
+#: A torch archive's data.pkl larger than this is not walked (a real one is a few MiB for the largest models).
+_MAX_DATA_PKL = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -398,16 +401,17 @@ def torch_entries(path: Path, fmt: Format) -> list[TorchTensorRecord]:
 
 def _torch_root(path: Path, fmt: Format) -> Any:
     if fmt is Format.TORCH_ZIP:
+        # The record torch reads, found the way torch finds it (assay.model.zipread: miniz semantics).
+        from assay.model.zipread import ZipReadError, open_member
+
         try:
-            with zipfile.ZipFile(path) as zf:
-                pkl = next((n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl")), None)
-                if pkl is None:
-                    raise FormatError(f"{path.name}: torch archive without data.pkl")
-                with zf.open(pkl) as fh:
-                    return evaluate_pickle(fh)
-        except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, NotImplementedError, ValueError, OSError,
-                RuntimeError) as exc:  # undecodable names, unknown methods, encrypted members, bad offsets
-            raise FormatError(f"{path.name}: damaged zip archive ({str(exc)[:120] or type(exc).__name__})") from exc
+            with path.open("rb") as raw, mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                data = open_member(mm, "data.pkl", limit=_MAX_DATA_PKL)
+        except ZipReadError as exc:
+            raise FormatError(f"{path.name}: {exc.message}") from exc
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{path.name}: cannot read the archive ({exc})") from exc
+        return evaluate_pickle(io.BytesIO(data))
     else:
         with path.open("rb") as fh:
             first = evaluate_pickle(fh)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from assay.model.gguf_file import GGUFString, parse_gguf
 from assay.scan.context import FileScan, at
-from assay.scan.files import Buffer
+from assay.model._bufio import Buffer
 from assay.scan.payload import check_tensor_start
 
 

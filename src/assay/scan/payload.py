@@ -144,7 +144,7 @@ def check_tensor_start(buf: Any, start: int, end: int, fs: FileScan, location: s
         evidence, ran_to_end = _pickle(head, short - start >= WINDOW)
         fs.payload_bytes += head.tell()
         if evidence is None and ran_to_end and end > short:
-            from assay.scan.files import BufReader
+            from assay.model._bufio import BufReader
 
             window_end = min(end, start + WINDOW)
             window = BufReader(buf, start, window_end)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from assay.model.safetensors_file import DTYPE_BITS, MAX_HEADER, parse_safetensors
 from assay.scan.context import FileScan, at
-from assay.scan.files import Buffer
+from assay.model._bufio import Buffer
 from assay.scan.payload import check_tensor_start
 
 __all__ = ["DTYPE_BITS", "MAX_HEADER", "scan_safetensors"]
