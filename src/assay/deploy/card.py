@@ -371,7 +371,7 @@ def _parse_card(ref: ModelRef) -> _Parsed:
         findings.append(CardFinding("CARD-TOO-LARGE", "low", "README.md", None,
                                     f"the card is larger than {MAX_CARD_BYTES // 1024 // 1024} MiB; only the start was read"))
     fm, body = split_front_matter(text)
-    meta: dict[str, Any] = {}
+    meta = {}
     if fm is not None:
         try:
             loaded = yaml.safe_load(fm)
