@@ -97,3 +97,34 @@ def test_gguf_limits_are_resource_limits(tmp_path: Path) -> None:
     assert g.limit is not None and g.limit.startswith("resource limit: ")
     report = scan_model(resolve(str(p)))
     assert report.verdict is ScanVerdict.UNVERIFIED and "resource limit" in (report.files[0].reason or "")
+
+
+def test_offsets_llama_cpp_refuses_are_reported(tmp_path: Path) -> None:
+    """gguf-py reads tensors at any aligned offset; llama.cpp wants them packed in header order. A gap between
+    two tensors is bytes one loader skips: GGUF-LAYOUT, and the real gguf-py reader accepts the file."""
+    import struct
+
+    import gguf
+
+    from tests.factory.hostile import gguf_bytes
+
+    data = b"\x01" * 64 + b"\x00" * 64 + b"\x02" * 64  # tensor b starts 64 bytes after a ends
+    p = tmp_path / "gap.gguf"
+    p.write_bytes(gguf_bytes([("general.architecture", 8, struct.pack("<Q", 5) + b"llama")],
+                             [("a", [16], 0, 0), ("b", [16], 0, 128)], data))
+    reader = gguf.GGUFReader(str(p))
+    assert [t.name for t in reader.tensors] == ["a", "b"]
+    g = read_gguf_file(p)
+    assert [x.rule for x in g.problems] == ["GGUF-LAYOUT"] and g.fatal() is None
+    report = scan_model(resolve(str(p)))
+    assert {f.rule for f in report.findings} == {"GGUF-LAYOUT"} and report.verdict is ScanVerdict.UNSAFE
+
+
+def test_truncated_safetensors_is_one_finding(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = Path(zoo.safetensors_dir) / "model.safetensors"
+    cut = tmp_path / "model.safetensors"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    report = scan_model(resolve(str(cut)))
+    assert len(report.findings) == 1, [f.message for f in report.findings]
+    assert report.findings[0].message == (f"truncated: the header describes {src.stat().st_size} bytes, the file "
+                                          f"has {cut.stat().st_size}")
