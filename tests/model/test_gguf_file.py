@@ -128,3 +128,20 @@ def test_truncated_safetensors_is_one_finding(zoo, tmp_path: Path) -> None:  # t
     assert len(report.findings) == 1, [f.message for f in report.findings]
     assert report.findings[0].message == (f"truncated: the header describes {src.stat().st_size} bytes, the file "
                                           f"has {cut.stat().st_size}")
+
+
+def test_big_endian_gguf_is_scanned_but_its_tensors_are_not_misread(tmp_path: Path) -> None:
+    """gguf-py reads byte-swapped files; assay checks their structure but refuses to decode their data as
+    little-endian numbers (a silently wrong value)."""
+    import struct
+
+    from assay.errors import FormatError
+    from assay.model.tensors import file_tensors
+
+    head = b"GGUF" + struct.pack(">IQQ", 3, 1, 0) + struct.pack(">Q", 1) + b"a" + struct.pack(">IQIQ", 1, 8, 0, 0)
+    p = tmp_path / "be.gguf"
+    p.write_bytes(head + b"\x00" * (-len(head) % 32) + struct.pack(">8f", *range(8)))
+    g = read_gguf_file(p)
+    assert g.endian == ">" and g.complete and not g.problems
+    with pytest.raises(FormatError, match="big-endian"):
+        file_tensors(p)

@@ -302,6 +302,8 @@ def read_gguf(path: Path, *, rel: str | None = None) -> GGUFHeader:
     reason = g.fatal()
     if reason is not None:
         raise FormatError(problem_message(rel, reason, None))
+    if g.endian != "<":  # the data is big-endian too: decoding it as little-endian would give wrong numbers
+        raise FormatError(f"{rel}: a big-endian GGUF file; assay reads the tensors of little-endian files only")
     arch = g.architecture
     transforms = _gguf_transforms(arch, g.metadata)
     where = path.absolute()
