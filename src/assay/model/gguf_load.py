@@ -32,7 +32,9 @@ from assay.model.gguf_file import STRING, GGUFArray, GGUFFile, read_gguf_file
 from assay.model.problems import problem_message
 
 #: Architectures whose GGUF -> Hugging Face tensor mapping (names, llama's Q/K permutation, Gemma's norm offset)
-#: is assay's own and tested equal to transformers'.
+#: is assay's own and follows transformers' tensor processors: llama (and mistral, which llama.cpp writes as
+#: llama) is tested equal to transformers on the real SmolLM2 GGUF and the factory models (F32, F16, Q8_0);
+#: qwen2/qwen3 need no transform and gemma2/gemma3 subtract 1 from ``*norm.weight``, as transformers does.
 FAST_ARCHITECTURES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"})
 
 _patch_lock = threading.Lock()
