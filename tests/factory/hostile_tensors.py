@@ -183,6 +183,11 @@ def memo_fanout_state_dict(depth: int = 40) -> bytes:
     return bytes(out)
 
 
+def long_pickle(ops: int = 16_000_000) -> bytes:
+    """A 32 MB pickle of NONE, POP pairs: harmless, and a long walk for any machine that runs every opcode."""
+    return b"\x80\x04" + b"N0" * (ops // 2) + b"N."
+
+
 def huge_json_safetensors(size: int = 99_000_000) -> bytes:
     """A safetensors file whose 99 MB header is one honest tensor plus an ignored field of ~33M empty objects.
 
@@ -222,6 +227,7 @@ def build_dos_samples(root: Path) -> list[DosSample]:
 
     return [
         DosSample("pickle-memo-fanout", write("fanout.pkl", memo_fanout_pickle()), "scan", (1,)),
+        DosSample("pickle-16m-opcodes", write("long.pkl", long_pickle()), "scan", (2,)),
         DosSample("state-dict-memo-fanout", write("pytorch_model.bin", memo_fanout_state_dict()), "inspect", (0, 2)),
         DosSample("safetensors-99mb-json", write("huge.safetensors", huge_json_safetensors()), "scan", (2,)),
         DosSample("gguf-17m-strings", write("strings.gguf", gguf_many_strings()), "scan", (2,)),

@@ -122,7 +122,7 @@ def dos(tmp_path_factory: pytest.TempPathFactory) -> list[DosSample]:
     return build_dos_samples(tmp_path_factory.mktemp("dos"))
 
 
-@pytest.mark.parametrize("name", ["pickle-memo-fanout", "state-dict-memo-fanout", "safetensors-99mb-json",
+@pytest.mark.parametrize("name", ["pickle-memo-fanout", "pickle-16m-opcodes", "state-dict-memo-fanout", "safetensors-99mb-json",
                                   "gguf-17m-strings", "gguf-huge-lengths"])
 def test_denial_of_service_files_are_decided_quickly(dos: list[DosSample], name: str) -> None:
     s = next(d for d in dos if d.name == name)

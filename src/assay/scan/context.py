@@ -47,6 +47,8 @@ class FileScan:
     reasons: list[str] = field(default_factory=list)
     format: str = "unknown"
     _seen: set[tuple[str, str | None, str | None]] = field(default_factory=set)
+    pickle_ops: int = 0
+    """Pickle opcodes run so far in this file (bounded, see :data:`assay.scan.pickle_vm.MAX_PICKLE_OPS`)."""
     payload_bytes: int = 0
     """Bytes of tensor starts the pickle decoder consumed so far (bounded per file, see :mod:`assay.scan.payload`)."""
     nested_seen: set[bytes] = field(default_factory=set)

@@ -76,7 +76,7 @@ def _pickle(stream: Any, window_is_full: bool) -> tuple[str | None, bool]:
     The scanner's symbolic machine runs it (:mod:`assay.scan.pickle_vm`): opcodes must also make sense on the
     stack (``0R.`` decodes as opcodes but no unpickler accepts it), and at least one global must be named.
     """
-    from assay.scan.pickle_vm import PickleFormatError
+    from assay.scan.pickle_vm import PickleFormatError, PickleResourceLimit
 
     machine = _recorder()
     names = machine.names
@@ -86,6 +86,8 @@ def _pickle(stream: Any, window_is_full: bool) -> tuple[str | None, bool]:
         try:
             machine.run(stream)
             stopped = True
+        except PickleResourceLimit:
+            pass
         except (PickleFormatError, struct.error, RecursionError):
             # well-formed up to the end of what was given: a longer pickle, cut by the window
             end = stream.tell()
