@@ -122,8 +122,8 @@ def dos(tmp_path_factory: pytest.TempPathFactory) -> list[DosSample]:
     return build_dos_samples(tmp_path_factory.mktemp("dos"))
 
 
-@pytest.mark.parametrize("name", ["pickle-memo-fanout", "pickle-16m-opcodes", "state-dict-memo-fanout", "safetensors-99mb-json",
-                                  "gguf-17m-strings", "gguf-huge-lengths"])
+@pytest.mark.parametrize("name", ["pickle-memo-fanout", "pickle-16m-opcodes", "state-dict-memo-fanout",
+                                  "safetensors-99mb-json", "gguf-17m-strings", "gguf-huge-lengths"])
 def test_denial_of_service_files_are_decided_quickly(dos: list[DosSample], name: str) -> None:
     s = next(d for d in dos if d.name == name)
     rc, seconds, peak_mib, err = _run_limited([s.command, str(s.path), "--json"], timeout=60)
