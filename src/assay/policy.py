@@ -7,10 +7,9 @@ never silently weakens a check.
     >>> policy = load_policy(Path("assay-policy.yaml"))      # or default_policy()
     >>> policy.scan.fail_on, policy.evaluation.tasks
     ('medium', ('builtin:knowledge', 'builtin:arithmetic', 'builtin:reference'))
-    >>> rules = policy.rules()                               # an AllOf of small Rule objects (see assay.verdict)
 
-The policy is data; the rules it produces are small objects (:mod:`assay.verdict`) that each look at one stage
-document and return reasons. :meth:`Policy.rules` composes them.
+The policy is data; :func:`assay.verdict.rules_for` turns it into small rule objects that each look at one stage
+document and return reasons (the policy knows nothing of the verdict, which reads it).
 """
 
 from __future__ import annotations
@@ -20,14 +19,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from assay.errors import PolicyError
-
-if TYPE_CHECKING:
-    from assay.verdict import AllOf
+from assay.jsonable import as_mapping
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 """Scan severities, most severe first."""
@@ -253,12 +250,6 @@ class Policy:
     """KL drift from the base and its threshold."""
     source: str = "default"
     """Where the policy came from (a file path, or ``default``)."""
-
-    def rules(self) -> AllOf:
-        """The rules this policy enforces, composed (see :mod:`assay.verdict`)."""
-        from assay.verdict import rules_for
-
-        return rules_for(self)
 
 
 def default_policy() -> Policy:
@@ -581,7 +572,7 @@ def load_cost_file(path: Path | str, *, keep: CostPolicy | None = None) -> CostP
         raise PolicyError(f"{p}: a cost file is a mapping of cost keys ({', '.join(_SECTIONS['cost'])}), "
                           f"got {_show(data)}")
     if data.get("schema") == "assay.cost/1":
-        inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
+        inputs = as_mapping(data.get("inputs"))
         data = {key: inputs[name] for name, key in _COST_DOC_INPUTS.items() if inputs.get(name) is not None}
     elif isinstance(data.get("cost"), dict) and set(data) <= set(_SECTIONS):
         data = data["cost"]

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, assert_never
 
+from assay.jsonable import as_mapping
 from assay.policy import SEVERITIES
 
 if TYPE_CHECKING:
@@ -415,7 +416,8 @@ class MustImprove(Rule):
 
     def _primary(self, task: str, metrics: Mapping[str, Any]) -> str | None:
         judged = [m for m in metrics if self.evaluation.margin(task, m) is not None]
-        return (judged or list(metrics) or [None])[0]
+        names = judged or list(metrics)
+        return names[0] if names else None
 
     def check(self, stages: Stages) -> list[Reason]:
         if not self.evaluation.must_improve:
@@ -550,7 +552,7 @@ class CardClaims(Rule):
         for i, c in enumerate((out.document or {}).get("claims") or []):
             if not isinstance(c, Mapping) or c.get("supported") is not False:
                 continue
-            claim = c.get("claim") if isinstance(c.get("claim"), Mapping) else {}
+            claim = as_mapping(c.get("claim"))
             task, _, metric = str(c.get("measured_key", "")).partition("/")
             reasons.append(self._reason(
                 f"the card claims {claim.get('metric')} {_num(c.get('claimed'))} on "
@@ -935,7 +937,7 @@ def outcome_of(reasons: Iterable[Reason]) -> Outcome:
 
 def decide(stages: Stages, policy: Policy) -> Verdict:
     """The verdict of ``policy`` over the stage outcomes. Pure: same inputs, same verdict."""
-    reasons = policy.rules().check(stages)
+    reasons = rules_for(policy).check(stages)
     reasons.sort(key=lambda r: _ORDER[r.level])  # stable: stage order kept within a level
     return Verdict(outcome_of(reasons), tuple(reasons))
 

@@ -16,7 +16,7 @@ from assay.evaluate.probes.hallucination import (FICTIONAL_TASK, KNOWN_TASK, PAS
 from assay.evaluate.runner import evaluate_model
 from assay.evaluate.tasks import load_tasks
 from assay.policy import parse_policy
-from assay.verdict import StageOutcome
+from assay.verdict import StageOutcome, rules_for
 
 ABSTAIN = re.compile(r"no such|no (treaty|river|mountain|island)|do not know|don't know|does not say", re.I)
 
@@ -113,18 +113,18 @@ def test_a_candidate_that_fabricates_more_than_its_base_is_flagged() -> None:
                      (UNANSWERABLE_TASK, "invented")}
     stages = {"probes": _probes_stage(base, cand)}
     policy = parse_policy({"probes": {"run": ["hallucination"]}})
-    reasons = [r for r in policy.rules().check(stages) if r.rule == "probes.hallucination"]
+    reasons = [r for r in rules_for(policy).check(stages) if r.rule == "probes.hallucination"]
     assert len(reasons) == 3 and {r.level.value for r in reasons} == {"warn"}
     assert any("entities that do not exist" in r.message for r in reasons)
     assert all(r.evidence.startswith("probes.comparison.builtin:hallucination/") for r in reasons)
     strict = parse_policy({"probes": {"run": ["hallucination"], "hallucination_level": "fail"}})
-    assert {r.level.value for r in strict.rules().check(stages) if r.rule == "probes.hallucination"} == {"fail"}
+    assert {r.level.value for r in rules_for(strict).check(stages) if r.rule == "probes.hallucination"} == {"fail"}
     # the other way round: less fabrication, but abstaining from everything costs passage answers and known facts
     back = {"probes": _probes_stage(cand, base)}
-    flagged = {r.evidence.rsplit(".", 1)[1] for r in policy.rules().check(back) if r.rule == "probes.hallucination"}
+    flagged = {r.evidence.rsplit(".", 1)[1] for r in rules_for(policy).check(back) if r.rule == "probes.hallucination"}
     assert flagged == {"supported", "over_abstained"}
     # without hallucination in probes.run the rule is not part of the policy
-    assert not [r for r in parse_policy({"probes": {"run": ["stability"]}}).rules().check(stages)
+    assert not [r for r in rules_for(parse_policy({"probes": {"run": ["stability"]}})).check(stages)
                 if r.rule == "probes.hallucination"]
 
 
@@ -147,7 +147,8 @@ def test_on_tiny_factory_models_paired_against_the_base() -> None:
     cmp = compare_results(same, cand)
     assert set(cmp) == {FICTIONAL_TASK, KNOWN_TASK, PASSAGE_TASK, UNANSWERABLE_TASK}
     assert cmp[FICTIONAL_TASK]["fabricated"].test == "mcnemar-exact"
-    reasons = parse_policy({"probes": {"run": ["hallucination"]}}).rules().check({"probes": _probes_stage(same, cand)})
+    policy = parse_policy({"probes": {"run": ["hallucination"]}})
+    reasons = rules_for(policy).check({"probes": _probes_stage(same, cand)})
     assert all(r.level.value == "warn" for r in reasons if r.rule == "probes.hallucination")  # WARN by default
 
 

@@ -207,7 +207,8 @@ def _normalise(lp: np.ndarray) -> np.ndarray:
     """Round to float16 (as stored) and renormalise, in float32."""
     x = lp.astype(np.float16).astype(np.float32)
     m = x.max(axis=-1, keepdims=True)
-    return x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
+    out: np.ndarray = x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
+    return out
 
 
 @dataclass

@@ -115,7 +115,8 @@ def metric_spec(name: str) -> MetricSpec:
 
 def _transform(spec: MetricSpec, ratio: np.ndarray) -> np.ndarray:
     if spec.transform == "exp_neg":
-        return np.exp(-ratio)
+        out: np.ndarray = np.exp(-ratio)
+        return out
     if spec.transform == "neg_log2":
         return -ratio / _LN2
     return ratio
@@ -135,7 +136,8 @@ def _resampled(spec: MetricSpec, values: Mapping[str, np.ndarray], counts: np.nd
     """Metric over bootstrap resamples given as item counts (shape [B, n])."""
     if spec.kind == "mean":
         x = np.asarray(values[spec.name], dtype=float)
-        return counts @ x / x.size
+        means: np.ndarray = counts @ x / x.size
+        return means
     num = counts @ np.asarray(values[spec.num], dtype=float)
     den = counts @ np.asarray(values[spec.den], dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):

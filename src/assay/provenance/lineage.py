@@ -485,8 +485,8 @@ def _compare(name: str, tb: TensorInfo, tc: TensorInfo, a: np.ndarray, b: np.nda
     import numpy as np
 
     layer = _layer_of(name)
-    base_kw = dict(name=name, layer=layer, shape_base=tuple(tb.shape), shape_candidate=tuple(tc.shape),
-                   dtype_base=tb.dtype, dtype_candidate=tc.dtype)
+    base_kw: dict[str, Any] = dict(name=name, layer=layer, shape_base=tuple(tb.shape),
+                                   shape_candidate=tuple(tc.shape), dtype_base=tb.dtype, dtype_candidate=tc.dtype)
     note = ""
     kind: TensorKind | None = None
     if a.shape != b.shape:

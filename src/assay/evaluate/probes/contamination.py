@@ -77,7 +77,7 @@ def token_logprobs(backend: Backend, texts: Sequence[str]) -> list[list[float]]:
                         f"not provide; run them with the hf backend")
     import torch
 
-    out = []
+    out: list[Any] = []
     for text in texts:
         ids, lp = full(text)
         if len(ids) < 2:
