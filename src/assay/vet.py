@@ -42,8 +42,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from assay import __version__
-from assay.deploy.claims import match_claims, measured_scores
+from assay.deploy.claims import card_with_claims, match_claims
 from assay.deploy.training_log import read_training_log
+from assay.evaluate.policy_tasks import kl_tasks, probe_tasks, probes_document
 from assay.errors import AssayError, ModelError, PolicyError, debugging
 from assay.model.formats import Format, detect
 from assay.model.ref import ModelRef, resolve
@@ -53,7 +54,6 @@ from assay.report.io import VET_SCHEMA, check_out_dir, write_reports
 from assay.verdict import Status, StageOutcome, Verdict, decide, reason_document
 
 if TYPE_CHECKING:
-    from assay.deploy.cost import CostInputs
     from assay.evaluate.pair import ModelComparison
     from assay.evaluate.tasks import Task
     from assay.model.inventory import Inventory
@@ -603,21 +603,8 @@ def _drift(ctx: VetContext) -> StageOutcome:
 
 def _card(ctx: VetContext) -> StageOutcome:
     """The card review, its claimed scores checked against what this vet measured."""
-    return _timed("card", lambda: _card_document(ctx.candidate, ctx.safe_base, ctx.document("evaluation")),
-                  ctx.progress)
-
-
-def _card_document(ref: ModelRef, base: ModelRef | None, evaluation: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    from assay.deploy.card import card_document, read_card
-
-    report = read_card(ref, base=base)
-    measured = measured_scores(evaluation)
-    claims, unmatched = match_claims(report, measured) if measured else ([], list(report.eval_results))
-    doc = dict(card_document(report, claims=claims))
-    doc["claims_unmatched"] = _plain(unmatched)
-    doc["claims_basis"] = ("the candidate's scores measured by this vet" if measured
-                           else "nothing measured (evaluation did not run), so no claim was checked")
-    return doc
+    return _timed("card", lambda: card_with_claims(ctx.candidate, base=ctx.safe_base,
+                                                   evaluation=ctx.document("evaluation")), ctx.progress)
 
 
 def _licence(ctx: VetContext) -> StageOutcome:
@@ -660,23 +647,6 @@ def _bench_document(cand: ModelRef, base: ModelRef | None, base_note: str | None
     return doc
 
 
-def cost_inputs(cost: CostPolicy, bench: Mapping[str, Any] | None) -> CostInputs:
-    """The :class:`~assay.deploy.cost.CostInputs` of the policy's ``cost`` section and the bench document."""
-    from assay.deploy.cost import CostInputs, inputs_from_bench
-
-    derived: dict[str, Any] = {}
-    if cost.self_per_task is None and bench is not None:
-        derived = inputs_from_bench(dict(bench))
-    return CostInputs(api_per_task=cost.api_per_task, api_input_per_mtok=cost.api_input_per_mtok,
-                      api_output_per_mtok=cost.api_output_per_mtok, self_per_task=cost.self_per_task,
-                      decode_tokens_per_s=derived.get("decode_tokens_per_s"),
-                      prefill_tokens_per_s=derived.get("prefill_tokens_per_s"),
-                      hardware_per_hour=cost.gpu_price_per_hour if cost.self_per_task is None else None,
-                      utilisation=cost.utilisation, tokens_in=cost.tokens_in, tokens_out=cost.tokens_out,
-                      training_cost=cost.training_cost, monthly_tasks=cost.monthly_volume,
-                      source=derived.get("source", {"self_per_task": "given by the policy"}))
-
-
 def _cost(ctx: VetContext) -> StageOutcome:
     """Cost per task self-hosted and via the API, and break-even, from the policy's prices and the bench."""
     c, bench = ctx.policy.cost, ctx.outcomes.get("bench")
@@ -701,69 +671,11 @@ def _cost(ctx: VetContext) -> StageOutcome:
         bench_doc = bench.document
 
     def run() -> Mapping[str, Any]:
-        from assay.deploy.cost import compute_cost, cost_document
+        from assay.deploy.cost import compute_cost, cost_document, inputs_from_policy
 
-        return cost_document(compute_cost(cost_inputs(c, bench_doc)))
+        return cost_document(compute_cost(inputs_from_policy(c, bench_doc)))
 
     return _timed("cost", run, NULL_PROGRESS)
-
-
-def probes_document(cand: ModelRef, base: ModelRef | None, cand_results: Mapping[str, Any],
-                    base_results: Mapping[str, Any] | None, policy: Policy) -> dict[str, Any]:
-    """The probes stage document: ``tasks``, ``base_tasks``, ``comparison`` (paired, Holm across the probe tasks),
-    ``refusal`` (rates of both sets, candidate against base) and ``contamination`` (each task's Min-K% gap)."""
-    import dataclasses
-
-    from assay.evaluate.compare import compare_results, eval_document
-    from assay.evaluate.probes import possible_contamination, refusal_summary
-    from assay.evaluate.probes.contamination import contamination_document
-
-    comparison = compare_results(base_results, cand_results) if base_results is not None else None
-    doc = eval_document(model=cand.spec, results=cand_results, base=base.spec if base_results is not None and base
-                        else None, base_results=base_results, comparison=comparison,
-                        settings={"backend": "hf", "dtype": "float32", "limit": policy.probes.limit,
-                                  "probes": list(policy.probes.specs()), "alpha": policy.probes.alpha})
-    doc["schema"] = "assay.probes/1"
-    summary = refusal_summary(comparison, alpha=policy.probes.alpha) if comparison is not None else None
-    doc["refusal"] = dataclasses.asdict(summary) if summary is not None else None
-    doc["contamination"] = (contamination_document(possible_contamination(comparison, alpha=policy.probes.alpha))
-                            if comparison is not None else [])
-    out: dict[str, Any] = _plain(doc)
-    return out
-
-
-def probe_tasks(policy: Policy) -> list[Task]:
-    """The behaviour probe tasks the policy asks for (``probes.run``, ``probes.contamination``), each cut to
-    ``probes.limit`` prompts. Raises :class:`~assay.errors.EvalError` for a task that cannot be probed."""
-    from assay.evaluate.probes import degeneration, stability
-    from assay.evaluate.tasks import load_tasks
-
-    n = policy.probes.limit
-    out: list[Task] = []
-    for name in policy.probes.run:
-        if n and name == "degeneration":  # each prompt greedy and sampled: keep both halves of the first n
-            out.append(degeneration.degeneration_task(prompts=degeneration.PROMPTS[:n]))
-        elif n and name == "stability":
-            out.append(stability.stability_task(cases=stability.CASES[:n]))
-        else:
-            out += [replace(t, items=t.items[:n]) if n else t for t in load_tasks(f"builtin:{name}")]
-    for spec in policy.probes.contamination:
-        out += [replace(t, items=t.items[:n]) if n else t for t in load_tasks(f"contamination:{spec}")]
-    return out
-
-
-def kl_tasks(policy: Policy) -> list[Task]:
-    """The KL drift task of ``drift.kl`` (none when off). Raises EvalError for a spec that is not a KL text."""
-    if policy.drift.kl is None:
-        return []
-    from assay.evaluate.tasks import TaskKind, load_tasks
-
-    tasks = load_tasks(policy.drift.kl)
-    bad = [t.name for t in tasks if t.kind is not TaskKind.KL]
-    if bad:
-        raise PolicyError(f"policy key drift.kl: {policy.drift.kl} is not a KL task (use kl:builtin:reference or "
-                          f"kl:PATH)")
-    return tasks
 
 
 # --- the table and its runner -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ them (:data:`CLAIM_ALIASES`, :data:`METRIC_ALIASES`) and hands each pair to :fun
     >>> measured = measured_scores(evaluation_document)          # {("arc_challenge", "acc"): 0.41, ...}
     >>> checks, unmatched = match_claims(read_card(ref), measured)
     >>> [(c.measured_key, c.supported) for c in checks]
+    >>> card_with_claims(ref, base=base_ref, evaluation=evaluation_document)["claims_unmatched"]
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from assay.deploy.card import CardReport, ClaimCheck, EvalClaim, check_claims
+from assay.deploy.card import CardReport, ClaimCheck, EvalClaim, card_document, check_claims, read_card
+from assay.jsonable import to_jsonable
+from assay.model.ref import ModelRef
 
 #: Names model cards use in ``model-index`` for the benchmarks assay runs (measured task -> dataset ids / names).
 CLAIM_ALIASES: Mapping[str, tuple[str, ...]] = {
@@ -98,3 +101,18 @@ def match_claims(report: CardReport, measured: Mapping[tuple[str, str], float]
         found = check_claims(replace(report, eval_results=(claim,)), {f"{label}/{claim.metric}": value})
         checks += [replace(c, measured_key=f"{task}/{metric}") for c in found]
     return checks, unmatched
+
+
+def card_with_claims(ref: ModelRef, *, base: ModelRef | None,
+                     evaluation: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``assay.card/1`` document of ``ref`` (``base``: the base whose licence the card is checked against),
+    its claims checked against the candidate's scores in ``evaluation`` (an ``assay.eval/1`` document, None when
+    nothing was measured); ``claims_unmatched`` lists the claims no measured task matched."""
+    report = read_card(ref, base=base)
+    measured = measured_scores(evaluation)
+    claims, unmatched = match_claims(report, measured) if measured else ([], list(report.eval_results))
+    doc = dict(card_document(report, claims=claims))
+    doc["claims_unmatched"] = to_jsonable(unmatched)
+    doc["claims_basis"] = ("the candidate's scores measured by this vet" if measured
+                           else "nothing measured (evaluation did not run), so no claim was checked")
+    return doc
