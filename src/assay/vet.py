@@ -539,12 +539,16 @@ def _models(ctx: VetContext) -> ModelComparison:
                 eval_tasks = _load_tasks(settings.tasks)
             except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
                 state.task_error = _why(exc)
-        state.models = compare_models(
-            ctx.candidate, ctx.safe_base, open_backend=lambda role, ref: _open_backend(ref, state.scans.get(role),
-                                                                                     ctx.progress),
-            tasks=eval_tasks, probes=settings.probes, kl=settings.kl, limit=settings.limit,
-            kl_limit=ctx.policy.drift.limit, seed=0, cache=ResultCache(), progress=ctx.progress, explain=_why,
-            label="vet: ")
+        cache = ResultCache()
+        try:
+            state.models = compare_models(
+                ctx.candidate, ctx.safe_base, open_backend=lambda role, ref: _open_backend(ref, state.scans.get(role),
+                                                                                         ctx.progress),
+                tasks=eval_tasks, probes=settings.probes, kl=settings.kl, limit=settings.limit,
+                kl_limit=ctx.policy.drift.limit, seed=0, cache=cache, progress=ctx.progress, explain=_why,
+                label="vet: ")
+        finally:
+            cache.close()
     return state.models
 
 
