@@ -317,9 +317,30 @@ def _lineage(cand: ModelRef, base: ModelRef, progress: Progress) -> Mapping[str,
 
 
 def _load_tasks(specs: Sequence[str]) -> list[Any]:
+    """The evaluation tasks, each checked as `assay eval` checks it; a bad spec raises (bad input, exit 2)."""
+    from assay.evaluate.runner import validate_task
     from assay.evaluate.tasks import load_tasks
 
-    return [t for s in specs for t in load_tasks(s)]
+    loaded = [t for s in specs for t in load_tasks(s)]
+    for t in loaded:
+        validate_task(t)
+    return loaded
+
+
+def _check_trusted_keys(policy: Policy) -> None:
+    """Refuse a ``signature.trusted_keys`` entry that is not a readable PEM public key, before any work."""
+    if not policy.signature.trusted_keys or not _available("assay.provenance.signing", "verify_model"):
+        return
+    from assay.provenance.signing import _load_public
+
+    for key in policy.signature.trusted_keys:
+        try:
+            _load_public(Path(key).read_bytes())
+        except OSError as exc:
+            raise PolicyError(f"cannot read trusted key {key} (signature.trusted_keys): "
+                              f"{exc.strerror or exc}") from exc
+        except AssayError as exc:
+            raise PolicyError(f"trusted key {key} (signature.trusted_keys): {exc.message}") from exc
 
 
 def _open_backend(ref: ModelRef, scanned: Any, progress: Progress) -> Any:
@@ -589,8 +610,12 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
         base_ref = resolve(base, download=download)
         _require_model(base_ref, "base")
 
-    pre = {"probes": probe_tasks(policy) if policy.probes.specs() else [],
-           "drift": kl_tasks(policy)}  # bad probe or KL specs are bad input: refused before any long work
+    # Bad input is refused here, before any scan or model load: evaluation, probe and KL task specs, trusted keys.
+    task_specs = list(tasks) if tasks else list(policy.evaluation.tasks)
+    pre = {"evaluation": _load_tasks(task_specs) if task_specs else [],
+           "probes": probe_tasks(policy) if policy.probes.specs() else [],
+           "drift": kl_tasks(policy)}
+    _check_trusted_keys(policy)
 
     stage_names = list(STAGES)
     progress.start("vet", total=len(stage_names))
@@ -673,7 +698,6 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
         done(_timed("lineage", lambda: _lineage(cand_ref, b, progress), progress))
 
     # 5. evaluation and comparison, behaviour probes, KL drift: each model is loaded once (base, then candidate)
-    task_specs = list(tasks) if tasks else list(policy.evaluation.tasks)
     eff_limit = limit if limit is not None else policy.evaluation.limit
     if not (task_specs or pre["probes"] or pre["drift"]):
         done(StageOutcome.not_applicable("evaluation", "no evaluation tasks in the policy"))
@@ -756,12 +780,7 @@ def _run_models(cand: ModelRef, base: ModelRef | None, reports: Mapping[str, Any
     results: dict[str, dict[str, Any]] = {"base": {}, "candidate": {}}
     kl_results: dict[str, Any] | None = None
     cache = ResultCache()
-    eval_tasks: list[Any] = []
-    if specs:
-        try:
-            eval_tasks = _load_tasks(specs)
-        except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
-            errors["evaluation"] = _why(exc)
+    eval_tasks: list[Any] = list(pre.get("evaluation", []))  # loaded (and so checked) before any work
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
         if stage in errors:
