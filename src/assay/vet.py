@@ -484,6 +484,23 @@ def _card(ref: ModelRef, base: ModelRef | None, evaluation: Mapping[str, Any] | 
     return doc
 
 
+def _card_and_licence(cand: ModelRef, base: ModelRef | None, evaluation: Mapping[str, Any] | None, policy: Policy,
+                      progress: Progress, done: Callable[[StageOutcome], None]) -> None:
+    """The card and licence stages (``base``: a base that scanned safe, for its licence; else None)."""
+    if _available("assay.deploy.card", "read_card"):
+        outcome = _timed("card", lambda: _card(cand, base, evaluation), progress)
+    else:
+        outcome = StageOutcome.skipped("card", "the model-card review is not available in this install")
+    done(outcome)
+    card_doc = outcome.document
+    if card_doc is None:
+        done(StageOutcome.skipped("licence", "no model card was read, so the licence is unknown"))
+    elif not _available("assay.deploy.licences", "check_licence"):
+        done(StageOutcome.skipped("licence", "licence checks are not available in this install"))
+    else:
+        done(_timed("licence", lambda: _licence(card_doc, policy), progress))
+
+
 def _licence(card_doc: Mapping[str, Any], policy: Policy) -> Mapping[str, Any]:
     from assay.deploy.licences import check_licence, lookup, normalise
 
@@ -654,6 +671,9 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
     training = read_training_log(cand_ref)
     if not _scan_is_safe(outcomes["scan"]):
         verdict_word = (outcomes["scan"].document or {}).get("verdict") or "not scanned"
+        # The card and licence are read as text (README front matter, config, GGUF metadata): nothing is loaded or
+        # unpickled, so a reviewer still sees what an unsafe model claims to be and under which licence.
+        _card_and_licence(cand_ref, None, None, policy, progress, done)
         block_rest(f"the candidate scanned {verdict_word.replace('_', ' ')}, so it is never loaded")
         return _finish(cand_ref, base_ref, base_source, policy, outcomes, training, started, t0, out_dir,
                        formats, progress)
@@ -717,19 +737,8 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
                     progress, done)
 
     # 6. card and licence
-    if _available("assay.deploy.card", "read_card"):
-        ev = outcomes["evaluation"].document if "evaluation" in outcomes else None
-        done(_timed("card", lambda: _card(cand_ref, base_ref if base_ok else None, ev), progress))
-    else:
-        done(StageOutcome.skipped("card", "the model-card review is not available in this install"))
-    card_doc = outcomes["card"].document
-    if card_doc is None:
-        done(StageOutcome.skipped("licence", "no model card was read, so the licence is unknown"))
-    elif not _available("assay.deploy.licences", "check_licence"):
-        done(StageOutcome.skipped("licence", "licence checks are not available in this install"))
-    else:
-        c = card_doc
-        done(_timed("licence", lambda: _licence(c, policy), progress))
+    _card_and_licence(cand_ref, base_ref if base_ok else None,
+                      outcomes["evaluation"].document if "evaluation" in outcomes else None, policy, progress, done)
 
     # 7. bench (optional, slow): only models that scanned safe are loaded
     if not policy.deploy.bench:

@@ -64,10 +64,11 @@ def check_output_file(path: Path, option: str) -> Path:
     from assay.errors import UsageError
 
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
     if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
-        raise UsageError(f"{option} {path}: the folder {parent} {what}",
-                         hint=f"create it first (mkdir -p {parent})" if not parent.exists() else None)
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist",
+                         hint=f"create it first (mkdir -p {parent})")
     if path.is_dir():
         raise UsageError(f"{option} {path} is a folder; give a file name")
     return path
