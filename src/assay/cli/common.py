@@ -16,10 +16,7 @@ Human output goes to stdout, progress and diagnostics to stderr.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from assay.jsonable import to_jsonable
 
 if TYPE_CHECKING:  # rich is imported on first use, so `--json` runs never load it
     from rich.console import Console
@@ -137,25 +136,6 @@ def err_console() -> Console:
 
         _err_console = Console(stderr=True, highlight=False)
     return _err_console
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON data from dataclasses, enums, paths, numpy scalars, sets and tuples (NaN becomes null)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, Path):
-        return obj.as_posix()
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return None if math.isnan(obj) or math.isinf(obj) else obj
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return to_jsonable(obj.item())
-    return obj
 
 
 _emitted = False

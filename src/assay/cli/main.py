@@ -11,7 +11,6 @@ Tests drive the CLI through :func:`main`::
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import click
 
 from assay import __version__
 from assay.cli import common
-from assay.errors import AssayError
+from assay.errors import AssayError, debugging, set_debug
 
 #: Command name -> module under assay.cli that defines ``command``. Order is the order in ``--help``.
 COMMANDS: dict[str, str] = {
@@ -40,11 +39,9 @@ COMMANDS: dict[str, str] = {
     "vet": "vet",
     "policy": "policy",
     "report": "report",
+    "schema": "schema",
     "demo": "demo",
 }
-
-_DEBUG = False
-
 
 class _Group(click.Group):
     """Loads command modules on demand so that ``assay scan`` never imports torch."""
@@ -86,8 +83,8 @@ def cli(debug: bool) -> None:
     Exit codes: 0 pass, 1 fail, 2 could not decide (bad input, unreadable file, usage error).
     Try `assay demo` for a tour on a real model, fully offline.
     """
-    global _DEBUG
-    _DEBUG = _DEBUG or debug
+    if debug:
+        set_debug(True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,9 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every refusal is one line ``error: ...`` on stderr. With ``--json`` it is also one ``assay.error/1`` document
     on stdout (``error``, ``hint``, ``exit_code``), so a script reading stdout always gets a document.
     """
-    global _DEBUG
     args = list(sys.argv[1:] if argv is None else argv)
-    _DEBUG = "--debug" in args or os.environ.get("ASSAY_DEBUG") == "1"
+    set_debug("--debug" in args)
     if "--debug" in args:  # accepted anywhere, as the error messages suggest: `assay inspect X --debug`
         args = ["--debug"] + [a for a in args if a != "--debug"]
     wants_json = "--json" in args and "--help" not in args and "-h" not in args
@@ -119,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f"see `{ctx.command_path} --help`" if isinstance(exc, click.UsageError) and ctx else None
         return _fail(message, hint, 2, wants_json)
     except AssayError as exc:
-        if _DEBUG:
+        if debugging():
             traceback.print_exc()
         return _fail(exc.message, exc.hint, exc.exit_code, wants_json)
     except KeyboardInterrupt:
@@ -127,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 2
     except Exception as exc:  # noqa: BLE001 - a bug must still not spill a traceback on users
-        if _DEBUG:
+        if debugging():
             traceback.print_exc()
         msg = str(exc).splitlines()[0] if str(exc) else ""
         return _fail(f"internal error: {type(exc).__name__}: {msg}", "run with --debug for details", 2, wants_json)

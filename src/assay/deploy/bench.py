@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import BackendError, DeployError
+from assay.evaluate.backends.openai import error_detail
 from assay.model.ref import ModelRef
 from assay.progress import NULL_PROGRESS, Progress
 
@@ -783,8 +784,9 @@ class _Server:
             conn.request("POST", self._prefix + "/completions", body=body, headers=self._headers("text/event-stream"))
             resp = conn.getresponse()
             if resp.status != 200:
-                detail = _detail(resp.read())
-                if resp.status == 400 and self.extras:
+                detail = error_detail(resp.read())
+                # Stricter servers refuse the non-standard extras: 400 (llama.cpp, TGI) or 422 (FastAPI-based).
+                if resp.status in (400, 422) and self.extras:
                     self.extras = {}
                     conn.close()
                     return self.stream(model, prompt, max_tokens, require_text=require_text)
@@ -845,18 +847,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _detail(body: bytes) -> str:
-    import json
-
-    try:
-        doc = json.loads(body)
-        err = doc.get("error", doc) if isinstance(doc, dict) else doc
-        text = str(err.get("message") if isinstance(err, dict) else err)
-    except ValueError:
-        text = body.decode("utf-8", "replace")
-    return text.strip().splitlines()[0][:300] if text.strip() else ""
-
-
 def _sse_data(resp: Any) -> Any:
     """The ``data`` of each server-sent event (lines of one event joined by newlines), as they arrive."""
     lines: list[str] = []
@@ -889,7 +879,11 @@ def _remote_prompt(server: _Server, model: str, n: int) -> tuple[str, int | None
 
     def by_tokenize(text: str) -> int | None:
         nonlocal context
-        status, doc = server.post_json("/tokenize", {"model": model, "prompt": text, "content": text}, root=True)
+        # vLLM reads "prompt", llama.cpp's server "content", TGI "inputs" (and answers with a list of tokens).
+        status, doc = server.post_json("/tokenize", {"model": model, "prompt": text, "content": text,
+                                                     "inputs": text}, root=True)
+        if status == 200 and isinstance(doc, list):
+            return len(doc)
         if status != 200 or not isinstance(doc, dict):
             return None
         ml = doc.get("max_model_len")
@@ -1029,14 +1023,17 @@ def _measure_remote(server: _Server, model: str, *, settings: BenchSettings, pro
 
 def run_remote_bench(model: str | None, *, base_url: str, api_key_env: str | None = None, base: str | None = None,
                      prompt_tokens: int = 128, output_tokens: int = 64, batch_sizes: Sequence[int] = (1,),
-                     repeats: int = 5, warmup: int = 1, timeout: float = 120.0,
+                     repeats: int = 5, warmup: int = 1, timeout: float = 120.0, tokenizer: Path | None = None,
                      progress: Progress = NULL_PROGRESS) -> BenchReport:
     """Measure ``model`` (and ``base``) served by the OpenAI-compatible server at ``base_url``.
 
     ``model`` is the served name (None or ``-``: the server's only model); ``base`` another name on the same
     server (e.g. the base of a LoRA adapter vLLM serves by name). The API key is read from the environment
     variable ``api_key_env`` (default ``OPENAI_API_KEY``). Nothing is loaded locally; memory, load time and
-    parameters are None in the result.
+    parameters are None in the result. The server is probed first (see
+    :class:`~assay.evaluate.backends.openai.ServerCapabilities`): a server that cannot generate is refused, one
+    that cannot stream or count tokens is noted, and with a local ``tokenizer`` (or a served name that is a local
+    folder) a server that counts tokens differently is warned about in the notes.
     """
     _check_request_shape(prompt_tokens=prompt_tokens, output_tokens=output_tokens, repeats=repeats, warmup=warmup,
                          batch_sizes=batch_sizes)
@@ -1048,7 +1045,10 @@ def run_remote_bench(model: str | None, *, base_url: str, api_key_env: str | Non
                              batch_sizes=tuple(sorted(set(batch_sizes))), repeats=repeats, warmup=warmup,
                              threads=None, dtype=None)
     try:
-        client = open_backend(model, base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_retries=1)
+        client = open_backend(model, base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_retries=1,
+                              tokenizer=tokenizer)
+        client.preflight({"generate"})
+        caps = client.capabilities
     except BackendError as exc:
         raise DeployError(exc.message, hint=exc.hint) from None
     server = _Server(base_url=client.base_url, api_key=client.api_key, timeout=timeout)
@@ -1067,5 +1067,10 @@ def run_remote_bench(model: str | None, *, base_url: str, api_key_env: str | Non
              "bench CHECKPOINT --fit-only` on the files it serves)"]
     if base_bench is not None:
         notes.append("candidate and base were measured one after the other on the same server")
+    if not caps.streaming:
+        notes.append("the server does not stream (stream: true): time to first token is the whole answer's time")
+    if not caps.token_counts:
+        notes.append("the server reports no token counts (usage): token figures are estimated")
+    notes.extend(caps.warnings)
     return BenchReport(settings=settings, hardware=None, candidate=cand, base=base_bench, ratios=ratios, fit=None,
                        notes=tuple(notes), backend="openai", base_url=server.base_url)
