@@ -3,6 +3,7 @@ measured speed of a model behind a running OpenAI-compatible server (``--backend
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,8 @@ def command(model: str, base: str | None, backend: str, base_url: str | None, ap
 
         from assay.deploy.hardware import hardware_fit
 
-        report = replace(report, fit=hardware_fit(report.fit.shape, context=context, batch=report.fit.batch))
+        if report.fit is not None:
+            report = replace(report, fit=hardware_fit(report.fit.shape, context=context, batch=report.fit.batch))
     if as_json:
         emit_json(bench_document(report))
     else:
@@ -200,7 +202,8 @@ def render(report: Any) -> None:
         t.add_column(f"{label}\n{m.model}", justify="right")
     if report.ratios:
         t.add_column("ratio", justify="right")
-    rows = [("parameters", "parameters", lambda v: f"{v:,}"), ("load (s)", "load_s", lambda v: f"{v:.2f}"),
+    rows: list[tuple[str, str, Callable[[Any], str]]] = [
+            ("parameters", "parameters", lambda v: f"{v:,}"), ("load (s)", "load_s", lambda v: f"{v:.2f}"),
             ("time to first token (s)", "ttft_s", lambda v: f"{v:.4f}"),
             ("prefill tokens/s", "prefill_tokens_per_s", lambda v: f"{v:,.1f}"),
             ("decode tokens/s", "decode_tokens_per_s", lambda v: f"{v:,.1f}"),

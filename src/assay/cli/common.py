@@ -28,6 +28,8 @@ import click
 from assay.jsonable import to_jsonable
 
 if TYPE_CHECKING:  # rich is imported on first use, so `--json` runs never load it
+    from types import TracebackType
+
     from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -177,8 +179,9 @@ class RichProgress:
         self._bar.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._bar.__exit__(exc_type, exc, tb)
 
     def start(self, task: str, total: float | None = None) -> None:
         self._ids[task] = self._bar.add_task(task, total=total)

@@ -29,12 +29,13 @@ which at least one request was in that phase. Memory and hardware are the server
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 import platform
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,8 +307,8 @@ def _load(ref: ModelRef, *, backend: str, dtype: str, threads: int | None) -> tu
         if not (exc.name or "").startswith("assay"):
             raise
         t0 = time.perf_counter()
-        loaded = _load_inert(ref, dtype=dtype)
-        return (loaded, None, time.perf_counter() - t0,
+        inert: Any = _load_inert(ref, dtype=dtype)
+        return (inert, None, time.perf_counter() - t0,
                 "no scanner in this installation: only safetensors/GGUF checkpoints without remote code are loaded")
     if not ref.single_file and (ref.root / "adapter_config.json").is_file():
         t0 = time.perf_counter()
@@ -390,18 +391,19 @@ def _one_request(model: Any, ids: list[int], batch: int, output_tokens: int, dev
 
     x = torch.tensor([ids] * batch, dtype=torch.long, device=device)
     mask = torch.ones_like(x)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
     t0 = time.perf_counter()
     out = model(input_ids=x, attention_mask=mask, use_cache=True)
     nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
     sync()
     t1 = time.perf_counter()
-    past = out.past_key_values
+    # transformers 5 names the key/value cache `cache` (`past_key_values` before, now deprecated).
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     for _ in range(output_tokens - 1):
         mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
-        out = model(input_ids=nxt, attention_mask=mask, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        past = out.cache if cache_kw == "cache" else out.past_key_values
+        out = model(input_ids=nxt, attention_mask=mask, use_cache=True, **{cache_kw: past})
         nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
     sync()
     t2 = time.perf_counter()
@@ -521,10 +523,10 @@ def _worker(ref: ModelRef, backend: str, dtype: str, settings: BenchSettings, la
     import resource
 
     # ru_maxrss is the exact process peak (KiB on Linux), which the sampler can only approach.
-    peak = max(bench.peak_rss_bytes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = max(bench.peak_rss_bytes or 0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     data = asdict(bench)
     data["peak_rss_bytes"] = peak
-    data["model_rss_bytes"] = max(0, peak - bench.rss_before_load_bytes)
+    data["model_rss_bytes"] = max(0, peak - bench.rss_before_load_bytes) if bench.rss_before_load_bytes is not None else None
     return {"bench": data, "config": config}
 
 
@@ -653,6 +655,8 @@ def run_bench(ref: ModelRef, *, backend: str = "hf", prompt_tokens: int = 128, o
                 ratios[name] = a / b
     from assay.deploy.hardware import hardware_fit, shape_from_config
 
+    if cand.parameters is None:
+        raise DeployError(f"{ref.spec}: the model's parameters could not be counted, so no memory fit is estimated")
     fit = hardware_fit(shape_from_config(config, parameters=cand.parameters), batch=max(settings.batch_sizes))
     notes: tuple[str, ...] = ()
     if base is not None:
@@ -926,17 +930,18 @@ def _remote_prompt(server: _Server, model: str, n: int) -> tuple[str, int | None
 
 def _union(intervals: Sequence[tuple[float, float]]) -> float:
     """Total time covered by at least one interval."""
-    total, cur_lo, cur_hi = 0.0, None, None
-    for lo, hi in sorted(intervals):
-        if cur_hi is None or lo > cur_hi:
-            if cur_hi is not None:
-                total += cur_hi - cur_lo
+    spans = sorted(intervals)
+    if not spans:
+        return 0.0
+    total = 0.0
+    cur_lo, cur_hi = spans[0]
+    for lo, hi in spans[1:]:
+        if lo > cur_hi:
+            total += cur_hi - cur_lo
             cur_lo, cur_hi = lo, hi
         else:
             cur_hi = max(cur_hi, hi)
-    if cur_hi is not None:
-        total += cur_hi - cur_lo
-    return total
+    return total + (cur_hi - cur_lo)
 
 
 def _measure_remote(server: _Server, model: str, *, settings: BenchSettings, progress: Progress,

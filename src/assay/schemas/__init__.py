@@ -31,7 +31,9 @@ def kinds() -> list[str]:
 
 @cache
 def _load(kind: str) -> dict[str, Any]:
-    return json.loads(resources.files(__name__).joinpath(f"{kind}.schema.json").read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(resources.files(__name__).joinpath(f"{kind}.schema.json")
+                                        .read_text(encoding="utf-8"))
+    return schema
 
 
 def load_schema(kind: str) -> dict[str, Any]:

@@ -367,14 +367,15 @@ class OpenAIBackend(Backend):
             raise BackendError(f"the server returned no tokens for the continuation {req.continuation!r}")
         total, greedy = 0.0, True
         for i in idx:
-            if lps[i] is None:
+            lp = lps[i]
+            if lp is None:
                 raise BackendError("the server gave no log-probability for the first token of the prompt; "
                                    "a continuation cannot start the prompt (give a context, or a server that "
                                    "prepends a BOS token)")
-            total += float(lps[i])
+            total += float(lp)
             alts = top[i]
             if isinstance(alts, dict) and alts:
-                greedy = greedy and float(lps[i]) >= max(float(v) for v in alts.values()) - _GREEDY_TOLERANCE
+                greedy = greedy and float(lp) >= max(float(v) for v in alts.values()) - _GREEDY_TOLERANCE
             else:
                 greedy = False
         return LoglikelihoodResult(logprob=total, is_greedy=greedy, n_tokens=len(idx))
