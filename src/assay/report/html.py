@@ -457,4 +457,4 @@ def render_leaderboard(results: Sequence[Any], *, title: str = "assay: model lea
     # One order for the table and the sections below it, the same as `assay demo` prints: by verdict, and in the
     # order given within a verdict.
     board = sorted(views, key=lambda v: LEADERBOARD_ORDER.get(str(v["verdict"]), len(LEADERBOARD_ORDER)))
-    return _template().render(title=title, models=board, board=board, leaderboard=True)
+    return str(_template().render(title=title, models=board, board=board, leaderboard=True))
