@@ -12,13 +12,15 @@ from assay.policy import default_policy
 from assay.verdict import Status
 
 
-def test_the_table_is_the_stage_order_and_nothing_after_the_scan_runs_on_an_unsafe_candidate() -> None:
+def test_the_table_is_the_stage_order_and_only_text_readers_run_after_an_unsafe_scan() -> None:
     from assay.vet import CANDIDATE_SAFE, STAGE_TABLE, STAGES
 
     names = [s.name for s in STAGE_TABLE]
     assert tuple(names) == STAGES and len(set(names)) == len(names)
     after_scan = STAGE_TABLE[names.index("scan") + 1:]
-    assert after_scan and all(s.requires[:1] == (CANDIDATE_SAFE,) for s in after_scan)
+    ungated = {s.name for s in after_scan if CANDIDATE_SAFE not in s.requires}
+    assert ungated == {"card", "licence"}  # README, config and GGUF metadata read as text; nothing loaded
+    assert all(s.requires[:1] == (CANDIDATE_SAFE,) for s in after_scan if s.name not in ungated)
     assert all(s.produces for s in STAGE_TABLE)
 
 

@@ -9,8 +9,8 @@ goes on. Adding a stage is one entry in the table (and its document in the verdi
     inventory -> hardware -> scan -> base_scan -> signature -> lineage -> evaluation -> comparison -> probes
     -> drift -> card -> licence -> bench -> cost
 
-An ``unsafe`` or ``not verified`` candidate is never loaded: every stage after ``scan`` requires "candidate
-scanned safe" and is *blocked* with that reason. The base (``--base``, else the card's ``base_model`` in the
+An ``unsafe`` or ``not verified`` candidate is never loaded: every stage after ``scan`` that could load it requires
+"candidate scanned safe" and is *blocked* with that reason (the card and licence, read as text, are still shown). The base (``--base``, else the card's ``base_model`` in the
 local Hugging Face cache) is scanned before it is ever loaded. Evaluation, probes and KL drift load each model
 once (:func:`assay.evaluate.pair.compare_models`: the base first, its results possibly from the cache, then the
 candidate). docs/DESIGN.md draws the table with what each stage requires and produces.
@@ -215,6 +215,8 @@ class VetSettings:
 
     tasks: tuple[str, ...]
     """Evaluation task specs (``--task``, else the policy's ``evaluation.tasks``)."""
+    eval_tasks: tuple[Task, ...]
+    """Those tasks, loaded and checked as ``assay eval`` checks them."""
     limit: int | None
     """Items per evaluation task (``--limit``, else the policy's ``evaluation.limit``)."""
     probes: tuple[Task, ...]
@@ -241,8 +243,6 @@ class VetState:
     """The candidate's inventory (``inventory``)."""
     scans: dict[str, ScanReport] = field(default_factory=dict)
     """Scan reports by ``candidate`` / ``base`` (the evaluation backend is handed the report it loads under)."""
-    task_error: str | None = None
-    """Why the evaluation tasks could not be loaded."""
     models: ModelComparison | None = None
     """Evaluation, probes and drift of both models, run once by the first stage that needs them."""
 
@@ -510,9 +510,30 @@ def _lineage_stage(ctx: VetContext) -> StageOutcome:
 
 
 def _load_tasks(specs: Sequence[str]) -> list[Task]:
+    """The evaluation tasks, each checked as `assay eval` checks it; a bad spec raises (bad input, exit 2)."""
+    from assay.evaluate.runner import validate_task
     from assay.evaluate.tasks import load_tasks
 
-    return [t for s in specs for t in load_tasks(s)]
+    loaded = [t for s in specs for t in load_tasks(s)]
+    for t in loaded:
+        validate_task(t)
+    return loaded
+
+
+def _check_trusted_keys(policy: Policy) -> None:
+    """Refuse a ``signature.trusted_keys`` entry that is not a readable PEM public key, before any work."""
+    if not policy.signature.trusted_keys:
+        return
+    from assay.provenance.signing import _load_public
+
+    for key in policy.signature.trusted_keys:
+        try:
+            _load_public(Path(key).read_bytes())
+        except OSError as exc:
+            raise PolicyError(f"cannot read trusted key {key} (signature.trusted_keys): "
+                              f"{exc.strerror or exc}") from exc
+        except AssayError as exc:
+            raise PolicyError(f"trusted key {key} (signature.trusted_keys): {exc.message}") from exc
 
 
 def _open_backend(ref: ModelRef, scanned: Any, progress: Progress) -> Any:
@@ -533,18 +554,12 @@ def _models(ctx: VetContext) -> ModelComparison:
         from assay.evaluate.cache import ResultCache
         from assay.evaluate.pair import compare_models
 
-        eval_tasks: list[Task] | None = None
-        if settings.tasks:
-            try:
-                eval_tasks = _load_tasks(settings.tasks)
-            except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
-                state.task_error = _why(exc)
         cache = ResultCache()
         try:
             state.models = compare_models(
                 ctx.candidate, ctx.safe_base, open_backend=lambda role, ref: _open_backend(ref, state.scans.get(role),
                                                                                          ctx.progress),
-                tasks=eval_tasks, probes=settings.probes, kl=settings.kl, limit=settings.limit,
+                tasks=settings.eval_tasks or None, probes=settings.probes, kl=settings.kl, limit=settings.limit,
                 kl_limit=ctx.policy.drift.limit, seed=0, cache=cache, progress=ctx.progress, explain=_why,
                 label="vet: ")
         finally:
@@ -558,7 +573,7 @@ def _evaluation(ctx: VetContext) -> StageOutcome:
 
     models = _models(ctx)
     secs = round(models.seconds["evaluation"], 3)
-    why = ctx.state.task_error or models.errors.get("evaluation")
+    why = models.errors.get("evaluation")
     if why is not None:
         return StageOutcome.error("evaluation", why, seconds=secs)
     base_results = models.base.results if models.base is not None else None
@@ -606,7 +621,9 @@ def _drift(ctx: VetContext) -> StageOutcome:
 
 
 def _card(ctx: VetContext) -> StageOutcome:
-    """The card review, its claimed scores checked against what this vet measured."""
+    """The card review, its claimed scores checked against what this vet measured. The card is read as text
+    (nothing is loaded or unpickled), so a reviewer still sees what an unsafe model claims to be; the base's
+    licence is read only from a base that scanned safe."""
     return _timed("card", lambda: card_with_claims(ctx.candidate, base=ctx.safe_base,
                                                    evaluation=ctx.document("evaluation")), ctx.progress)
 
@@ -724,8 +741,9 @@ STAGE_TABLE: tuple[Stage, ...] = (
           produces="assay.probes/1: refusal, degeneration, stability, contamination"),
     Stage("drift", _drift, (*_SAFE, DRIFT_ASKED, EVAL_EXTRA, A_BASE.but(reason="KL drift needs a base model ({why})"),
                             SAFE_BASE), produces="assay.drift/1: KL from the base"),
-    Stage("card", _card, _SAFE, produces="assay.card/1 with the claims checked against the evaluation"),
-    Stage("licence", _licence, (*_SAFE, CARD_READ), produces="assay.licence/1"),
+    # read as text (README front matter, config, GGUF metadata), nothing loaded: shown for an unsafe model too
+    Stage("card", _card, produces="assay.card/1 with the claims checked against the evaluation"),
+    Stage("licence", _licence, (CARD_READ,), produces="assay.licence/1"),
     Stage("bench", _bench, (*_SAFE, BENCH_ASKED, BENCH_EXTRA), produces="assay.bench/1: speed and memory"),
     Stage("cost", _cost, _SAFE, produces="assay.cost/1: cost per task and break-even"),
 )
@@ -761,10 +779,13 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
     if base is not None:
         base_ref = resolve(base, download=download)
         _require_model(base_ref, "base")
-    settings = VetSettings(  # bad probe or KL specs are bad input: refused before any long work
-        tasks=tuple(tasks) if tasks else tuple(policy.evaluation.tasks),
-        limit=limit if limit is not None else policy.evaluation.limit,
-        probes=tuple(probe_tasks(policy)) if policy.probes.specs() else (), kl=tuple(kl_tasks(policy)))
+    # Bad input is refused here, before any scan or model load: evaluation, probe and KL task specs, trusted keys.
+    specs = tuple(tasks) if tasks else tuple(policy.evaluation.tasks)
+    settings = VetSettings(tasks=specs, eval_tasks=tuple(_load_tasks(specs)) if specs else (),
+                           limit=limit if limit is not None else policy.evaluation.limit,
+                           probes=tuple(probe_tasks(policy)) if policy.probes.specs() else (),
+                           kl=tuple(kl_tasks(policy)))
+    _check_trusted_keys(policy)
     ctx = VetContext(candidate=cand_ref, policy=policy, settings=settings, progress=progress,
                      state=VetState(base=base_ref, base_source="--base"))
 

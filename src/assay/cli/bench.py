@@ -95,6 +95,8 @@ def command(model: str, base: str | None, backend: str, base_url: str | None, ap
     if base_url or api_key_env or tokenizer_dir:
         raise UsageError("--base-url, --api-key-env and --tokenizer are for --backend openai (a running server)")
     dtype = dtype or "float32"
+    if context is not None and context < 0:
+        raise UsageError(f"--context must be 0 or more, got {context}")
     ref = resolve(model, revision=revision, download=download)
     if fit_only:
         return _fit_only(ref, context=context, batch=max(_sizes(batch_sizes)), as_json=as_json)

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from assay.cli.common import (EXIT_FAIL, EXIT_PASS, console, download_option, emit_json, err_console, json_option,
-                              progress, revision_option)
+from assay.cli.common import (EXIT_FAIL, EXIT_PASS, check_device, console, download_option, emit_json, err_console,
+                              json_option, progress, revision_option)
 from assay.errors import EvalError, UsageError
 
 
@@ -113,6 +113,10 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
         raise UsageError("--batch-size must be a positive number")
     if backend == "hf" and (base_url or api_key_env or tokenizer_dir):
         raise UsageError("--base-url, --api-key-env and --tokenizer apply to --backend openai")
+    if backend == "openai" and not base_url:
+        raise UsageError("--backend openai needs --base-url")
+    if backend == "hf":
+        check_device(device)
     from assay.evaluate.cache import ResultCache
     from assay.evaluate.compare import eval_document, regressions
     from assay.evaluate.pair import compare_models
