@@ -10,10 +10,11 @@ goes on. Adding a stage is one entry in the table (and its document in the verdi
     -> drift -> card -> licence -> bench -> cost
 
 An ``unsafe`` or ``not verified`` candidate is never loaded: every stage after ``scan`` that could load it requires
-"candidate scanned safe" and is *blocked* with that reason (the card and licence, read as text, are still shown). The base (``--base``, else the card's ``base_model`` in the
-local Hugging Face cache) is scanned before it is ever loaded. Evaluation, probes and KL drift load each model
-once (:func:`assay.evaluate.pair.compare_models`: the base first, its results possibly from the cache, then the
-candidate). docs/DESIGN.md draws the table with what each stage requires and produces.
+"candidate scanned safe" and is *blocked* with that reason (the card and licence, read as text, are still shown).
+The base (``--base``, else the card's ``base_model`` in the local Hugging Face cache) is scanned before it is ever
+loaded. Evaluation, probes and KL drift load each model once (:func:`assay.evaluate.pair.compare_models`: the base
+first, its results possibly from the cache, then the candidate). docs/DESIGN.md draws the table with what each
+stage requires and produces.
 
     >>> from assay.policy import default_policy
     >>> result = run_vet("./my-finetune", base="./base-model", policy=default_policy(), out_dir=Path("vet-out"))
