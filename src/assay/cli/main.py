@@ -40,6 +40,8 @@ COMMANDS: dict[str, str] = {
     "policy": "policy",
     "report": "report",
     "demo": "demo",
+    "hub": "hub",
+    "reproduce": "reproduce",
 }
 
 _DEBUG = False

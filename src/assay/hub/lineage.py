@@ -1,0 +1,173 @@
+"""Lineage across the hub: stored per-tensor fingerprints, the measured parent, the family tree of a base.
+
+Each vet compares a candidate's weights with its base (``assay lineage``); the hub records the base's weights
+root and the measured relation (finetune, lora, identical, quantized, unrelated...) with every model. The family
+tree of a base is every model whose latest vet compared it against that base, recursively (a fine-tune of a
+fine-tune hangs under its parent), each with its verdict.
+
+A *fingerprint* (:func:`fingerprint`) keeps, for up to 64 weight matrices spread over the model, the tensor's
+digest and 64 values at positions fixed by the tensor's name and shape. Two fingerprints are compared tensor by
+tensor (:func:`compare_fingerprints`): equal digests mean identical tensors; otherwise the cosine of the sampled
+values tells a derived tensor (close to 1) from an unrelated one (close to 0). So the hub finds a model's
+*measured parent* among the models it holds without keeping anyone's weights.
+
+    >>> tree = family_tree(hub, "SmolLM2-135M-Instruct")
+    >>> [(c["name"], c["relation"], c["verdict"]) for c in tree["children"]]
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from assay.hub.db import Alias, HubError, Model
+
+MAX_DEPTH = 8
+FINGERPRINT_SCHEMA = "assay.fingerprint/1"
+_TENSORS = 64
+_SAMPLES = 64
+#: Mean sampled cosine above which two models are called related (fine-tunes sit near 1, strangers near 0).
+RELATED_COSINE = 0.5
+
+
+def fingerprint(ref: Any) -> dict[str, Any] | None:
+    """A compact fingerprint of a model's weights (None when no tensor is readable without unpickling)."""
+    from assay.errors import AssayError
+    from assay.model.tensors import tensor_index
+    from assay.provenance.manifest import tensor_digest
+
+    try:
+        index = tensor_index(ref, allow_pickle=False)
+    except AssayError:
+        return None
+    mats = sorted(n for n, t in index.items() if len(t.shape) == 2 and int(np.prod(t.shape)) >= _SAMPLES)
+    if not mats:
+        return None
+    step = max(1, len(mats) / _TENSORS)
+    chosen = [mats[int(i * step)] for i in range(min(_TENSORS, len(mats)))]
+    tensors: dict[str, Any] = {}
+    try:
+        for name in chosen:
+            t = index[name]
+            shape = tuple(int(x) for x in t.shape)
+            arr = np.asarray(t.load(), dtype=np.float32).reshape(-1)
+            seed = int.from_bytes(hashlib.sha256(f"{name}|{shape}".encode()).digest()[:8], "little")
+            pos = np.random.default_rng(seed).choice(arr.size, size=_SAMPLES, replace=False)
+            digest = tensor_digest(name, t.dtype, shape, t.raw(), algorithm="sha256").hex()[:32]
+            tensors[name] = {"shape": list(shape), "digest": digest,
+                             "sample": base64.b64encode(arr[np.sort(pos)].astype("<f4").tobytes()).decode()}
+    except (AssayError, OSError, ValueError) as exc:
+        return {"schema": FINGERPRINT_SCHEMA, "tensors": {}, "note": f"tensors not readable: {exc}"}
+    return {"schema": FINGERPRINT_SCHEMA, "tensors": tensors}
+
+
+def _sample(entry: dict[str, Any]) -> np.ndarray | None:
+    try:
+        a = np.frombuffer(base64.b64decode(entry["sample"]), dtype="<f4")
+    except (KeyError, TypeError, ValueError):
+        return None
+    return a if a.size == _SAMPLES and np.all(np.isfinite(a)) else None
+
+
+def compare_fingerprints(cand: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
+    """How ``cand`` relates to ``base``: shared tensors, identical ones, mean sampled cosine, relative change.
+
+    None when they share no tensor of the same name and shape (different architectures).
+    """
+    ct, bt = cand.get("tensors") or {}, base.get("tensors") or {}
+    shared = [n for n in ct if n in bt and ct[n].get("shape") == bt[n].get("shape")]
+    if not shared:
+        return None
+    identical = sum(1 for n in shared if ct[n].get("digest") == bt[n].get("digest"))
+    cos, rel = [], []
+    for n in shared:
+        if ct[n].get("digest") == bt[n].get("digest"):
+            cos.append(1.0)
+            rel.append(0.0)
+            continue
+        a, b = _sample(ct[n]), _sample(bt[n])
+        if a is None or b is None:
+            continue
+        na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+        if na == 0 or nb == 0:
+            continue
+        cos.append(float(a @ b) / (na * nb))
+        rel.append(float(np.linalg.norm(a - b)) / nb)
+    if not cos:
+        return None
+    mean_cos = sum(cos) / len(cos)
+    relation = ("identical" if identical == len(shared) else "derived" if mean_cos >= RELATED_COSINE
+                else "unrelated")
+    return {"shared": len(shared), "identical": identical, "cosine": mean_cos,
+            "rel_change": sum(rel) / len(rel), "relation": relation}
+
+
+def measured_parent(s: Any, model: Model, fp: dict[str, Any], *, limit: int = 500) -> tuple[Model, dict[str, Any]] | None:
+    """The hub model whose stored fingerprint is closest to ``fp`` (related ones only), with the comparison.
+
+    Candidates are the models of the same architecture (newest ``limit``) that were not themselves measured
+    against ``model`` (its children); an identical copy is preferred over a derived one, then the smallest
+    relative change.
+    """
+    from assay.hub.db import Fingerprint
+
+    q = select(Model, Fingerprint).join(Fingerprint, Fingerprint.model_id == Model.id).where(
+        Model.id != model.id, (Model.base_weights_root.is_(None)) | (Model.base_weights_root != model.weights_root))
+    if model.architecture:
+        q = q.where(Model.architecture == model.architecture)
+    best: tuple[Model, dict[str, Any]] | None = None
+    for other, ofp in s.execute(q.order_by(Model.id.desc()).limit(limit)).all():
+        c = compare_fingerprints(fp, ofp.data)
+        if c is None or c["relation"] == "unrelated":
+            continue
+        key = (c["relation"] != "identical", c["rel_change"], -other.id)
+        if best is None or key < (best[1]["relation"] != "identical", best[1]["rel_change"], -best[0].id):
+            best = (other, c)
+    return best
+
+
+def family_tree(hub: Any, ident: str, *, max_nodes: int = 2000) -> dict[str, Any]:
+    """The base ``ident`` (weights root or name) and its descendants in the hub, as nested dicts."""
+    with hub.session() as s:
+        root_model = hub._find(s, ident)
+        if root_model is not None:
+            root, name = root_model.weights_root, _name(s, root_model)
+        else:  # a base that was never published itself, known only as the base of others
+            row = s.execute(select(Model.base_weights_root, Model.base_name).where(
+                (Model.base_name == ident) | (Model.base_weights_root == ident)).limit(1)).first()
+            if row is None:
+                raise HubError(f"no model or base {ident!r} on this hub", status=404)
+            root, name = row[0], row[1] or row[0][:16]
+        seen = {root}
+        count = 0
+
+        def children(of: str, depth: int) -> list[dict[str, Any]]:
+            nonlocal count
+            if depth >= MAX_DEPTH or count >= max_nodes:
+                return []
+            out = []
+            for m in s.scalars(select(Model).where(Model.base_weights_root == of).order_by(Model.id)):
+                if m.weights_root in seen or count >= max_nodes:
+                    continue
+                seen.add(m.weights_root)
+                count += 1
+                brief = hub._brief(s, m)
+                brief["name"] = brief["aliases"][0] if brief["aliases"] else m.weights_root[:16]
+                brief["children"] = children(m.weights_root, depth + 1)
+                out.append(brief)
+            return out
+
+        tree = {"id": root, "name": name, "in_hub": root_model is not None,
+                "verdict": hub._brief(s, root_model)["verdict"] if root_model else None,
+                "children": children(root, 0)}
+        tree["size"] = count
+        return tree
+
+
+def _name(s: Any, m: Model) -> str:
+    names = s.scalars(select(Alias.name).where(Alias.model_id == m.id).order_by(Alias.id)).all()
+    return names[0] if names else m.weights_root[:16]
