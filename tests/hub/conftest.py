@@ -90,3 +90,30 @@ def client(hub: Any) -> Iterator[Any]:
     with TestClient(create_app(hub, max_body=4 * 1024 * 1024)) as c:
         c.headers["Authorization"] = f"Bearer {hub.test_token}"
         yield c
+
+
+@pytest.fixture
+def live_hub(hub: Any) -> Iterator[str]:
+    """The hub served by uvicorn on 127.0.0.1 (a free port) in a background thread; yields its URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from assay.hub.app import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the hub did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
