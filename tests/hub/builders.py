@@ -78,12 +78,22 @@ def build_models(root: Path) -> ModelSet:
 
 
 def vet_doc(folder: Path, *, delta: float = 0.01, half_width: float = 0.02, relation: str = "finetune",
-            base: Path | None = None, licence: str = "apache-2.0", parameters: int = 12_000,
+            base: Path | None | bool = None, licence: str = "apache-2.0", parameters: int = 12_000,
             tasks: tuple[str, ...] = (TASK,)) -> dict[str, Any]:
     """An ``assay.vet/1`` document about ``folder`` compared with ``base`` (verdict from the real policy)."""
     from assay.vet import vet_document
 
-    base = base if base is not None else folder.parent / "base"
+    if base is False:  # vetted alone: no base, no comparison
+        stages = outcomes(
+            inventory={"architecture": "LlamaForCausalLM", "parameters": parameters}, scan=scan_doc(),
+            signature=StageOutcome.not_applicable("signature", "no model.sig"),
+            evaluation={"schema": "assay.eval/1", "settings": {"backend": "hf", "dtype": "float32", "limit": 30,
+                                                               "tasks": list(tasks)},
+                        "tasks": {t: {"n": 30, "metrics": {"acc": 0.50 + delta}} for t in tasks}},
+            card={"findings": [], "licence": licence},
+            licence={"schema": "assay.licence/1", "licence": licence, "violations": []})
+        return vet_document(make_result(stages, tmp=folder.parent, name=folder.name, base=None))
+    base = base if isinstance(base, Path) else folder.parent / "base"
     comparison = {t: {"acc": metric(0.50, 0.50 + delta, half_width, p=0.3)} for t in tasks}
     stages = outcomes(
         inventory={"architecture": "LlamaForCausalLM", "parameters": parameters},

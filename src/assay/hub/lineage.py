@@ -1,9 +1,11 @@
 """Lineage across the hub: stored per-tensor fingerprints, the measured parent, the family tree of a base.
 
 Each vet compares a candidate's weights with its base (``assay lineage``); the hub records the base's weights
-root and the measured relation (finetune, lora, identical, quantized, unrelated...) with every model. The family
-tree of a base is every model whose latest vet compared it against that base, recursively (a fine-tune of a
-fine-tune hangs under its parent), each with its verdict.
+root and the measured relation (finetune, lora, identical, quantized, unrelated...) with every model. On top of
+that, every published model's fingerprint is compared with those already in the hub: its *measured parent* is the
+closest related one, whatever its card or its vet named. The family tree of a base is every model whose measured
+parent it is (or, lacking one, whose vet compared it against that base), recursively, each with its verdict.
+A model vetted without a base and whose card names none is taken as a root (a base): it gets no measured parent.
 
 A *fingerprint* (:func:`fingerprint`) keeps, for up to 64 weight matrices spread over the model, the tensor's
 digest and 64 values at positions fixed by the tensor's name and shape. Two fingerprints are compared tensor by
@@ -32,6 +34,8 @@ _TENSORS = 64
 _SAMPLES = 64
 #: Mean sampled cosine above which two models are called related (fine-tunes sit near 1, strangers near 0).
 RELATED_COSINE = 0.5
+#: Candidates whose relative change is within this factor of the closest one count as "about as close".
+SIBLING_SLACK = 1.5
 
 
 def fingerprint(ref: Any) -> dict[str, Any] | None:
@@ -110,8 +114,9 @@ def measured_parent(s: Any, model: Model, fp: dict[str, Any], *, limit: int = 50
     """The hub model whose stored fingerprint is closest to ``fp`` (related ones only), with the comparison.
 
     Candidates are the models of the same architecture (newest ``limit``) that were not themselves measured
-    against ``model`` (its children); an identical copy is preferred over a derived one, then the smallest
-    relative change.
+    against ``model`` (its children). An identical copy wins; otherwise, among the related candidates about as
+    close as the closest (within :data:`SIBLING_SLACK`), the declared base, then the one nearest its family's
+    root, then the closest.
     """
     from assay.hub.db import Fingerprint
 
@@ -119,15 +124,30 @@ def measured_parent(s: Any, model: Model, fp: dict[str, Any], *, limit: int = 50
         Model.id != model.id, (Model.base_weights_root.is_(None)) | (Model.base_weights_root != model.weights_root))
     if model.architecture:
         q = q.where(Model.architecture == model.architecture)
-    best: tuple[Model, dict[str, Any]] | None = None
+    related: list[tuple[Model, dict[str, Any]]] = []
     for other, ofp in s.execute(q.order_by(Model.id.desc()).limit(limit)).all():
         c = compare_fingerprints(fp, ofp.data)
-        if c is None or c["relation"] == "unrelated":
-            continue
-        key = (c["relation"] != "identical", c["rel_change"], -other.id)
-        if best is None or key < (best[1]["relation"] != "identical", best[1]["rel_change"], -best[0].id):
-            best = (other, c)
-    return best
+        if c is not None and c["relation"] != "unrelated":
+            related.append((other, c))
+    if not related:
+        return None
+    identical = [r for r in related if r[1]["relation"] == "identical"]
+    if identical:
+        return min(identical, key=lambda r: r[0].id)
+    # A sibling (another fine-tune of the same base) can look as close as the parent when the sibling's own change
+    # is small; among the candidates about as close as the closest, prefer the declared base, then the one
+    # nearest the root of its family, then the closest.
+    best_rel = min(r[1]["rel_change"] for r in related)
+    close = [r for r in related if r[1]["rel_change"] <= best_rel * SIBLING_SLACK + 1e-12]
+
+    def depth(m: Model) -> int:
+        d, cur = 0, m
+        while cur.measured_parent_id is not None and d < MAX_DEPTH:
+            cur = s.get(Model, cur.measured_parent_id)
+            d += 1
+        return d
+
+    return min(close, key=lambda r: (r[0].weights_root != model.base_weights_root, depth(r[0]), r[1]["rel_change"]))
 
 
 def family_tree(hub: Any, ident: str, *, max_nodes: int = 2000) -> dict[str, Any]:
@@ -145,17 +165,36 @@ def family_tree(hub: Any, ident: str, *, max_nodes: int = 2000) -> dict[str, Any
         seen = {root}
         count = 0
 
+        def kids(of: str) -> list[tuple[Model, str | None]]:
+            """Children of ``of``: models whose measured parent it is, and models vetted against it that have no
+            measured parent (with the relation to show)."""
+            parent = s.scalar(select(Model).where(Model.weights_root == of))
+            conds = Model.base_weights_root == of
+            if parent is not None:
+                conds = (Model.measured_parent_id == parent.id) | (conds & Model.measured_parent_id.is_(None))
+            out = []
+            for m in s.scalars(select(Model).where(conds).order_by(Model.id)):
+                if parent is not None and m.measured_parent_id == parent.id:
+                    ev = m.parent_evidence or {}
+                    rel = m.relation if m.base_weights_root == of else f"{ev.get('relation', 'derived')} (measured)"
+                else:
+                    rel = m.relation
+                out.append((m, rel))
+            return out
+
         def children(of: str, depth: int) -> list[dict[str, Any]]:
             nonlocal count
             if depth >= MAX_DEPTH or count >= max_nodes:
                 return []
             out = []
-            for m in s.scalars(select(Model).where(Model.base_weights_root == of).order_by(Model.id)):
+            for m, rel in kids(of):
                 if m.weights_root in seen or count >= max_nodes:
                     continue
                 seen.add(m.weights_root)
                 count += 1
                 brief = hub._brief(s, m)
+                brief["relation"] = rel
+                brief["claimed_base"] = m.base_name if m.base_weights_root != of else None
                 brief["name"] = brief["aliases"][0] if brief["aliases"] else m.weights_root[:16]
                 brief["children"] = children(m.weights_root, depth + 1)
                 out.append(brief)

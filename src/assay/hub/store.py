@@ -254,7 +254,9 @@ class Hub:
         if fp is not None and s.scalar(select(Fingerprint.id).where(Fingerprint.model_id == model.id)) is None:
             s.add(Fingerprint(model_id=model.id, data=fp))
             s.flush()
-            if p["kind"] == "vet" and model.measured_parent_id is None and base.get("weights_root"):
+            card = inv.get("card") if isinstance(inv.get("card"), dict) else {}
+            claims_a_base = bool(base.get("weights_root") or base.get("name") or card.get("base_model"))
+            if p["kind"] == "vet" and model.measured_parent_id is None and claims_a_base:
                 from assay.hub.lineage import measured_parent
 
                 found = measured_parent(s, model, fp)
@@ -347,7 +349,9 @@ class Hub:
             doc["measured_parent"] = parent.weights_root if parent else None
             doc["parent_evidence"] = model.parent_evidence
             doc["children"] = [self._brief(s, c) for c in s.scalars(
-                select(Model).where(Model.base_weights_root == model.weights_root).order_by(Model.id).limit(500))]
+                select(Model).where((Model.measured_parent_id == model.id) | (
+                    (Model.base_weights_root == model.weights_root) & Model.measured_parent_id.is_(None))
+                ).where(Model.id != model.id).order_by(Model.id).limit(500))]
         return doc
 
     def _brief(self, s: Session, m: Model) -> dict[str, Any]:
