@@ -114,7 +114,7 @@ def measured_parent(s: Any, model: Model, fp: dict[str, Any], *, limit: int = 50
     """The hub model whose stored fingerprint is closest to ``fp`` (related ones only), with the comparison.
 
     Candidates are the models of the same architecture (newest ``limit``) that were not themselves measured
-    against ``model`` (its children). An identical copy wins; otherwise, among the related candidates about as
+    against ``model`` (its children) nor against ``model``'s own declared base (its siblings). An identical copy wins; otherwise, among the related candidates about as
     close as the closest (within :data:`SIBLING_SLACK`), the declared base, then the one nearest its family's
     root, then the closest.
     """
@@ -124,6 +124,8 @@ def measured_parent(s: Any, model: Model, fp: dict[str, Any], *, limit: int = 50
         Model.id != model.id, (Model.base_weights_root.is_(None)) | (Model.base_weights_root != model.weights_root))
     if model.architecture:
         q = q.where(Model.architecture == model.architecture)
+    if model.base_weights_root:  # vetted against the same base: siblings, not parents
+        q = q.where((Model.base_weights_root.is_(None)) | (Model.base_weights_root != model.base_weights_root))
     related: list[tuple[Model, dict[str, Any]]] = []
     for other, ofp in s.execute(q.order_by(Model.id.desc()).limit(limit)).all():
         c = compare_fingerprints(fp, ofp.data)
