@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any
@@ -39,6 +40,13 @@ def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
     app = FastAPI(title="assay hub", version=__version__, openapi_url="/openapi.json", docs_url=None,
                   redoc_url=None, description="Signed, reproducible ratings of open-weight checkpoints.")
     app.state.hub = hub
+
+    @app.middleware("http")
+    async def server_timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
+        return response
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

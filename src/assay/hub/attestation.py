@@ -151,9 +151,6 @@ def build_statement(vet: Mapping[str, Any], manifest: Manifest, *, name: str,
     """
     if vet.get("schema") != "assay.vet/1":
         raise AttestationError(f"not an assay.vet/1 document (schema: {vet.get('schema')!r})")
-    if not manifest.weights_root:
-        raise AttestationError(f"the model has no weights root ({manifest.weights_note or 'no readable tensors'}); "
-                               f"the hub identifies models by their weights")
     subjects = subjects_of(manifest)
     evaluation = vet.get("evaluation") if isinstance(vet.get("evaluation"), Mapping) else {}
     settings = dict(evaluation.get("settings") or {}) if isinstance(evaluation, Mapping) else {}
@@ -164,7 +161,8 @@ def build_statement(vet: Mapping[str, Any], manifest: Manifest, *, name: str,
     predicate = {
         "schema": SCHEMA,
         "kind": kind,
-        "model": {"name": name, "weights_root": manifest.weights_root, "manifest_digest": manifest_digest(subjects),
+        "model": {"name": name, "weights_root": manifest.weights_root, "weights_note": manifest.weights_note,
+                  "manifest_digest": manifest_digest(subjects),
                   "algorithm": manifest.algorithm, "total_bytes": sum(f.size for f in manifest.files)},
         "base": {"name": base_name, "weights_root": base_weights_root} if base_name or base_weights_root else None,
         "verdict": vet.get("verdict"),
@@ -274,6 +272,12 @@ def _is_hex(v: Any, n: int | None = None) -> bool:
     return isinstance(v, str) and bool(v) and set(v) <= _HEX and (n is None or len(v) == n)
 
 
+def model_id(model: Mapping[str, Any]) -> str:
+    """The hub's id of the model a predicate names: its weights root, or ``files:<manifest digest>`` for a model
+    whose tensors cannot be read without unpickling (identified by its exact files only)."""
+    return str(model["weights_root"]) if model.get("weights_root") else f"files:{model['manifest_digest']}"
+
+
 def validate_statement(st: Any) -> None:
     """Check the statement's shape field by field; raises AttestationError naming the first bad field."""
     _require(isinstance(st, dict), "(root)", "must be a JSON object")
@@ -299,7 +303,8 @@ def validate_statement(st: Any) -> None:
     _require(isinstance(m, dict), "predicate.model", "must be an object")
     _require(isinstance(m.get("name"), str) and 0 < len(m["name"]) <= 200 and m["name"].isprintable(),
              "predicate.model.name", "must be a printable name of 1 to 200 characters")
-    _require(_is_hex(m.get("weights_root")), "predicate.model.weights_root", "must be a lower-case hex digest")
+    _require(m.get("weights_root") is None or _is_hex(m.get("weights_root")), "predicate.model.weights_root",
+             "must be a lower-case hex digest (or null when no tensor is readable without unpickling)")
     _require(_is_hex(m.get("manifest_digest"), 64), "predicate.model.manifest_digest",
              "must be a SHA-256 hex digest")
     _require(m["manifest_digest"] == manifest_digest(subjects), "predicate.model.manifest_digest",

@@ -46,14 +46,15 @@ class Model(Base):
     """One set of weights, identified by its weights root."""
 
     __tablename__ = "models"
+    __table_args__ = (Index("ix_models_family", "base_weights_root", "base_name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     weights_root: Mapped[str] = mapped_column(String(128), unique=True)
     first_seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
     architecture: Mapped[str | None] = mapped_column(String(200))
     parameters: Mapped[int | None] = mapped_column(BigInteger)
-    licence: Mapped[str | None] = mapped_column(String(200))
+    licence: Mapped[str | None] = mapped_column(String(200), index=True)
     size_tier: Mapped[str | None] = mapped_column(String(20))
-    base_weights_root: Mapped[str | None] = mapped_column(String(128), index=True)
+    base_weights_root: Mapped[str | None] = mapped_column(String(128))
     """The base the latest vet compared against (by weights root), if known."""
     base_name: Mapped[str | None] = mapped_column(String(200))
     relation: Mapped[str | None] = mapped_column(String(40))
@@ -62,7 +63,7 @@ class Model(Base):
     """The hub model whose stored fingerprint is closest (the measured parent), if any."""
     parent_evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The fingerprint comparison with the measured parent (shared, identical, cosine, rel_change, relation)."""
-    latest_attestation_id: Mapped[int | None] = mapped_column(Integer)
+    latest_attestation_id: Mapped[int | None] = mapped_column(Integer, index=True)
     aliases: Mapped[list[Alias]] = relationship(back_populates="model", order_by="Alias.id")
 
 
@@ -128,8 +129,10 @@ class Attestation(Base):
     verdict: Mapped[str | None] = mapped_column(String(20), index=True)
     base_weights_root: Mapped[str | None] = mapped_column(String(128))
     base_name: Mapped[str | None] = mapped_column(String(200))
-    reproduces_id: Mapped[int | None] = mapped_column(ForeignKey("attestations.id"))
+    reproduces_id: Mapped[int | None] = mapped_column(ForeignKey("attestations.id"), index=True)
     reproduced_ok: Mapped[bool | None] = mapped_column(Boolean)
+    cost_per_task: Mapped[float | None] = mapped_column(Float)
+    """Self-hosted cost per task from the vet's cost stage (kept here so the leaderboard need not read the vet)."""
     published_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
     envelope: Mapped[dict[str, Any]] = mapped_column(JSON)
     predicate: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -142,7 +145,8 @@ class MetricRow(Base):
     """One measured metric of one attestation (denormalised with the model for fast leaderboards)."""
 
     __tablename__ = "metrics"
-    __table_args__ = (Index("ix_metrics_task_metric", "task", "metric"),)
+    # The leaderboard reads only this index for its ranking (covering: no table look-up per row).
+    __table_args__ = (Index("ix_metrics_board", "task", "metric", "latest", "delta", "value", "ci_low", "model_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     attestation_id: Mapped[int] = mapped_column(ForeignKey("attestations.id"), index=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
@@ -155,6 +159,8 @@ class MetricRow(Base):
     ci_high: Mapped[float | None] = mapped_column(Float)
     n: Mapped[int | None] = mapped_column(Integer)
     higher_is_better: Mapped[bool | None] = mapped_column(Boolean)
+    latest: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Part of the model's latest vet (the one the leaderboard ranks)."""
     attestation: Mapped[Attestation] = relationship(back_populates="metrics")
 
 

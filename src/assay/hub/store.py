@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from assay.hub.attestation import AttestationError, open_envelope, public_key_id
+from assay.hub.attestation import AttestationError, model_id, open_envelope, public_key_id
 from assay.hub.db import (Alias, Attestation, AuditEntry, Claim, Fingerprint, HubError, Key, ManifestRow, MetricRow,
                           Model, Token, now, open_database)
 
@@ -67,8 +67,23 @@ class Published:
 class Hub:
     """A hub database. Thread-safe: every method opens its own session."""
 
+    #: Seconds the leaderboard's filter choices (tasks, families, licences) are reused; a publish through this
+    #: process clears them at once, another server process's publish shows within this time.
+    FACET_TTL = 10.0
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._facets: dict[str, tuple[float, Any]] = {}
+
+    def _facet(self, name: str, compute: Any) -> Any:
+        import time
+
+        hit = self._facets.get(name)
+        if hit is not None and time.monotonic() - hit[0] < self.FACET_TTL:
+            return hit[1]
+        value = compute()
+        self._facets[name] = (time.monotonic(), value)
+        return value
 
     @classmethod
     def open(cls, url: str | None = None) -> Hub:
@@ -164,6 +179,7 @@ class Hub:
                 s.add(AuditEntry(action="publish", actor=actor, key_name=opened.key_name,
                                  model_id=None, attestation_digest=opened.digest, outcome="ok",
                                  detail=f"{result.aliases[0]} {result.model_id[:16]} from {remote or 'local'}"))
+            self._facets.clear()
             return result
         except AttestationError as exc:
             self._audit("publish", actor, None, None, "refused", exc.diagnostics())
@@ -188,7 +204,7 @@ class Hub:
         if s.scalar(select(Attestation.id).where(Attestation.digest == opened.digest)) is not None:
             raise HubError("this attestation is already published", status=409)
         manifest = s.scalar(select(ManifestRow).where(ManifestRow.digest == m["manifest_digest"]))
-        model = s.scalar(select(Model).where(Model.weights_root == m["weights_root"]))
+        model = s.scalar(select(Model).where(Model.weights_root == model_id(m)))
         if manifest is not None and (model is None or manifest.model_id != model.id):
             raise HubError("the subjects do not match the model entry: these files are registered under different "
                            "weights (another weights root)", status=409)
@@ -199,7 +215,7 @@ class Hub:
         base = p.get("base") or {}
         created = model is None
         if model is None:
-            model = Model(weights_root=m["weights_root"])
+            model = Model(weights_root=model_id(m))
             s.add(model)
         if p["kind"] == "vet":
             params = inv.get("parameters") if isinstance(inv.get("parameters"), int) else None
@@ -238,6 +254,7 @@ class Hub:
                           base_name=_short(base.get("name"), 200),
                           reproduces_id=reproduces.id if reproduces else None,
                           reproduced_ok=bool(p["reproduces"]["ok"]) if reproduces else None,
+                          cost_per_task=_cost(vet),
                           envelope=dict(envelope), predicate=p)
         s.add(att)
         s.flush()
@@ -247,9 +264,12 @@ class Hub:
                             base_value=row.get("base"), value=row.get("value"), delta=row.get("delta"),
                             ci_low=ci[0], ci_high=ci[1], n=row.get("n") if isinstance(row.get("n"), int) else None,
                             higher_is_better=row.get("higher_is_better")
-                            if isinstance(row.get("higher_is_better"), bool) else None))
+                            if isinstance(row.get("higher_is_better"), bool) else None, latest=p["kind"] == "vet"))
         if p["kind"] == "vet":
             model.latest_attestation_id = att.id
+            s.flush()
+            s.execute(update(MetricRow).where(MetricRow.model_id == model.id, MetricRow.latest.is_(True),
+                                              MetricRow.attestation_id != att.id).values(latest=False))
         fp = vet.get("fingerprint") if isinstance(vet.get("fingerprint"), dict) else None
         if fp is not None and s.scalar(select(Fingerprint.id).where(Fingerprint.model_id == model.id)) is None:
             s.add(Fingerprint(model_id=model.id, data=fp))
@@ -361,40 +381,91 @@ class Hub:
                 "relation": m.relation, "licence": m.licence, "size_tier": m.size_tier}
 
     def models(self, *, q: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
-        """Models, newest first; ``q`` matches a name (substring), a weights root or manifest digest (prefix)."""
+        """Models, newest first; ``q`` matches a name (substring, any case), a weights root or a manifest digest
+        (hex prefix)."""
         limit, offset = _page(limit, offset)
         with self.session() as s:
-            stmt: Select[Any] = select(Model)
+            stmt: Select[Any] = select(Model.id)
             if q:
                 q = q.strip()[:200]
                 like = f"%{_escape_like(q.lower())}%"
-                stmt = stmt.where(or_(
-                    Model.id.in_(select(Alias.model_id).where(func.lower(Alias.name).like(like, escape="\\"))),
-                    Model.weights_root.startswith(q.lower(), autoescape=True),
-                    Model.id.in_(select(ManifestRow.model_id).where(
-                        ManifestRow.digest.startswith(q.lower(), autoescape=True)))))
-            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = s.scalars(stmt.order_by(Model.id.desc()).limit(limit).offset(offset)).all()
+                ids = set(s.scalars(select(Alias.model_id).where(func.lower(Alias.name).like(like, escape="\\"))))
+                hexq = q.lower()
+                if len(hexq) >= 4 and set(hexq) <= set("0123456789abcdef"):  # a digest prefix: index range scans
+                    ids |= set(s.scalars(select(Model.id).where(Model.weights_root >= hexq,
+                                                                Model.weights_root < hexq + "g")))
+                    ids |= set(s.scalars(select(ManifestRow.model_id).where(ManifestRow.digest >= hexq,
+                                                                           ManifestRow.digest < hexq + "g")))
+                ordered = sorted(ids, reverse=True)
+                total, page = len(ordered), ordered[offset:offset + limit]
+            else:
+                total = s.scalar(select(func.count()).select_from(Model)) or 0
+                page = list(s.scalars(stmt.order_by(Model.id.desc()).limit(limit).offset(offset)))
             return {"schema": "assay.hub.models/1", "total": total, "limit": limit, "offset": offset,
-                    "models": [self._model_doc(s, m, full=False) for m in rows]}
+                    "models": self._briefs(s, page)}
+
+    def _briefs(self, s: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Summaries of the models ``ids`` (in that order) in a fixed number of queries."""
+        if not ids:
+            return []
+        models = {m.id: m for m in s.scalars(select(Model).where(Model.id.in_(ids)))}
+        names: dict[int, list[str]] = {}
+        for mid, name in s.execute(select(Alias.model_id, Alias.name).where(Alias.model_id.in_(ids))
+                                   .order_by(Alias.id)):
+            names.setdefault(mid, []).append(name)
+        latest_ids = [m.latest_attestation_id for m in models.values() if m.latest_attestation_id]
+        latest = {a_id: (verd, kid) for a_id, verd, kid in s.execute(
+            select(Attestation.id, Attestation.verdict, Attestation.key_id).where(Attestation.id.in_(latest_ids)))}
+        keys = {k.id: k for k in s.scalars(select(Key))}
+        reps: dict[int, set[str]] = {}
+        for rep_of, kid, ok in s.execute(select(Attestation.reproduces_id, Attestation.key_id,
+                                                Attestation.reproduced_ok)
+                                         .where(Attestation.reproduces_id.in_(latest_ids))):
+            k = keys.get(kid)
+            if ok and k is not None and k.revoked_at is None and kid != latest[rep_of][1]:
+                reps.setdefault(rep_of, set()).add(k.name)
+        roots = {m.base_weights_root for m in models.values() if m.base_weights_root}
+        in_hub = set(s.scalars(select(Model.weights_root).where(Model.weights_root.in_(roots)))) if roots else set()
+        out = []
+        for mid in ids:
+            m = models[mid]
+            verd, kid = latest.get(m.latest_attestation_id or -1, (None, None))
+            out.append({"schema": "assay.hub.model/1", "id": m.weights_root, "aliases": names.get(mid, []),
+                        "architecture": m.architecture, "parameters": m.parameters, "size_tier": m.size_tier,
+                        "licence": m.licence, "verdict": verd,
+                        "base": {"name": m.base_name, "weights_root": m.base_weights_root,
+                                 "in_hub": m.base_weights_root in in_hub},
+                        "relation": m.relation, "first_seen": m.first_seen.isoformat(),
+                        "vouched_by": [keys[kid].name] if kid in keys else [],
+                        "reproduced": bool(reps.get(m.latest_attestation_id or -1)),
+                        "reproduced_by": sorted(reps.get(m.latest_attestation_id or -1, ()))})
+        return out
 
     def tasks(self) -> list[str]:
-        with self.session() as s:
-            return list(s.scalars(select(MetricRow.task).distinct().order_by(MetricRow.task)))
+        """Every task with a measured metric (cached for :attr:`FACET_TTL`)."""
+        def compute() -> list[str]:
+            with self.session() as s:
+                return list(s.scalars(select(MetricRow.task).distinct().order_by(MetricRow.task)))
+
+        return list(self._facet("tasks", compute))
 
     def bases(self) -> list[dict[str, Any]]:
-        """Every base family: the weights roots models were compared against, with a name and a count."""
+        """Every base family: the weights roots models were compared against, with a name and a count (cached for
+        :attr:`FACET_TTL`)."""
+        return list(self._facet("bases", self._bases))
+
+    def _bases(self) -> list[dict[str, Any]]:
         with self.session() as s:
             rows = s.execute(select(Model.base_weights_root, func.max(Model.base_name), func.count())
                              .where(Model.base_weights_root.is_not(None)).group_by(Model.base_weights_root)
-                             .order_by(func.count().desc())).all()
-            out = []
-            for root, name, n in rows:
-                m = s.scalar(select(Model).where(Model.weights_root == root))
-                names = s.scalars(select(Alias.name).where(Alias.model_id == m.id)).all() if m else []
-                out.append({"weights_root": root, "name": (names[0] if names else name) or root[:16], "models": n,
-                            "in_hub": m is not None})
-            return out
+                             .order_by(func.count().desc()).limit(500)).all()
+            roots = [r[0] for r in rows]
+            hub_names: dict[str, str] = {}
+            for root, name in s.execute(select(Model.weights_root, Alias.name).join(Alias, Alias.model_id == Model.id)
+                                        .where(Model.weights_root.in_(roots)).order_by(Alias.id)):
+                hub_names.setdefault(root, name)
+            return [{"weights_root": root, "name": hub_names.get(root) or name or root[:16], "models": n,
+                     "in_hub": root in hub_names} for root, name, n in rows]
 
     def leaderboard(self, *, task: str | None = None, metric: str | None = None, base: str | None = None,
                     verdict: str | None = None, licence: str | None = None, tier: str | None = None,
@@ -413,7 +484,8 @@ class Hub:
             if base:
                 bm = self._find(s, base)
                 base_root = bm.weights_root if bm else s.scalar(
-                    select(Model.base_weights_root).where(Model.base_name == base).limit(1))
+                    select(Model.base_weights_root).where(or_(Model.base_weights_root == base,
+                                                              Model.base_name == base)).limit(1))
                 if base_root is None:
                     raise HubError(f"no base family {base!r} on this hub", status=404)
             if task is None:
@@ -422,45 +494,67 @@ class Hub:
             if metric is None and task is not None:
                 metric = s.scalar(select(MetricRow.metric).where(MetricRow.task == task).group_by(MetricRow.metric)
                                   .order_by(func.count().desc(), MetricRow.metric).limit(1))
-            conds = [MetricRow.task == task, MetricRow.metric == metric]
+            conds: list[Any] = [MetricRow.task == task, MetricRow.metric == metric, MetricRow.latest.is_(True)]
+            joined = []  # filters on the model or the attestation need those tables in the ranking query
             if base_root:
-                conds.append(Model.base_weights_root == base_root)
-            if verdict:
-                conds.append(Attestation.verdict == verdict.upper())
+                joined.append(Model.base_weights_root == base_root)
             if licence:
-                conds.append(Model.licence == licence)
+                joined.append(Model.licence == licence)
             if tier:
-                conds.append(Model.size_tier == tier)
-            joined = (select(MetricRow, Model, Attestation).join(Model, Model.latest_attestation_id
-                                                                == MetricRow.attestation_id)
-                      .join(Attestation, Attestation.id == MetricRow.attestation_id).where(and_(*conds)))
-            total = s.scalar(select(func.count()).select_from(
-                select(MetricRow.id).join(Model, Model.latest_attestation_id == MetricRow.attestation_id)
-                .join(Attestation, Attestation.id == MetricRow.attestation_id).where(and_(*conds)).subquery())) or 0
+                joined.append(Model.size_tier == tier)
+            if verdict:
+                joined.append(Attestation.verdict == verdict.upper())
             col: Any = {"delta": MetricRow.delta, "value": MetricRow.value, "low": MetricRow.ci_low,
                         "name": Attestation.name, "verdict": Attestation.verdict,
                         "published": Attestation.published_at}[sort]
-            order = [col.is_(None), col.desc() if descending else col.asc(), Model.id]
-            rows = s.execute(joined.order_by(*order).limit(limit).offset(offset)).all()
+            rank: Any = select(MetricRow.id).where(*conds)
+            if joined or sort in ("name", "verdict", "published"):
+                rank = (rank.join(Model, Model.id == MetricRow.model_id)
+                        .join(Attestation, Attestation.id == MetricRow.attestation_id).where(*joined))
+            total = s.scalar(select(func.count()).select_from(rank.subquery())) or 0
+            order = [col.is_(None), col.desc() if descending else col.asc(), MetricRow.model_id]
+            page_ids = list(s.scalars(rank.order_by(*order).limit(limit).offset(offset)))
+            # Named columns only: the attestation's envelope and predicate (the whole vet) stay in the database.
+            cols = (Model.id, Model.weights_root, Model.licence, Model.size_tier, Model.relation, Model.base_name,
+                    Attestation.id, Attestation.name, Attestation.verdict, Attestation.key_id,
+                    Attestation.cost_per_task, Attestation.published_at, MetricRow.task, MetricRow.metric,
+                    MetricRow.base_value, MetricRow.value, MetricRow.delta, MetricRow.ci_low, MetricRow.ci_high,
+                    MetricRow.n, MetricRow.higher_is_better, MetricRow.id)
+            fetched = {r[-1]: r[:-1] for r in s.execute(
+                select(*cols).join(Model, Model.id == MetricRow.model_id)
+                .join(Attestation, Attestation.id == MetricRow.attestation_id).where(MetricRow.id.in_(page_ids)))}
+            rows = [fetched[i] for i in page_ids if i in fetched]
+            keys = {k.id: k for k in s.scalars(select(Key))}
+            reps: dict[int, set[str]] = {}
+            if rows:
+                for rep_of, kid, ok in s.execute(select(Attestation.reproduces_id, Attestation.key_id,
+                                                        Attestation.reproduced_ok)
+                                                 .where(Attestation.reproduces_id.in_([r[6] for r in rows]))):
+                    k = keys.get(kid)
+                    orig_key = next(r[9] for r in rows if r[6] == rep_of)
+                    if ok and k is not None and kid != orig_key and k.revoked_at is None:
+                        reps.setdefault(rep_of, set()).add(k.name)
             out = []
-            for r, m, a in rows:
-                cost = ((a.predicate.get("vet") or {}).get("cost") or {}) if isinstance(a.predicate, dict) else {}
-                st = self._status(s, m)
-                out.append({"id": m.weights_root, "name": a.name, "verdict": a.verdict, "licence": m.licence,
-                            "size_tier": m.size_tier, "relation": m.relation, "base": m.base_name,
-                            "task": r.task, "metric": r.metric, "base_value": r.base_value, "value": r.value,
-                            "delta": r.delta, "ci": [r.ci_low, r.ci_high] if r.ci_low is not None else None,
-                            "n": r.n, "higher_is_better": r.higher_is_better,
-                            "cost_per_task": cost.get("self_per_task") if isinstance(cost, dict) else None,
-                            "reproduced": st["reproduced"], "vouched_by": st["vouched_by"],
-                            "published_at": a.published_at.isoformat()})
+            for (mid, root, lic, tier_, rel, base_name, aid, name, verd, kid, cost, published, task_, metric_,
+                 bval, val, delta, lo, hi, n, hib) in rows:
+                out.append({"id": root, "name": name, "verdict": verd, "licence": lic, "size_tier": tier_,
+                            "relation": rel, "base": base_name, "task": task_, "metric": metric_, "base_value": bval,
+                            "value": val, "delta": delta, "ci": [lo, hi] if lo is not None else None, "n": n,
+                            "higher_is_better": hib, "cost_per_task": cost, "reproduced": aid in reps,
+                            "reproduced_by": sorted(reps.get(aid, ())),
+                            "vouched_by": [keys[kid].name] if kid in keys else [],
+                            "published_at": published.isoformat()})
             return {"schema": "assay.hub.leaderboard/1", "task": task, "metric": metric, "base": base,
                     "base_weights_root": base_root, "total": total, "limit": limit, "offset": offset,
                     "sort": sort, "descending": descending, "rows": out}
 
     def licences(self) -> list[str]:
-        with self.session() as s:
-            return [x for x in s.scalars(select(Model.licence).distinct().order_by(Model.licence)) if x]
+        """Every licence of a model on the hub (cached for :attr:`FACET_TTL`)."""
+        def compute() -> list[str]:
+            with self.session() as s:
+                return [x for x in s.scalars(select(Model.licence).distinct().order_by(Model.licence)) if x]
+
+        return list(self._facet("licences", compute))
 
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.session() as s:
@@ -482,6 +576,12 @@ def _metric_doc(r: MetricRow) -> dict[str, Any]:
     return {"task": r.task, "metric": r.metric, "base": r.base_value, "value": r.value, "delta": r.delta,
             "ci": [r.ci_low, r.ci_high] if r.ci_low is not None else None, "n": r.n,
             "higher_is_better": r.higher_is_better}
+
+
+def _cost(vet: Mapping[str, Any]) -> float | None:
+    cost = vet.get("cost")
+    v = cost.get("self_per_task") if isinstance(cost, Mapping) else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
 
 
 def _licence(vet: Mapping[str, Any]) -> str | None:

@@ -62,7 +62,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('weights_root')
     )
     with op.batch_alter_table('models', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_models_base_weights_root'), ['base_weights_root'], unique=False)
+        batch_op.create_index('ix_models_family', ['base_weights_root', 'base_name'], unique=False)
+        batch_op.create_index(batch_op.f('ix_models_latest_attestation_id'), ['latest_attestation_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_models_licence'), ['licence'], unique=False)
 
     op.create_table('tokens',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -138,6 +140,7 @@ def upgrade() -> None:
     sa.Column('base_name', sa.String(length=200), nullable=True),
     sa.Column('reproduces_id', sa.Integer(), nullable=True),
     sa.Column('reproduced_ok', sa.Boolean(), nullable=True),
+    sa.Column('cost_per_task', sa.Float(), nullable=True),
     sa.Column('published_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('envelope', sa.JSON(), nullable=False),
     sa.Column('predicate', sa.JSON(), nullable=False),
@@ -152,6 +155,7 @@ def upgrade() -> None:
     with op.batch_alter_table('attestations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_attestations_model_id'), ['model_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_attestations_published_at'), ['published_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_attestations_reproduces_id'), ['reproduces_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_attestations_verdict'), ['verdict'], unique=False)
 
     op.create_table('metrics',
@@ -167,26 +171,28 @@ def upgrade() -> None:
     sa.Column('ci_high', sa.Float(), nullable=True),
     sa.Column('n', sa.Integer(), nullable=True),
     sa.Column('higher_is_better', sa.Boolean(), nullable=True),
+    sa.Column('latest', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['attestation_id'], ['attestations.id'], ),
     sa.ForeignKeyConstraint(['model_id'], ['models.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('metrics', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_metrics_attestation_id'), ['attestation_id'], unique=False)
+        batch_op.create_index('ix_metrics_board', ['task', 'metric', 'latest', 'delta', 'value', 'ci_low', 'model_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_metrics_model_id'), ['model_id'], unique=False)
-        batch_op.create_index('ix_metrics_task_metric', ['task', 'metric'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('metrics', schema=None) as batch_op:
-        batch_op.drop_index('ix_metrics_task_metric')
         batch_op.drop_index(batch_op.f('ix_metrics_model_id'))
+        batch_op.drop_index('ix_metrics_board')
         batch_op.drop_index(batch_op.f('ix_metrics_attestation_id'))
 
     op.drop_table('metrics')
     with op.batch_alter_table('attestations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_attestations_verdict'))
+        batch_op.drop_index(batch_op.f('ix_attestations_reproduces_id'))
         batch_op.drop_index(batch_op.f('ix_attestations_published_at'))
         batch_op.drop_index(batch_op.f('ix_attestations_model_id'))
 
@@ -207,7 +213,9 @@ def downgrade() -> None:
     op.drop_table('aliases')
     op.drop_table('tokens')
     with op.batch_alter_table('models', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_models_base_weights_root'))
+        batch_op.drop_index(batch_op.f('ix_models_licence'))
+        batch_op.drop_index(batch_op.f('ix_models_latest_attestation_id'))
+        batch_op.drop_index('ix_models_family')
 
     op.drop_table('models')
     op.drop_table('keys')
