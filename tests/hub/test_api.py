@@ -245,10 +245,10 @@ def test_a_failure_half_way_leaves_nothing(hub: Any, models: ModelSet, keys: Key
     class Boom(RuntimeError):
         pass
 
-    def broken_metric(**kw: Any) -> Any:
+    def broken_metric_rows(*a: Any, **kw: Any) -> Any:
         raise Boom("disk full")
 
-    monkeypatch.setattr(store, "MetricRow", broken_metric)
+    monkeypatch.setattr(store, "metric_rows", broken_metric_rows)
     with pytest.raises(Boom):
         hub.publish(env, token=hub.test_token)
     assert hub.counts() == {"models": 0, "aliases": 0, "manifests": 0, "attestations": 0, "metrics": 0,

@@ -56,3 +56,14 @@ def test_measured_parent_and_family_tree(hub: Any, client: Any, models: ModelSet
     assert "honest-finetune" not in client.get(f"/family/{impostor}").text
     page = client.get(f"/models/{fine}").text
     assert "measured parent" in page and base[:24] in page
+
+
+def test_malformed_fingerprints_are_ignored_not_fatal(models: ModelSet) -> None:
+    from assay.model.ref import resolve
+
+    good = fingerprint(resolve(str(models.base)))
+    for bad in ({"tensors": "x"}, {"tensors": {"a": 1}}, {"tensors": {"a": {"shape": [2], "sample": "!!"}}}, []):
+        assert compare_fingerprints(bad, good) is None  # type: ignore[arg-type]
+    name = next(iter(good["tensors"]))
+    odd = {"tensors": {name: {**good["tensors"][name], "digest": "0", "sample": "AAAA"}}}
+    assert compare_fingerprints(odd, good) is None  # a sample of the wrong length compares nothing

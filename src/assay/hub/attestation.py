@@ -313,8 +313,11 @@ def validate_statement(st: Any) -> None:
     _require(b is None or (isinstance(b, dict) and (b.get("weights_root") is None or _is_hex(b["weights_root"]))
                            and (b.get("name") is None or isinstance(b["name"], str) and len(b["name"]) <= 200)),
              "predicate.base", "must be null or {name, weights_root (hex or null)}")
-    _require(p.get("verdict") in ("PASS", "WARN", "FAIL", "ERROR", "UNDECIDED", None) or isinstance(p.get("verdict"),
-             str) and len(p["verdict"]) <= 20, "predicate.verdict", "must be a verdict word")
+    _require(p.get("verdict") is None or isinstance(p["verdict"], str) and 0 < len(p["verdict"]) <= 20,
+             "predicate.verdict", "must be a verdict word (PASS, WARN, FAIL, NONE) or null")
+    fp = p.get("fingerprint")
+    _require(fp is None or isinstance(fp, dict) and isinstance(fp.get("tensors", {}), dict), "predicate.fingerprint",
+             "must be null or an assay.fingerprint/1 object")
     _require(isinstance(p.get("reasons"), list), "predicate.reasons", "must be a list")
     metrics = p.get("metrics")
     _require(isinstance(metrics, list), "predicate.metrics", "must be a list")

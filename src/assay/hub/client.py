@@ -59,7 +59,7 @@ def attest_vet(vet: Mapping[str, Any], *, private_key_pem: bytes, model: str | P
                                 kind=kind, reproduces=reproduces)
     from assay.hub.lineage import fingerprint
 
-    statement["predicate"]["vet"] = {**statement["predicate"]["vet"], "fingerprint": fingerprint(ref)}
+    statement["predicate"]["fingerprint"] = fingerprint(ref)
     try:
         return sign_statement(statement, private_key_pem=private_key_pem)
     except ValueError as exc:  # NaN or infinity somewhere in the vet document

@@ -77,12 +77,20 @@ def _sample(entry: dict[str, Any]) -> np.ndarray | None:
     return a if a.size == _SAMPLES and np.all(np.isfinite(a)) else None
 
 
+def _entries(fp: Any) -> dict[str, dict[str, Any]]:
+    """The well-formed tensor entries of a fingerprint (anything else, from whatever source, is ignored)."""
+    tensors = fp.get("tensors") if isinstance(fp, dict) else None
+    if not isinstance(tensors, dict):
+        return {}
+    return {str(k): v for k, v in tensors.items() if isinstance(v, dict) and isinstance(v.get("shape"), list)}
+
+
 def compare_fingerprints(cand: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
     """How ``cand`` relates to ``base``: shared tensors, identical ones, mean sampled cosine, relative change.
 
     None when they share no tensor of the same name and shape (different architectures).
     """
-    ct, bt = cand.get("tensors") or {}, base.get("tensors") or {}
+    ct, bt = _entries(cand), _entries(base)
     shared = [n for n in ct if n in bt and ct[n].get("shape") == bt[n].get("shape")]
     if not shared:
         return None

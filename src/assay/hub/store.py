@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -258,19 +258,15 @@ class Hub:
                           envelope=dict(envelope), predicate=p)
         s.add(att)
         s.flush()
-        for row in p["metrics"]:
-            ci = row.get("ci") or [None, None]
-            s.add(MetricRow(attestation_id=att.id, model_id=model.id, task=row["task"], metric=row["metric"],
-                            base_value=row.get("base"), value=row.get("value"), delta=row.get("delta"),
-                            ci_low=ci[0], ci_high=ci[1], n=row.get("n") if isinstance(row.get("n"), int) else None,
-                            higher_is_better=row.get("higher_is_better")
-                            if isinstance(row.get("higher_is_better"), bool) else None, latest=p["kind"] == "vet"))
+        rows = metric_rows(p["metrics"], attestation_id=att.id, model_id=model.id, latest=p["kind"] == "vet")
+        if p["kind"] == "vet":
+            s.execute(update(MetricRow).where(MetricRow.model_id == model.id, MetricRow.latest.is_(True))
+                      .values(latest=False))
+        if rows:
+            s.execute(insert(MetricRow), rows)
         if p["kind"] == "vet":
             model.latest_attestation_id = att.id
-            s.flush()
-            s.execute(update(MetricRow).where(MetricRow.model_id == model.id, MetricRow.latest.is_(True),
-                                              MetricRow.attestation_id != att.id).values(latest=False))
-        fp = vet.get("fingerprint") if isinstance(vet.get("fingerprint"), dict) else None
+        fp = p.get("fingerprint") if isinstance(p.get("fingerprint"), dict) else None
         if fp is not None and s.scalar(select(Fingerprint.id).where(Fingerprint.model_id == model.id)) is None:
             s.add(Fingerprint(model_id=model.id, data=fp))
             s.flush()
@@ -570,6 +566,21 @@ class Hub:
             return {t.__tablename__: s.scalar(select(func.count()).select_from(t)) or 0
                     for t in (db.Model, db.Alias, db.ManifestRow, db.Attestation, db.MetricRow, db.Claim,
                               db.Fingerprint)}
+
+
+def metric_rows(metrics: Sequence[Mapping[str, Any]], *, attestation_id: int, model_id: int,
+                latest: bool) -> list[dict[str, Any]]:
+    """The ``metrics`` table rows of a validated predicate's metrics."""
+    out = []
+    for row in metrics:
+        ci = row.get("ci") or [None, None]
+        hib = row.get("higher_is_better")
+        out.append({"attestation_id": attestation_id, "model_id": model_id, "task": row["task"],
+                    "metric": row["metric"], "base_value": row.get("base"), "value": row.get("value"),
+                    "delta": row.get("delta"), "ci_low": ci[0], "ci_high": ci[1],
+                    "n": row.get("n") if isinstance(row.get("n"), int) and not isinstance(row.get("n"), bool)
+                    else None, "higher_is_better": hib if isinstance(hib, bool) else None, "latest": latest})
+    return out
 
 
 def _metric_doc(r: MetricRow) -> dict[str, Any]:
