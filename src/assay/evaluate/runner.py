@@ -299,9 +299,18 @@ def _validate_mc_item(task: Task, item: Item) -> None:
 
 
 # --------------------------------------------------------------------------------------------- running
+#: The backend request each task kind sends (KL drift reads logits in process and is not listed).
+_REQUEST_KIND = {TaskKind.MULTIPLE_CHOICE: "loglikelihood", TaskKind.PERPLEXITY: "loglikelihood_rolling",
+                 TaskKind.GENERATE: "generate", TaskKind.PROBE: "generate"}
+
+
 def evaluate_model(backend: Backend, tasks: Sequence[Task], *, limit: int | None = None,
                    cache: ResultCache | None = None, progress: Progress = NULL_PROGRESS) -> dict[str, TaskResult]:
-    """Run every task on ``backend``; results by task name. Cached items are not recomputed."""
+    """Run every task on ``backend``; results by task name. Cached items are not recomputed.
+
+    Before the first item the backend is asked whether it can serve every task (a server that returns no prompt
+    log-probabilities cannot score multiple choice), so a task it cannot run is refused before any work."""
+    backend.preflight({_REQUEST_KIND[t.kind] for t in tasks if t.kind in _REQUEST_KIND})
     out: dict[str, TaskResult] = {}
     for task in tasks:
         if task.name in out:
