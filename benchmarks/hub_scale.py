@@ -118,7 +118,8 @@ def bulk_fill(hub: Any, n: int, bases: list[str], key_id: int) -> None:
 
         with hub.transaction() as s:
             for table in ("models", "manifests", "attestations"):
-                s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+                s.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                               f"(SELECT max(id) FROM {table}))"))
         with hub.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.execute(text("ANALYZE"))
     else:

@@ -8,14 +8,12 @@ FAIL with the reason; they are never skipped silently.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from tests.hub.builders import ModelSet, build_models
@@ -83,11 +81,22 @@ def hub(db_url: str, keys: dict[str, tuple[bytes, bytes]]) -> Iterator[Any]:
 
 @pytest.fixture
 def client(hub: Any) -> Iterator[Any]:
+    """An in-process client; every JSON answer that names a schema is validated against it."""
     from fastapi.testclient import TestClient
 
     from assay.hub.app import create_app
+    from assay.schemas import validate
 
-    with TestClient(create_app(hub, max_body=4 * 1024 * 1024)) as c:
+    class Checked(TestClient):
+        def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            r = super().request(*args, **kwargs)
+            if r.headers.get("content-type", "").startswith("application/json"):
+                doc = r.json()
+                if isinstance(doc, dict) and "schema" in doc:
+                    validate(doc)
+            return r
+
+    with Checked(create_app(hub, max_body=4 * 1024 * 1024)) as c:
         c.headers["Authorization"] = f"Bearer {hub.test_token}"
         yield c
 

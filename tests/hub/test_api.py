@@ -58,7 +58,8 @@ def test_publish_and_read_back(client: Any, hub: Any, models: ModelSet, keys: Ke
 
 def test_identical_weights_under_two_names_are_one_model(client: Any, hub: Any, models: ModelSet,
                                                           keys: Keys) -> None:
-    a = publish(client, attest_vet(vet_doc(models.base, relation="identical", delta=0.0), private_key_pem=keys["ci"][0]))
+    a = publish(client, attest_vet(vet_doc(models.base, relation="identical", delta=0.0),
+                                   private_key_pem=keys["ci"][0]))
     # the re-upload holds the same tensors re-sharded into two files: another manifest, the same weights root
     b = publish(client, attest_vet(vet_doc(models.reupload, relation="identical", delta=0.0),
                                    private_key_pem=keys["ci"][0]))
@@ -105,7 +106,7 @@ def test_openapi_document(client: Any) -> None:
 def _refused(client: Any, hub: Any, response: Any, status: int, *needles: str) -> None:
     assert response.status_code == status, response.text
     body = response.json()
-    assert body["schema"] == "assay.hub.error/1"
+    assert body["schema"] == "assay.hub-error/1"
     for n in needles:
         assert n in (body["error"] + " " + (body.get("hint") or ""))
     assert hub.counts() == {"models": 0, "aliases": 0, "manifests": 0, "attestations": 0, "metrics": 0,
@@ -224,7 +225,7 @@ def test_bad_query_parameters_are_4xx_json(client: Any) -> None:
                         ("/api/v1/no-such-endpoint", 404), ("/api/v1/models?q=" + "q" * 300, 422)):
         r = client.get(url)
         assert r.status_code == status, (url, r.text)
-        assert r.json()["schema"] == "assay.hub.error/1" and r.json()["error"]
+        assert r.json()["schema"] == "assay.hub-error/1" and r.json()["error"]
 
 
 def test_duplicate_publish_is_a_conflict(client: Any, hub: Any, models: ModelSet, keys: Keys) -> None:

@@ -22,7 +22,7 @@ def browser() -> Iterator[Any]:
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
-    assert chromium and driver_path, "the browser test needs Debian's chromium and chromium-driver (apt-get install -y " \
+    assert chromium and driver_path, "the browser test needs Debian's chromium and chromium-driver (apt-get install " \
                                      "chromium chromium-driver)"
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 
 from assay.hub.client import attest_vet
 from assay.hub.lineage import compare_fingerprints, fingerprint

@@ -107,6 +107,7 @@ def test_the_wrong_model_is_refused(real_vet: dict[str, Path], keys: dict[str, t
     st["predicate"]["model"]["manifest_digest"] = "ef" * 32
     st["predicate"]["vet"]["candidate"]["root"] = str(tmp_path / "gone")
     st["predicate"]["vet"]["candidate"]["hf_id"] = None
-    (tmp_path / "att2.json").write_text(json.dumps({**env, "payload": base64.b64encode(json.dumps(st).encode()).decode()}))
+    payload = base64.b64encode(json.dumps(st).encode()).decode()
+    (tmp_path / "att2.json").write_text(json.dumps({**env, "payload": payload}))
     assert main(["reproduce", str(tmp_path / "att2.json")]) == 2
     assert "no copy of the model with the recorded digests was found" in capsys.readouterr().err

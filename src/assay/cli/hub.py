@@ -94,7 +94,7 @@ def keys_add(name: str, public_key: Path, db: str | None, as_json: bool) -> int:
 
     kid = _hub(db).add_key(name, read_key(public_key))
     if as_json:
-        emit_json({"schema": "assay.hub.key/1", "name": name, "key_id": kid})
+        emit_json({"schema": "assay.hub-key/1", "name": name, "key_id": kid})
     else:
         console().print(f"trusted key {name} (sha256:{kid})")
     return EXIT_PASS
@@ -107,7 +107,7 @@ def keys_list(db: str | None, as_json: bool) -> int:
     """The trusted keys."""
     rows = _hub(db).keys()
     if as_json:
-        emit_json({"schema": "assay.hub.keys/1", "keys": rows})
+        emit_json({"schema": "assay.hub-keys/1", "keys": rows})
     else:
         for k in rows:
             console().print(f"{k['name']}  sha256:{k['key_id']}" + ("  (revoked)" if k["revoked_at"] else ""))
@@ -137,7 +137,7 @@ def token_create(name: str, db: str | None, as_json: bool) -> int:
     """Create a token NAME and print it once."""
     tok = _hub(db).create_token(name)
     if as_json:
-        emit_json({"schema": "assay.hub.token/1", "name": name, "token": tok})
+        emit_json({"schema": "assay.hub-token/1", "name": name, "token": tok})
     else:
         console().print(tok)
         err_console().print(f"token {name}: shown once, only its hash is stored (ASSAY_HUB_TOKEN)")
@@ -162,7 +162,7 @@ def audit(db: str | None, limit: int, as_json: bool) -> int:
     """Who published what (and what was refused), newest first."""
     rows = _hub(db).audit(limit)
     if as_json:
-        emit_json({"schema": "assay.hub.audit/1", "entries": rows})
+        emit_json({"schema": "assay.hub-audit/1", "entries": rows})
     else:
         for e in rows:
             console().print(f"{e['at']}  {e['action']:<13} {e['outcome']:<8} {e['actor'] or '-':<12} "

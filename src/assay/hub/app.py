@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Query, Request
@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assay import __version__
 from assay.hub.db import HubError
-from assay.hub.store import PAGE_MAX, SORTS, TIERS, Hub
+from assay.hub.store import PAGE_MAX, TIERS, Hub
 
 API = "/api/v1"
 MAX_BODY = 16 * 1024 * 1024
@@ -32,7 +32,7 @@ MAX_BODY = 16 * 1024 * 1024
 
 
 def _error(status: int, message: str, hint: str | None = None) -> JSONResponse:
-    return JSONResponse({"schema": "assay.hub.error/1", "error": message, "hint": hint}, status_code=status)
+    return JSONResponse({"schema": "assay.hub-error/1", "error": message, "hint": hint}, status_code=status)
 
 
 def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
@@ -106,10 +106,11 @@ def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
                    offset: int = Query(0, ge=0, le=10**9)) -> dict[str, Any]:
         return hub.models(q=q, limit=limit, offset=offset)
 
-    @app.get(f"{API}/models/{{ident:path}}/attestations", tags=["models"], summary="Every signed attestation of a model")
+    @app.get(f"{API}/models/{{ident:path}}/attestations", tags=["models"],
+             summary="Every signed attestation of a model")
     def api_attestations(ident: str) -> dict[str, Any]:
         _check_ident(ident)
-        return {"schema": "assay.hub.attestations/1", "attestations": hub.attestations(ident)}
+        return {"schema": "assay.hub-attestations/1", "attestations": hub.attestations(ident)}
 
     @app.get(f"{API}/models/{{ident:path}}/eval-results", tags=["models"],
              summary="The latest signed vet as Hugging Face .eval_results files and card model-index")
@@ -118,7 +119,7 @@ def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
         from assay.hub.interop import eval_results, model_index
 
         doc = hub.model(ident)
-        return {"schema": "assay.hub.eval_results/1", "files": eval_results(doc, hub_url=str(request.base_url)),
+        return {"schema": "assay.hub-eval-results/1", "files": eval_results(doc, hub_url=str(request.base_url)),
                 "model_index": model_index(doc, hub_url=str(request.base_url))}
 
     @app.get(f"{API}/models/{{ident:path}}", tags=["models"], summary="One model by weights root or alias")
@@ -127,10 +128,12 @@ def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
         return hub.model(ident)
 
     @app.get(f"{API}/leaderboard", tags=["leaderboard"], summary="Latest vet of each model on one task")
-    def api_leaderboard(task: str | None = Query(None, max_length=200), metric: str | None = Query(None, max_length=100),
+    def api_leaderboard(task: str | None = Query(None, max_length=200),
+                        metric: str | None = Query(None, max_length=100),
                         base: str | None = Query(None, max_length=200),
                         verdict: str | None = Query(None, max_length=20),
-                        licence: str | None = Query(None, max_length=200), tier: str | None = Query(None, max_length=20),
+                        licence: str | None = Query(None, max_length=200),
+                        tier: str | None = Query(None, max_length=20),
                         sort: str = Query("delta", max_length=20), order: str = Query("desc", pattern="^(asc|desc)$"),
                         limit: int = Query(50, ge=1, le=PAGE_MAX),
                         offset: int = Query(0, ge=0, le=10**9)) -> dict[str, Any]:
@@ -151,7 +154,7 @@ def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
             return _error(400, f"the body is not JSON: {exc}")
         client = request.client.host if request.client else None
         r = hub.publish(envelope, token=token, remote=client)
-        return JSONResponse({"schema": "assay.hub.published/1", "model": r.model_id, "attestation": r.attestation,
+        return JSONResponse({"schema": "assay.hub-published/1", "model": r.model_id, "attestation": r.attestation,
                              "created_model": r.created_model, "aliases": list(r.aliases), "key": r.key,
                              "reproduces": r.reproduces, "url": f"/models/{r.model_id}"}, status_code=201)
 
@@ -159,9 +162,11 @@ def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page_leaderboard(request: Request, task: str | None = Query(None, max_length=200),
-                         metric: str | None = Query(None, max_length=100), base: str | None = Query(None, max_length=200),
+                         metric: str | None = Query(None, max_length=100),
+                         base: str | None = Query(None, max_length=200),
                          verdict: str | None = Query(None, max_length=20),
-                         licence: str | None = Query(None, max_length=200), tier: str | None = Query(None, max_length=20),
+                         licence: str | None = Query(None, max_length=200),
+                         tier: str | None = Query(None, max_length=20),
                          sort: str = Query("delta", max_length=20), order: str = Query("desc", pattern="^(asc|desc)$"),
                          page: int = Query(1, ge=1, le=10**6), per_page: int = Query(25, ge=1, le=PAGE_MAX)) -> str:
         params = {k: v for k, v in dict(task=task, metric=metric, base=base, verdict=verdict, licence=licence,
@@ -190,7 +195,8 @@ def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
                       view=_view(doc.get("vet")))
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
-    def page_compare(m: list[str] = Query([], max_length=3)) -> str:
+    def page_compare(m: Annotated[list[str] | None, Query()] = None) -> str:
+        m = m or []
         if not 2 <= len(m) <= 3:
             raise HubError("compare needs two or three models (?m=A&m=B[&m=C])", status=422)
         for ident in m:
@@ -254,10 +260,9 @@ def _view(vet: Any) -> dict[str, Any] | None:
 
 
 def _deploy(vet: dict[str, Any]) -> dict[str, Any]:
-    bench = vet.get("bench") if isinstance(vet.get("bench"), dict) else {}
-    cand = bench.get("candidate") if isinstance(bench.get("candidate"), dict) else {}
-    cost = vet.get("cost") if isinstance(vet.get("cost"), dict) else {}
-    lic = vet.get("licence") if isinstance(vet.get("licence"), dict) else {}
+    from assay.hub.attestation import field
+
+    cand, cost, lic = field(field(vet, "bench"), "candidate"), field(vet, "cost"), field(vet, "licence")
     return {"decode": cand.get("decode_tokens_per_s"), "memory": cand.get("model_rss_bytes"),
             "cost": cost.get("self_per_task"), "licence": lic.get("licence")}
 

@@ -135,6 +135,12 @@ def metrics_of(vet: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def field(doc: Any, key: str) -> dict[str, Any]:
+    """``doc[key]`` when it is an object, else an empty dict (documents from elsewhere may lack a section)."""
+    value = doc.get(key) if isinstance(doc, Mapping) else None
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
 def _num(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
@@ -152,8 +158,7 @@ def build_statement(vet: Mapping[str, Any], manifest: Manifest, *, name: str,
     if vet.get("schema") != "assay.vet/1":
         raise AttestationError(f"not an assay.vet/1 document (schema: {vet.get('schema')!r})")
     subjects = subjects_of(manifest)
-    evaluation = vet.get("evaluation") if isinstance(vet.get("evaluation"), Mapping) else {}
-    settings = dict(evaluation.get("settings") or {}) if isinstance(evaluation, Mapping) else {}
+    settings = field(field(vet, "evaluation"), "settings")
     if tasks is None:
         specs = settings.get("tasks") or []
         tasks = task_digests([str(s) for s in specs]) if specs else {}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError, ModelError
-from assay.hub.attestation import build_statement, sign_statement
+from assay.hub.attestation import build_statement, field, sign_statement
 from assay.hub.db import HubError
 
 
@@ -41,7 +41,7 @@ def attest_vet(vet: Mapping[str, Any], *, private_key_pem: bytes, model: str | P
     """
     from assay.provenance.manifest import hash_model, weights_root
 
-    cand = vet.get("candidate") if isinstance(vet.get("candidate"), Mapping) else {}
+    cand = field(vet, "candidate")
     ref = _resolve(model or cand.get("root"), "model", "pass --model PATH")
     manifest = hash_model(ref)
     base_doc = vet.get("base") if isinstance(vet.get("base"), Mapping) else None

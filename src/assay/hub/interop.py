@@ -70,7 +70,8 @@ def model_index(doc: dict[str, Any], *, hub_url: str | None = None) -> list[dict
                           source_url=f"{hub_url.rstrip('/')}/models/{doc['id']}" if hub_url else None)
                for r in latest["metrics"] if r.get("value") is not None]
     name = doc["aliases"][0] if doc.get("aliases") else doc["id"]
-    return eval_results_to_model_index(name, results)
+    index: list[dict[str, Any]] = eval_results_to_model_index(name, results)
+    return index
 
 
 def read_model_index(card: Path) -> list[dict[str, Any]]:

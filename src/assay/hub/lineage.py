@@ -118,13 +118,14 @@ def compare_fingerprints(cand: dict[str, Any], base: dict[str, Any]) -> dict[str
             "rel_change": sum(rel) / len(rel), "relation": relation}
 
 
-def measured_parent(s: Any, model: Model, fp: dict[str, Any], *, limit: int = 500) -> tuple[Model, dict[str, Any]] | None:
+def measured_parent(s: Any, model: Model, fp: dict[str, Any], *,
+                    limit: int = 500) -> tuple[Model, dict[str, Any]] | None:
     """The hub model whose stored fingerprint is closest to ``fp`` (related ones only), with the comparison.
 
     Candidates are the models of the same architecture (newest ``limit``) that were not themselves measured
-    against ``model`` (its children) nor against ``model``'s own declared base (its siblings). An identical copy wins; otherwise, among the related candidates about as
-    close as the closest (within :data:`SIBLING_SLACK`), the declared base, then the one nearest its family's
-    root, then the closest.
+    against ``model`` (its children) nor against ``model``'s own declared base (its siblings). An identical copy
+    wins; otherwise, among the related candidates about as close as the closest (within :data:`SIBLING_SLACK`),
+    the declared base, then the one nearest its family's root, then the closest.
     """
     from assay.hub.db import Fingerprint
 

@@ -20,11 +20,10 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError, ModelError
-from assay.hub.attestation import manifest_digest, subjects_of, task_digests
+from assay.hub.attestation import field, manifest_digest, subjects_of, task_digests
 from assay.hub.db import HubError
 from assay.progress import NULL_PROGRESS, Progress
 
@@ -192,8 +191,7 @@ def reproduce(doc: Mapping[str, Any], *, model: str | None = None, base: str | N
                                     manifest=None, total_bytes=None, role="base")
         if note:
             notes.append(note)
-    evaluation = vet.get("evaluation") if isinstance(vet.get("evaluation"), Mapping) else {}
-    settings = evaluation.get("settings") or {} if isinstance(evaluation, Mapping) else {}
+    settings = field(field(vet, "evaluation"), "settings")
     specs = [str(t) for t in settings.get("tasks") or []]
     recorded_tasks = pred.get("tasks") or {}
     if specs and recorded_tasks:
@@ -244,4 +242,5 @@ def reproduction_document(r: Reproduction) -> dict[str, Any]:
 
 
 def reproduction_checks(r: Reproduction) -> Sequence[dict[str, Any]]:
-    return reproduction_document(r)["checks"]
+    checks: list[dict[str, Any]] = reproduction_document(r)["checks"]
+    return checks

@@ -17,14 +17,14 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, func, insert, or_, select, update
+from sqlalchemy import Select, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from assay.hub.attestation import AttestationError, model_id, open_envelope, public_key_id
+from assay.hub.attestation import AttestationError, field, model_id, open_envelope, public_key_id
 from assay.hub.db import (Alias, Attestation, AuditEntry, Claim, Fingerprint, HubError, Key, ManifestRow, MetricRow,
                           Model, Token, now, open_database)
 
@@ -62,6 +62,10 @@ class Published:
     """The trusted key that signed it."""
     reproduces: str | None = None
     """For a reproduction: the digest of the attestation it reproduces."""
+
+
+class _NoToken(Exception):
+    """No valid bearer token came with a write."""
 
 
 class Hub:
@@ -165,22 +169,26 @@ class Hub:
 
     def publish(self, envelope: Any, *, token: str | None, remote: str | None = None) -> Published:
         """Verify and store an attestation, in one transaction. Raises HubError (with an HTTP status) when refused."""
-        actor = self.token_name(token)
-        if actor is None:
-            self._audit("publish", None, None, None, "refused", "missing, unknown or revoked token")
-            raise HubError("writes need a valid bearer token", status=401,
-                           hint="create one with `assay hub token create NAME` on the hub")
+        actor: str | None = None
         try:
-            with self.transaction() as s:
-                trusted = {k.name: k.public_pem.encode("ascii")
-                           for k in s.scalars(select(Key).where(Key.revoked_at.is_(None)))}
-                opened = open_envelope(envelope, trusted=trusted)
-                result = self._store(s, opened, envelope, actor)
+            with self.transaction() as s:  # one round of reads and writes; nothing is kept if anything fails
+                tok = s.scalar(select(Token).where(Token.token_hash == hash_token(token or ""),
+                                                   Token.revoked_at.is_(None))) if token else None
+                if tok is None:
+                    raise _NoToken()
+                actor = tok.name
+                keys = {k.name: k for k in s.scalars(select(Key).where(Key.revoked_at.is_(None)))}
+                opened = open_envelope(envelope, trusted={n: k.public_pem.encode("ascii") for n, k in keys.items()})
+                result = self._store(s, opened, envelope, keys[opened.key_name], tok)
                 s.add(AuditEntry(action="publish", actor=actor, key_name=opened.key_name,
                                  model_id=None, attestation_digest=opened.digest, outcome="ok",
                                  detail=f"{result.aliases[0]} {result.model_id[:16]} from {remote or 'local'}"))
             self._facets.clear()
             return result
+        except _NoToken as exc:
+            self._audit("publish", None, None, None, "refused", "missing, unknown or revoked token")
+            raise HubError("writes need a valid bearer token", status=401,
+                           hint="create one with `assay hub token create NAME` on the hub") from exc
         except AttestationError as exc:
             self._audit("publish", actor, None, None, "refused", exc.diagnostics())
             raise HubError(exc.message, status=exc.status, hint=exc.hint) from exc
@@ -197,7 +205,7 @@ class Hub:
             s.add(AuditEntry(action=action, actor=actor, key_name=key, attestation_digest=digest, outcome=outcome,
                              detail=detail[:2000]))
 
-    def _store(self, s: Session, opened: Any, envelope: Mapping[str, Any], actor: str) -> Published:
+    def _store(self, s: Session, opened: Any, envelope: Mapping[str, Any], key: Key, token: Token) -> Published:
         st = opened.statement
         p = st["predicate"]
         m = p["model"]
@@ -209,9 +217,9 @@ class Hub:
             raise HubError("the subjects do not match the model entry: these files are registered under different "
                            "weights (another weights root)", status=409)
         vet = p["vet"]
-        inv = vet.get("inventory") if isinstance(vet.get("inventory"), dict) else {}
+        inv = field(vet, "inventory")
         lic = _licence(vet)
-        lineage = vet.get("lineage") if isinstance(vet.get("lineage"), dict) else {}
+        lineage = field(vet, "lineage")
         base = p.get("base") or {}
         created = model is None
         if model is None:
@@ -236,8 +244,6 @@ class Hub:
         if m["name"] not in names:
             s.add(Alias(name=m["name"], model_id=model.id))
             names.add(m["name"])
-        key = s.scalar(select(Key).where(Key.name == opened.key_name))
-        token = s.scalar(select(Token).where(Token.name == actor))
         reproduces = None
         if p["kind"] == "reproduction":
             r = p["reproduces"]
@@ -248,8 +254,8 @@ class Hub:
                 raise HubError("the reproduction is about other weights than the attestation it reproduces",
                                status=409)
             reproduces = orig
-        att = Attestation(digest=opened.digest, model_id=model.id, manifest_id=manifest.id, key_id=key.id if key else 0,
-                          token_id=token.id if token else None, kind=p["kind"], name=m["name"],
+        att = Attestation(digest=opened.digest, model_id=model.id, manifest_id=manifest.id, key_id=key.id,
+                          token_id=token.id, kind=p["kind"], name=m["name"],
                           verdict=_short(p.get("verdict"), 20), base_weights_root=base.get("weights_root"),
                           base_name=_short(base.get("name"), 200),
                           reproduces_id=reproduces.id if reproduces else None,
@@ -270,7 +276,7 @@ class Hub:
         if fp is not None and s.scalar(select(Fingerprint.id).where(Fingerprint.model_id == model.id)) is None:
             s.add(Fingerprint(model_id=model.id, data=fp))
             s.flush()
-            card = inv.get("card") if isinstance(inv.get("card"), dict) else {}
+            card = field(inv, "card")
             claims_a_base = bool(base.get("weights_root") or base.get("name") or card.get("base_model"))
             if p["kind"] == "vet" and model.measured_parent_id is None and claims_a_base:
                 from assay.hub.lineage import measured_parent
@@ -332,7 +338,7 @@ class Hub:
     def _model_doc(self, s: Session, model: Model, *, full: bool) -> dict[str, Any]:
         latest = s.get(Attestation, model.latest_attestation_id) if model.latest_attestation_id else None
         doc: dict[str, Any] = {
-            "schema": "assay.hub.model/1",
+            "schema": "assay.hub-model/1",
             "id": model.weights_root,
             "aliases": [a.name for a in s.scalars(select(Alias).where(Alias.model_id == model.id).order_by(Alias.id))],
             "architecture": model.architecture, "parameters": model.parameters, "size_tier": model.size_tier,
@@ -397,7 +403,7 @@ class Hub:
             else:
                 total = s.scalar(select(func.count()).select_from(Model)) or 0
                 page = list(s.scalars(stmt.order_by(Model.id.desc()).limit(limit).offset(offset)))
-            return {"schema": "assay.hub.models/1", "total": total, "limit": limit, "offset": offset,
+            return {"schema": "assay.hub-models/1", "total": total, "limit": limit, "offset": offset,
                     "models": self._briefs(s, page)}
 
     def _briefs(self, s: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
@@ -418,21 +424,21 @@ class Hub:
                                                 Attestation.reproduced_ok)
                                          .where(Attestation.reproduces_id.in_(latest_ids))):
             k = keys.get(kid)
-            if ok and k is not None and k.revoked_at is None and kid != latest[rep_of][1]:
+            if ok and k is not None and rep_of is not None and k.revoked_at is None and kid != latest[rep_of][1]:
                 reps.setdefault(rep_of, set()).add(k.name)
         roots = {m.base_weights_root for m in models.values() if m.base_weights_root}
         in_hub = set(s.scalars(select(Model.weights_root).where(Model.weights_root.in_(roots)))) if roots else set()
         out = []
         for mid in ids:
             m = models[mid]
-            verd, kid = latest.get(m.latest_attestation_id or -1, (None, None))
-            out.append({"schema": "assay.hub.model/1", "id": m.weights_root, "aliases": names.get(mid, []),
+            verd, vouch = latest.get(m.latest_attestation_id or -1, (None, None))
+            out.append({"schema": "assay.hub-model/1", "id": m.weights_root, "aliases": names.get(mid, []),
                         "architecture": m.architecture, "parameters": m.parameters, "size_tier": m.size_tier,
                         "licence": m.licence, "verdict": verd,
                         "base": {"name": m.base_name, "weights_root": m.base_weights_root,
                                  "in_hub": m.base_weights_root in in_hub},
                         "relation": m.relation, "first_seen": m.first_seen.isoformat(),
-                        "vouched_by": [keys[kid].name] if kid in keys else [],
+                        "vouched_by": [keys[vouch].name] if vouch is not None and vouch in keys else [],
                         "reproduced": bool(reps.get(m.latest_attestation_id or -1)),
                         "reproduced_by": sorted(reps.get(m.latest_attestation_id or -1, ()))})
         return out
@@ -457,11 +463,17 @@ class Hub:
                              .order_by(func.count().desc()).limit(500)).all()
             roots = [r[0] for r in rows]
             hub_names: dict[str, str] = {}
-            for root, name in s.execute(select(Model.weights_root, Alias.name).join(Alias, Alias.model_id == Model.id)
-                                        .where(Model.weights_root.in_(roots)).order_by(Alias.id)):
-                hub_names.setdefault(root, name)
-            return [{"weights_root": root, "name": hub_names.get(root) or name or root[:16], "models": n,
-                     "in_hub": root in hub_names} for root, name, n in rows]
+            for hub_root, alias in s.execute(select(Model.weights_root, Alias.name)
+                                             .join(Alias, Alias.model_id == Model.id)
+                                             .where(Model.weights_root.in_(roots)).order_by(Alias.id)):
+                hub_names.setdefault(hub_root, alias)
+            out: list[dict[str, Any]] = []
+            for base_root, base_name, n in rows:
+                if base_root is None:
+                    continue
+                out.append({"weights_root": base_root, "name": hub_names.get(base_root) or base_name or base_root[:16],
+                            "models": n, "in_hub": base_root in hub_names})
+            return out
 
     def leaderboard(self, *, task: str | None = None, metric: str | None = None, base: str | None = None,
                     verdict: str | None = None, licence: str | None = None, tier: str | None = None,
@@ -528,19 +540,20 @@ class Hub:
                                                  .where(Attestation.reproduces_id.in_([r[6] for r in rows]))):
                     k = keys.get(kid)
                     orig_key = next(r[9] for r in rows if r[6] == rep_of)
-                    if ok and k is not None and kid != orig_key and k.revoked_at is None:
+                    if ok and k is not None and rep_of is not None and kid != orig_key and k.revoked_at is None:
                         reps.setdefault(rep_of, set()).add(k.name)
             out = []
-            for (mid, root, lic, tier_, rel, base_name, aid, name, verd, kid, cost, published, task_, metric_,
-                 bval, val, delta, lo, hi, n, hib) in rows:
+            for row in rows:
+                (_mid, root, lic, tier_, rel, base_name, aid, name, verd, vouch, cost, published, task_, metric_,
+                 bval, val, delta, lo, hi, n, hib) = cast(Any, row)
                 out.append({"id": root, "name": name, "verdict": verd, "licence": lic, "size_tier": tier_,
                             "relation": rel, "base": base_name, "task": task_, "metric": metric_, "base_value": bval,
                             "value": val, "delta": delta, "ci": [lo, hi] if lo is not None else None, "n": n,
                             "higher_is_better": hib, "cost_per_task": cost, "reproduced": aid in reps,
                             "reproduced_by": sorted(reps.get(aid, ())),
-                            "vouched_by": [keys[kid].name] if kid in keys else [],
+                            "vouched_by": [keys[vouch].name] if vouch in keys else [],
                             "published_at": published.isoformat()})
-            return {"schema": "assay.hub.leaderboard/1", "task": task, "metric": metric, "base": base,
+            return {"schema": "assay.hub-leaderboard/1", "task": task, "metric": metric, "base": base,
                     "base_weights_root": base_root, "total": total, "limit": limit, "offset": offset,
                     "sort": sort, "descending": descending, "rows": out}
 
@@ -598,8 +611,9 @@ def _cost(vet: Mapping[str, Any]) -> float | None:
 def _licence(vet: Mapping[str, Any]) -> str | None:
     for stage in ("licence", "card"):
         d = vet.get(stage)
-        if isinstance(d, Mapping) and isinstance(d.get("licence"), str):
-            return d["licence"]
+        lic = d.get("licence") if isinstance(d, Mapping) else None
+        if isinstance(lic, str):
+            return lic
     return None
 
 

@@ -178,7 +178,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('metrics', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_metrics_attestation_id'), ['attestation_id'], unique=False)
-        batch_op.create_index('ix_metrics_board', ['task', 'metric', 'latest', 'delta', 'value', 'ci_low', 'model_id'], unique=False)
+        batch_op.create_index('ix_metrics_board', ['task', 'metric', 'latest', 'delta', 'value', 'ci_low', 'model_id'], unique=False)  # noqa: E501
         batch_op.create_index(batch_op.f('ix_metrics_model_id'), ['model_id'], unique=False)
 
 
