@@ -209,10 +209,15 @@ class Hub:
         st = opened.statement
         p = st["predicate"]
         m = p["model"]
-        if s.scalar(select(Attestation.id).where(Attestation.digest == opened.digest)) is not None:
+        # One round trip for the three look-ups (a PostgreSQL hub pays per round trip).
+        seen_att, seen_manifest, seen_model = s.execute(select(
+            select(Attestation.id).where(Attestation.digest == opened.digest).scalar_subquery(),
+            select(ManifestRow.id).where(ManifestRow.digest == m["manifest_digest"]).scalar_subquery(),
+            select(Model.id).where(Model.weights_root == model_id(m)).scalar_subquery())).one()
+        if seen_att is not None:
             raise HubError("this attestation is already published", status=409)
-        manifest = s.scalar(select(ManifestRow).where(ManifestRow.digest == m["manifest_digest"]))
-        model = s.scalar(select(Model).where(Model.weights_root == model_id(m)))
+        manifest = s.get(ManifestRow, seen_manifest) if seen_manifest is not None else None
+        model = s.get(Model, seen_model) if seen_model is not None else None
         if manifest is not None and (model is None or manifest.model_id != model.id):
             raise HubError("the subjects do not match the model entry: these files are registered under different "
                            "weights (another weights root)", status=409)
@@ -240,10 +245,11 @@ class Hub:
                                    20) or "?", files=st["subject"],
                                    total_bytes=m.get("total_bytes") if isinstance(m.get("total_bytes"), int) else None)
             s.add(manifest)
-        names = {a.name for a in s.scalars(select(Alias).where(Alias.model_id == model.id))}
+        names = set() if created else {a.name for a in s.scalars(select(Alias).where(Alias.model_id == model.id))}
         if m["name"] not in names:
             s.add(Alias(name=m["name"], model_id=model.id))
             names.add(m["name"])
+        s.flush()  # the manifest's id, for the attestation
         reproduces = None
         if p["kind"] == "reproduction":
             r = p["reproduces"]
@@ -265,7 +271,7 @@ class Hub:
         s.add(att)
         s.flush()
         rows = metric_rows(p["metrics"], attestation_id=att.id, model_id=model.id, latest=p["kind"] == "vet")
-        if p["kind"] == "vet":
+        if p["kind"] == "vet" and not created:
             s.execute(update(MetricRow).where(MetricRow.model_id == model.id, MetricRow.latest.is_(True))
                       .values(latest=False))
         if rows:
