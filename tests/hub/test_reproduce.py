@@ -111,3 +111,23 @@ def test_the_wrong_model_is_refused(real_vet: dict[str, Path], keys: dict[str, t
     (tmp_path / "att2.json").write_text(json.dumps({**env, "payload": payload}))
     assert main(["reproduce", str(tmp_path / "att2.json")]) == 2
     assert "no copy of the model with the recorded digests was found" in capsys.readouterr().err
+
+
+def test_vet_publish_signs_and_publishes(real_vet: dict[str, Path], hub: Any, live_hub: str,
+                                         keys: dict[str, tuple[bytes, bytes]], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["vet", str(real_vet["cand"]), "--base", str(real_vet["base"]), "--task", "builtin:knowledge",
+            "--limit", LIMIT, "--publish", live_hub]
+    monkeypatch.delenv("ASSAY_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("ASSAY_SIGNING_KEY", raising=False)
+    assert main(args) == 2  # refused before any work: no token
+    assert "ASSAY_HUB_TOKEN" in capsys.readouterr().err
+    (tmp_path / "lab.pem").write_bytes(keys["lab"][0])
+    monkeypatch.setenv("ASSAY_HUB_TOKEN", hub.test_token)
+    monkeypatch.setenv("ASSAY_SIGNING_KEY", str(tmp_path / "lab.pem"))
+    monkeypatch.setenv("ASSAY_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(args) in (0, 1)
+    assert "published to" in capsys.readouterr().err
+    m = hub.model("nudged")
+    assert m["vouched_by"] == ["lab"] and m["base"]["name"] == "base" and m["base"]["weights_root"]
+    assert m["history"][0]["metrics"] and m["verdict"] in ("PASS", "WARN", "FAIL", "NONE")
