@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import math
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -30,3 +31,9 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
         return to_jsonable(obj.item())
     return obj
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a mapping (a stage's document), else an empty one (the stage did not run, or wrote
+    something else): the read side of optional document fields."""
+    return value if isinstance(value, Mapping) else {}

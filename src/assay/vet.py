@@ -123,9 +123,16 @@ def _weight_formats(ref: ModelRef) -> set[Format]:
 def _require_model(ref: ModelRef, role: str) -> None:
     """Refuse, as bad input, a reference with no weights file vet can read (e.g. a lone ONNX or text file)."""
     if not _weight_formats(ref):
-        what = f"{ref.spec} is a single file" if ref.single_file else f"folder {ref.spec} has no weights file"
-        raise ModelError(f"the {role} is not a model assay can vet: {what} in a supported format "
-                         f"(safetensors, GGUF, torch archive or pickle)")
+        if ref.single_file:
+            try:
+                content = detect(ref.path(ref.files[0])).value
+            except AssayError:
+                content = "unreadable"
+            what = f"{ref.spec} is not a weights file (its content is {content})"
+        else:
+            what = f"folder {ref.spec} has no weights file"
+        raise ModelError(f"the {role} is not a model assay can vet: {what}; supported formats are safetensors, "
+                         "GGUF, torch archive and pickle")
 
 
 def environment() -> dict[str, Any]:

@@ -249,16 +249,21 @@ def _print_human(doc: dict[str, Any]) -> None:
         out.print(table)
         return
     table = Table(title=f"{doc['model']} against {doc['base']}")
-    for col in ("task", "metric", "n", "base", "cand", "delta [95% CI]", "p (Holm)", "MDE", "+/-"):
+    for col in ("task", "metric", "n", "base", "cand", "delta [95% CI]", "p (Holm)", "MDE", "+/-", "change"):
         table.add_column(col, overflow="fold")
+    notes = set()
     for name, per in doc["comparison"].items():
         for m, c in per.items():
             style = "red" if c["regression"] else None
             table.add_row(name, m, str(c["n"]), _fmt(c["base"], 3), _fmt(c["candidate"], 3),
                           f"{_fmt(c['delta'], 3)} [{_fmt(c['ci'][0], 3)}, {_fmt(c['ci'][1], 3)}]",
                           f"{_fmt(c['p'], 3)} ({_fmt(c['p_holm'], 3)})", _fmt(c["mde"], 3),
-                          f"+{len(c['gained'])}/-{len(c['lost'])}", style=style)
+                          f"+{len(c['gained'])}/-{len(c['lost'])}", c.get("change", ""), style=style)
+            if c.get("note"):
+                notes.add(f"{m}: {c['note']}")
     out.print(table)
+    for note in sorted(notes):
+        out.print(note, style="dim", markup=False)
     drift = {n: t for n, t in doc["tasks"].items() if t.get("kind") == "kl"}
     if drift:
         kl_table = Table(title="drift from the base (KL, nats per token)")
@@ -268,6 +273,9 @@ def _print_human(doc: dict[str, Any]) -> None:
             for m, v in t["metrics"].items():
                 kl_table.add_row(name, m, _fmt(v))
         out.print(kl_table)
+        for name, t in drift.items():
+            if t.get("note"):
+                out.print(f"{name}: {t['note']}", style="dim", markup=False)
     if doc["regressions"]:
         err_console().print("[red]regression:[/red] " + ", ".join(f"{r['task']}/{r['metric']}"
                                                                    for r in doc["regressions"]))

@@ -81,6 +81,9 @@ class BackendInfo:
     """A content identity of the model: the weights root for local models, the served model name otherwise."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Settings that change numbers (dtype, device, max length, server URL, ...)."""
+    tokenizer: str = ""
+    """A digest of the tokenizer (vocabulary, merges, special tokens); empty when the backend cannot tell (a
+    server). Two models with different digests are not compared on per-token metrics."""
 
 
 class Backend(abc.ABC):
