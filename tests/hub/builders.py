@@ -94,7 +94,9 @@ def vet_doc(folder: Path, *, delta: float = 0.01, half_width: float = 0.02, rela
             licence={"schema": "assay.licence/1", "licence": licence, "violations": []})
         return vet_document(make_result(stages, tmp=folder.parent, name=folder.name, base=None))
     base = base if isinstance(base, Path) else folder.parent / "base"
-    comparison = {t: {"acc": metric(0.50, 0.50 + delta, half_width, p=0.3)} for t in tasks}
+    # the p-value agrees with the interval: significant exactly when the interval excludes zero
+    p = 1e-6 if abs(delta) > half_width else 0.5
+    comparison = {t: {"acc": metric(0.50, 0.50 + delta, half_width, p=p)} for t in tasks}
     stages = outcomes(
         inventory={"architecture": "LlamaForCausalLM", "parameters": parameters},
         scan=scan_doc(), base_scan=scan_doc(), signature=StageOutcome.not_applicable("signature", "no model.sig"),
