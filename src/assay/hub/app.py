@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assay import __version__
-from assay.hub.db import HubError
+from assay.hub.errors import HubError
 from assay.hub.store import PAGE_MAX, TIERS, Hub
 
 API = "/api/v1"

@@ -17,7 +17,7 @@ from typing import Any
 
 from assay.errors import AssayError, ModelError
 from assay.hub.attestation import build_statement, field, sign_statement
-from assay.hub.db import HubError
+from assay.hub.errors import HubError
 
 
 def _resolve(path: str | Path | None, role: str, hint: str) -> Any:

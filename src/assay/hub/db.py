@@ -23,15 +23,9 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from assay.errors import AssayError
+from assay.hub.errors import HubError
 
-
-class HubError(AssayError):
-    """The hub cannot do what was asked (bad database URL, unknown model, refused publish)."""
-
-    def __init__(self, message: str, *, status: int = 400, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.status = status
+__all__ = ["HubError"]  # re-exported: callers that already import the tables find it here
 
 
 def now() -> dt.datetime:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from assay.hub.db import HubError
+from assay.hub.errors import HubError
 from assay.hub.store import Hub, Published
 
 DEMO_KEY_NAME = "assay-demo"

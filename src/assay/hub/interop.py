@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import delete
 
-from assay.hub.db import Claim, HubError
+from assay.hub.db import Claim
+from assay.hub.errors import HubError
 
 _FRONT_MATTER = re.compile(r"\A\ufeff?---\s*\r?\n(.*?)\r?\n---\s*(?:\r?\n|\Z)", re.S)
 

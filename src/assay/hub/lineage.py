@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from assay.hub.db import Alias, HubError, Model
+from assay.hub.db import Alias, Model
+from assay.hub.errors import HubError
 
 MAX_DEPTH = 8
 FINGERPRINT_SCHEMA = "assay.fingerprint/1"

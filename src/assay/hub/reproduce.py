@@ -24,7 +24,7 @@ from typing import Any
 
 from assay.errors import AssayError, ModelError
 from assay.hub.attestation import field, manifest_digest, subjects_of, task_digests
-from assay.hub.db import HubError
+from assay.hub.errors import HubError
 from assay.progress import NULL_PROGRESS, Progress
 
 SCHEMA = "assay.reproduce/1"
