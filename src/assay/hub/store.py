@@ -375,6 +375,8 @@ class Hub:
                               "source": c.source} for c in s.scalars(select(Claim).where(Claim.model_id == model.id))]
             parent = s.get(Model, model.measured_parent_id) if model.measured_parent_id else None
             doc["measured_parent"] = parent.weights_root if parent else None
+            doc["measured_parent_name"] = (s.scalar(select(Alias.name).where(Alias.model_id == parent.id)
+                                                    .order_by(Alias.id).limit(1)) if parent else None)
             doc["parent_evidence"] = model.parent_evidence
             doc["children"] = [self._brief(s, c) for c in s.scalars(
                 select(Model).where((Model.measured_parent_id == model.id) | (
