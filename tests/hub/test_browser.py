@@ -107,7 +107,8 @@ def test_leaderboard_filter_model_page_and_compare(browser: Any, filled_hub: Any
     # the family tree of the base and a search by alias
     browser.get(live_hub + "/family/base")
     tree = browser.find_element(By.TAG_NAME, "main").text
-    assert "Family of base" in tree and "honest-finetune" in tree and "3 descendants" in tree
+    assert "Family of base" in tree and "honest-finetune" in tree and "2 descendants" in tree
+    assert "impostor" in browser.find_element(By.ID, "claimants").text  # claims the base, weights unrelated
     go(browser, lambda: browser.find_element(By.NAME, "q").send_keys("impost\n"))
     assert browser.find_element(By.ID, "models").text.count("impostor") >= 1
 

@@ -186,6 +186,8 @@ def family_tree(hub: Any, ident: str, *, max_nodes: int = 2000) -> dict[str, Any
                 conds = (Model.measured_parent_id == parent.id) | (conds & Model.measured_parent_id.is_(None))
             out = []
             for m in s.scalars(select(Model).where(conds).order_by(Model.id)):
+                if m.relation == "unrelated" and m.measured_parent_id is None:
+                    continue  # claims this base, but its weights say otherwise: listed apart
                 if parent is not None and m.measured_parent_id == parent.id:
                     ev = m.parent_evidence or {}
                     rel = m.relation if m.base_weights_root == of else f"{ev.get('relation', 'derived')} (measured)"
@@ -214,7 +216,10 @@ def family_tree(hub: Any, ident: str, *, max_nodes: int = 2000) -> dict[str, Any
 
         tree = {"id": root, "name": name, "in_hub": root_model is not None,
                 "verdict": hub._brief(s, root_model)["verdict"] if root_model else None,
-                "children": children(root, 0)}
+                "children": children(root, 0),
+                "claimants": [{**hub._brief(s, m), "name": _name(s, m)} for m in s.scalars(
+                    select(Model).where(Model.base_weights_root == root, Model.relation == "unrelated",
+                                        Model.measured_parent_id.is_(None)).order_by(Model.id).limit(200))]}
         tree["size"] = count
         return tree
 
