@@ -179,11 +179,9 @@ def run_lmeval(python: Path, model: Path, yaml_path: Path, num_fewshot: int, thr
 
 
 def run_assay(model: Path, yaml_path: Path, num_fewshot: int, threads: int) -> dict:
-    import dataclasses
-
     from assay.evaluate.backends.hf import load_after_scan
     from assay.evaluate.runner import evaluate_model
-    from assay.evaluate.tasks import load_task
+    from assay.evaluate.tasks import load_tasks
     from assay.model.ref import resolve
 
     backend = load_after_scan(resolve(str(model)), dtype="float32", threads=threads)
@@ -199,8 +197,7 @@ def run_assay(model: Path, yaml_path: Path, num_fewshot: int, threads: int) -> d
 
     backend.loglikelihood = timed  # type: ignore[method-assign]
     t0 = time.perf_counter()
-    task = load_task(str(yaml_path))
-    task = dataclasses.replace(task, num_fewshot=num_fewshot)
+    [task] = load_tasks(str(yaml_path), num_fewshot=num_fewshot)  # --num-fewshot, as lm-eval applies it
     result = evaluate_model(backend, [task], cache=None)[task.name]
     elapsed = time.perf_counter() - t0
     backend.close()

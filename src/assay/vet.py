@@ -319,9 +319,30 @@ def _lineage(cand: ModelRef, base: ModelRef, progress: Progress) -> Mapping[str,
 
 
 def _load_tasks(specs: Sequence[str]) -> list[Any]:
+    """The evaluation tasks, each checked as `assay eval` checks it; a bad spec raises (bad input, exit 2)."""
+    from assay.evaluate.runner import validate_task
     from assay.evaluate.tasks import load_tasks
 
-    return [t for s in specs for t in load_tasks(s)]
+    loaded = [t for s in specs for t in load_tasks(s)]
+    for t in loaded:
+        validate_task(t)
+    return loaded
+
+
+def _check_trusted_keys(policy: Policy) -> None:
+    """Refuse a ``signature.trusted_keys`` entry that is not a readable PEM public key, before any work."""
+    if not policy.signature.trusted_keys or not _available("assay.provenance.signing", "verify_model"):
+        return
+    from assay.provenance.signing import _load_public
+
+    for key in policy.signature.trusted_keys:
+        try:
+            _load_public(Path(key).read_bytes())
+        except OSError as exc:
+            raise PolicyError(f"cannot read trusted key {key} (signature.trusted_keys): "
+                              f"{exc.strerror or exc}") from exc
+        except AssayError as exc:
+            raise PolicyError(f"trusted key {key} (signature.trusted_keys): {exc.message}") from exc
 
 
 def _open_backend(ref: ModelRef, scanned: Any, progress: Progress) -> Any:
@@ -465,6 +486,23 @@ def _card(ref: ModelRef, base: ModelRef | None, evaluation: Mapping[str, Any] | 
     return doc
 
 
+def _card_and_licence(cand: ModelRef, base: ModelRef | None, evaluation: Mapping[str, Any] | None, policy: Policy,
+                      progress: Progress, done: Callable[[StageOutcome], None]) -> None:
+    """The card and licence stages (``base``: a base that scanned safe, for its licence; else None)."""
+    if _available("assay.deploy.card", "read_card"):
+        outcome = _timed("card", lambda: _card(cand, base, evaluation), progress)
+    else:
+        outcome = StageOutcome.skipped("card", "the model-card review is not available in this install")
+    done(outcome)
+    card_doc = outcome.document
+    if card_doc is None:
+        done(StageOutcome.skipped("licence", "no model card was read, so the licence is unknown"))
+    elif not _available("assay.deploy.licences", "check_licence"):
+        done(StageOutcome.skipped("licence", "licence checks are not available in this install"))
+    else:
+        done(_timed("licence", lambda: _licence(card_doc, policy), progress))
+
+
 def _licence(card_doc: Mapping[str, Any], policy: Policy) -> Mapping[str, Any]:
     from assay.deploy.licences import check_licence, lookup, normalise
 
@@ -591,8 +629,12 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
         base_ref = resolve(base, download=download)
         _require_model(base_ref, "base")
 
-    pre = {"probes": probe_tasks(policy) if policy.probes.specs() else [],
-           "drift": kl_tasks(policy)}  # bad probe or KL specs are bad input: refused before any long work
+    # Bad input is refused here, before any scan or model load: evaluation, probe and KL task specs, trusted keys.
+    task_specs = list(tasks) if tasks else list(policy.evaluation.tasks)
+    pre = {"evaluation": _load_tasks(task_specs) if task_specs else [],
+           "probes": probe_tasks(policy) if policy.probes.specs() else [],
+           "drift": kl_tasks(policy)}
+    _check_trusted_keys(policy)
 
     stage_names = list(STAGES)
     progress.start("vet", total=len(stage_names))
@@ -631,6 +673,9 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
     training = read_training_log(cand_ref)
     if not _scan_is_safe(outcomes["scan"]):
         verdict_word = (outcomes["scan"].document or {}).get("verdict") or "not scanned"
+        # The card and licence are read as text (README front matter, config, GGUF metadata): nothing is loaded or
+        # unpickled, so a reviewer still sees what an unsafe model claims to be and under which licence.
+        _card_and_licence(cand_ref, None, None, policy, progress, done)
         block_rest(f"the candidate scanned {verdict_word.replace('_', ' ')}, so it is never loaded")
         return _finish(cand_ref, base_ref, base_source, policy, outcomes, training, started, t0, out_dir,
                        formats, progress)
@@ -675,7 +720,6 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
         done(_timed("lineage", lambda: _lineage(cand_ref, b, progress), progress))
 
     # 5. evaluation and comparison, behaviour probes, KL drift: each model is loaded once (base, then candidate)
-    task_specs = list(tasks) if tasks else list(policy.evaluation.tasks)
     eff_limit = limit if limit is not None else policy.evaluation.limit
     if not (task_specs or pre["probes"] or pre["drift"]):
         done(StageOutcome.not_applicable("evaluation", "no evaluation tasks in the policy"))
@@ -695,19 +739,8 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
                     progress, done)
 
     # 6. card and licence
-    if _available("assay.deploy.card", "read_card"):
-        ev = outcomes["evaluation"].document if "evaluation" in outcomes else None
-        done(_timed("card", lambda: _card(cand_ref, base_ref if base_ok else None, ev), progress))
-    else:
-        done(StageOutcome.skipped("card", "the model-card review is not available in this install"))
-    card_doc = outcomes["card"].document
-    if card_doc is None:
-        done(StageOutcome.skipped("licence", "no model card was read, so the licence is unknown"))
-    elif not _available("assay.deploy.licences", "check_licence"):
-        done(StageOutcome.skipped("licence", "licence checks are not available in this install"))
-    else:
-        c = card_doc
-        done(_timed("licence", lambda: _licence(c, policy), progress))
+    _card_and_licence(cand_ref, base_ref if base_ok else None,
+                      outcomes["evaluation"].document if "evaluation" in outcomes else None, policy, progress, done)
 
     # 7. bench (optional, slow): only models that scanned safe are loaded
     if not policy.deploy.bench:
@@ -758,12 +791,7 @@ def _run_models(cand: ModelRef, base: ModelRef | None, reports: Mapping[str, Any
     results: dict[str, dict[str, Any]] = {"base": {}, "candidate": {}}
     kl_results: dict[str, Any] | None = None
     cache = ResultCache()
-    eval_tasks: list[Any] = []
-    if specs:
-        try:
-            eval_tasks = _load_tasks(specs)
-        except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
-            errors["evaluation"] = _why(exc)
+    eval_tasks: list[Any] = list(pre.get("evaluation", []))  # loaded (and so checked) before any work
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
         if stage in errors:
