@@ -68,7 +68,10 @@ def attest_vet(vet: Mapping[str, Any], *, private_key_pem: bytes, model: str | P
 
 def post_attestation(url: str, envelope: Mapping[str, Any], *, token: str, timeout: float = 60.0) -> dict[str, Any]:
     """POST ``envelope`` to ``URL/api/v1/attestations``; returns the hub's JSON answer or raises HubError."""
-    import httpx
+    try:
+        import httpx
+    except ImportError as exc:
+        raise HubError("publishing needs httpx, part of the [hub] extra", hint="pip install 'assay[hub]'") from exc
 
     endpoint = url.rstrip("/") + "/api/v1/attestations"
     try:
