@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,10 +74,15 @@ def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Sample], Path]:
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Sample], Path]]:
     root = tmp_path_factory.mktemp("containers")
-    markers = root / "markers"
-    return build_containers(root / "samples", marker_dir=markers), markers
+    # The tar-header polyglot holds its whole pickle in a 100-byte name field: the marker path must be short,
+    # whatever the temp folder (pytest-xdist's are longer).
+    markers = Path(tempfile.mkdtemp(prefix="m", dir="/tmp"))
+    try:
+        yield build_containers(root / "samples", marker_dir=markers), markers
+    finally:
+        shutil.rmtree(markers, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

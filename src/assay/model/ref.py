@@ -68,6 +68,10 @@ def resolve(spec: str | os.PathLike[str], *, revision: str | None = None, downlo
     path = Path(text).expanduser()
     if path.is_symlink() and not path.exists():
         raise ModelError(f"{text} is a broken symbolic link")
+    if revision is not None and path.exists():
+        raise ModelError(f"--revision {revision} applies to an org/name in the Hugging Face cache, but {text} is a "
+                         f"local {'folder' if path.is_dir() else 'file'}, which has no revisions",
+                         hint="drop --revision, or name the org/name")
     if path.is_dir():
         return _from_folder(text, path)
     if path.exists():
