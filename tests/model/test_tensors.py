@@ -14,8 +14,8 @@ import pytest
 
 from assay.errors import FormatError, ModelError
 from assay.model.ref import resolve
-from assay.model.tensors import (TensorInfo, file_tensors, gguf_to_hf_name, iter_tensors, read_safetensors_header,
-                                 tensor_index)
+from assay.model.inventory import iter_tensors, tensor_index
+from assay.model.tensors import TensorInfo, file_tensors, gguf_to_hf_name, read_safetensors_header
 from assay.scan.pickle_vm import evaluate_pickle
 
 

@@ -26,7 +26,7 @@ import mmap
 import os
 import re
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -37,7 +37,6 @@ from assay.model.formats import Format, detect
 from assay.model.gguf_file import read_gguf_file
 from assay.model.problems import problem_message
 from assay.model.safetensors_file import DTYPE_BITS, read_safetensors
-from assay.model.ref import ModelRef
 from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, PickleFormatError, TorchTensorRecord, evaluate_pickle,
                                   torch_tensor_records)
 
@@ -148,22 +147,6 @@ class TensorInfo:
 
 
 # --------------------------------------------------------------------------------------------- public API
-
-
-def iter_tensors(target: ModelRef | Path | str, *, allow_pickle: bool = False) -> Iterator[TensorInfo]:
-    """Yield every tensor of the model's weight files, in name order within each file, files in sorted order.
-
-    ``target`` is a :class:`ModelRef` (its weight files, as chosen by the inventory) or one file. Torch
-    archives need ``allow_pickle=True`` (a promise that the file scanned safe) and raise :class:`ModelError`
-    otherwise. Nothing but headers is read until :meth:`TensorInfo.load` or :meth:`TensorInfo.raw`.
-    """
-    for root, rel, fmt in _weight_files(target):
-        yield from file_tensors(root / rel, fmt=fmt, rel=rel.as_posix(), allow_pickle=allow_pickle)
-
-
-def tensor_index(target: ModelRef | Path | str, *, allow_pickle: bool = False) -> dict[str, TensorInfo]:
-    """Every tensor of the model by its Hugging Face name (see :func:`iter_tensors`)."""
-    return {t.hf_name: t for t in iter_tensors(target, allow_pickle=allow_pickle)}
 
 
 def file_tensors(path: Path, *, fmt: Format | None = None, rel: str | None = None,
@@ -471,20 +454,3 @@ def _torch_load(path: str, mtime_ns: int) -> Any:
         return _torch_load_cached(path, mtime_ns)
 
 
-# --------------------------------------------------------------------------------------------- weight files
-
-
-def _weight_files(target: ModelRef | Path | str) -> list[tuple[Path, Path, Format]]:
-    if isinstance(target, ModelRef):
-        from assay.model.inventory import weight_files
-
-        return [(target.root, rel, fmt) for rel, fmt in weight_files(target)]
-    path = Path(target)
-    if path.is_dir():
-        from assay.model.inventory import weight_files
-        from assay.model.ref import resolve
-
-        ref = resolve(path)
-        return [(ref.root, rel, fmt) for rel, fmt in weight_files(ref)]
-    fmt = detect(path)
-    return [(path.parent, Path(path.name), fmt)]

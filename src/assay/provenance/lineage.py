@@ -559,7 +559,7 @@ def _compare(name: str, tb: TensorInfo, tc: TensorInfo, a: np.ndarray, b: np.nda
 
 def _pairs(candidate: ModelRef, base: ModelRef, *, allow_pickle: bool) -> tuple[
         dict[str, TensorInfo], dict[str, TensorInfo], _Adapter | None]:
-    from assay.model.tensors import tensor_index
+    from assay.model.inventory import tensor_index
 
     def index(ref: ModelRef, what: str) -> dict[str, TensorInfo]:
         try:
