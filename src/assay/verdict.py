@@ -572,7 +572,8 @@ class SpeedVsBase(Rule):
         base = (doc.get("base") or {}).get("decode_tokens_per_s")
         return [self._reason(f"the candidate decodes {1 / ratio:.2f}x slower than its base "
                              f"({num(cand, ',.1f')} against {num(base, ',.1f')} tokens/s, measured in the same run), "
-                             f"more than deploy.max_slowdown {self.max_slowdown:g}", "bench.ratios.decode_tokens_per_s", Level.WARN)]
+                             f"more than deploy.max_slowdown {self.max_slowdown:g}",
+                             "bench.ratios.decode_tokens_per_s", Level.WARN)]
 
 
 class CostWithinBudget(Rule):

@@ -91,8 +91,8 @@ def render(inv: Inventory) -> None:
         if card.get("error"):
             summary.add_row("card", f"{card.get('path')}: [yellow]{card['error']}[/yellow]")
         else:
-            parts = [f"{k}={_short(card.get(k))}" for k in ("model_name", "license", "base_model",
-                                                           "base_model_relation", "datasets") if card.get(k) is not None]
+            keys = ("model_name", "license", "base_model", "base_model_relation", "datasets")
+            parts = [f"{k}={_short(card.get(k))}" for k in keys if card.get(k) is not None]
             text = ", ".join(parts) or "no metadata"
             summary.add_row("card", f"GGUF metadata: {text}" if card.get("source") == "gguf" else text)
     else:

@@ -69,8 +69,8 @@ _PARTIAL_EVAL_POINTS = 8
 _PLACEHOLDER = re.compile(r"^\W*(more information needed|\[more information needed\]|tbd|todo|n/?a|coming soon)\W*$",
                           re.IGNORECASE)
 _SECTION_PATTERNS = {
-    "training procedure": re.compile(r"training (procedure|details|recipe|process)|fine-?tuning|^training$|how .*trained",
-                                     re.IGNORECASE),
+    "training procedure": re.compile(
+        r"training (procedure|details|recipe|process)|fine-?tuning|^training$|how .*trained", re.IGNORECASE),
     "hyper-parameters": re.compile(r"hyper-?parameters?|training (arguments|config)", re.IGNORECASE),
     "evaluation": re.compile(r"evaluation|results|benchmarks?", re.IGNORECASE),
     "intended use": re.compile(r"intended|uses?\b|use cases?|out-of-scope", re.IGNORECASE),
@@ -277,8 +277,8 @@ def _eval_claims(model_index: Any) -> list[EvalClaim]:
                 if not isinstance(met, dict):
                     continue
                 try:
-                    value = float(met.get("value"))
-                except (TypeError, ValueError):
+                    value = float(met["value"])
+                except (KeyError, TypeError, ValueError):
                     continue
                 if not math.isfinite(value):
                     continue
@@ -370,7 +370,8 @@ def _parse_card(ref: ModelRef) -> _Parsed:
     text, truncated = _read_text(path, MAX_CARD_BYTES)
     if truncated:
         findings.append(CardFinding("CARD-TOO-LARGE", "low", "README.md", None,
-                                    f"the card is larger than {MAX_CARD_BYTES // 1024 // 1024} MiB; only the start was read"))
+                                    f"the card is larger than {MAX_CARD_BYTES // 1024 // 1024} MiB; "
+                                    "only the start was read"))
     fm, body = split_front_matter(text)
     meta = {}
     if fm is not None:
@@ -422,10 +423,10 @@ def _base_licence(base_ids: tuple[str, ...], base: ModelRef | None) -> tuple[str
 
 def _model_name(ref: ModelRef, meta: dict[str, Any]) -> str:
     mi = meta.get("model-index")
-    if isinstance(mi, list) and mi and isinstance(mi[0], dict) and isinstance(mi[0].get("name"), str):
-        return mi[0]["name"]
-    if isinstance(meta.get("model_name"), str):
-        return meta["model_name"]
+    first = mi[0] if isinstance(mi, list) and mi and isinstance(mi[0], dict) else {}
+    for name in (first.get("name"), meta.get("model_name")):
+        if isinstance(name, str):
+            return name
     return ref.name
 
 
@@ -436,7 +437,8 @@ def read_card(ref: ModelRef, *, base: ModelRef | None = None) -> CardReport:
     card_name = parsed.path.name if parsed.path else None
     if parsed.path is None:
         findings.append(CardFinding("CARD-MISSING", "medium", None, None,
-                                    "the model has no card (README.md): its base, data, recipe and licence are undocumented"))
+                                    "the model has no card (README.md): its base, data, recipe and licence are "
+                                    "undocumented"))
     sections = parse_sections(parsed.body) if parsed.body else []
 
     base_ids = _strings(meta.get("base_model"))
@@ -579,8 +581,8 @@ def check_claims(card: CardReport, measured: Mapping[str, float], *,
 def claim_findings(checks: list[ClaimCheck]) -> list[CardFinding]:
     """``CARD-CLAIM-UNSUPPORTED`` findings for the claims measurements do not support."""
     return [CardFinding("CARD-CLAIM-UNSUPPORTED", "medium", "README.md", "model-index",
-                        f"the card claims {c.claim.metric} {c.claimed:.3f} on {c.claim.dataset or c.claim.dataset_type}, "
-                        f"but assay measured {c.measured:.3f}", f"measured as {c.measured_key}")
+                        f"the card claims {c.claim.metric} {c.claimed:.3f} on "
+                        f"{c.claim.dataset or c.claim.dataset_type}, but assay measured {c.measured:.3f}", f"measured as {c.measured_key}")
             for c in checks if not c.supported]
 
 
