@@ -582,7 +582,8 @@ def claim_findings(checks: list[ClaimCheck]) -> list[CardFinding]:
     """``CARD-CLAIM-UNSUPPORTED`` findings for the claims measurements do not support."""
     return [CardFinding("CARD-CLAIM-UNSUPPORTED", "medium", "README.md", "model-index",
                         f"the card claims {c.claim.metric} {c.claimed:.3f} on "
-                        f"{c.claim.dataset or c.claim.dataset_type}, but assay measured {c.measured:.3f}", f"measured as {c.measured_key}")
+                        f"{c.claim.dataset or c.claim.dataset_type}, but assay measured {c.measured:.3f}",
+                        f"measured as {c.measured_key}")
             for c in checks if not c.supported]
 
 
