@@ -270,7 +270,8 @@ def _rank_above_noise(d: np.ndarray, cand: np.ndarray, dtype: str) -> tuple[int,
     element (a LoRA merged into bf16 weights changes many elements by exactly that): full-rank noise whose
     largest singular value is about ``s * (sqrt(m) + sqrt(n))`` for an element standard deviation ``s``.
     Singular values below three times that cannot be told from rounding. Small matrices get an exact SVD;
-    larger ones a randomised sketch of ``_MAX_LORA_RANK + 8`` directions, and a residual above the noise means "rank above the sketch" (reported as ``_MAX_LORA_RANK + 1`` or more).
+    larger ones a randomised sketch of ``_MAX_LORA_RANK + 8`` directions, and a residual above the noise means
+    "rank above the sketch" (reported as ``_MAX_LORA_RANK + 1`` or more).
     """
     import numpy as np
 
