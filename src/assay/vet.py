@@ -320,8 +320,8 @@ def _lineage(cand: ModelRef, base: ModelRef, progress: Progress) -> Mapping[str,
 
 def _load_tasks(specs: Sequence[str]) -> list[Any]:
     """The evaluation tasks, each checked as `assay eval` checks it; a bad spec raises (bad input, exit 2)."""
+    from assay.evaluate.loading import load_tasks
     from assay.evaluate.runner import validate_task
-    from assay.evaluate.tasks import load_tasks
 
     loaded = [t for s in specs for t in load_tasks(s)]
     for t in loaded:
@@ -357,8 +357,8 @@ def _open_backend(ref: ModelRef, scanned: Any, progress: Progress) -> Any:
 def probe_tasks(policy: Policy) -> list[Any]:
     """The behaviour probe tasks the policy asks for (``probes.run``, ``probes.contamination``), each cut to
     ``probes.limit`` prompts. Raises :class:`~assay.errors.EvalError` for a task that cannot be probed."""
+    from assay.evaluate.loading import load_tasks
     from assay.evaluate.probes import degeneration, stability
-    from assay.evaluate.tasks import load_tasks
 
     n = policy.probes.limit
     out: list[Any] = []
@@ -378,7 +378,8 @@ def kl_tasks(policy: Policy) -> list[Any]:
     """The KL drift task of ``drift.kl`` (none when off). Raises EvalError for a spec that is not a KL text."""
     if policy.drift.kl is None:
         return []
-    from assay.evaluate.tasks import TaskKind, load_tasks
+    from assay.evaluate.loading import load_tasks
+    from assay.evaluate.tasks import TaskKind
 
     tasks = load_tasks(policy.drift.kl)
     bad = [t.name for t in tasks if t.kind is not TaskKind.KL]

@@ -120,8 +120,9 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
         check_device(device)
     from assay.evaluate.cache import ResultCache
     from assay.evaluate.compare import compare_results, eval_document, regressions
+    from assay.evaluate.loading import load_tasks
     from assay.evaluate.runner import evaluate_model, item_log_record, validate_task
-    from assay.evaluate.tasks import Task, TaskKind, load_tasks
+    from assay.evaluate.tasks import Task, TaskKind
 
     task_list: list[Task] = []
     data_files = _data_option(data)
