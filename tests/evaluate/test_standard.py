@@ -96,7 +96,8 @@ def test_gsm8k_malformed_line_names_file_and_line(tmp_path: Path) -> None:
 
 MMLU_ROWS = [
     {"question": " What is 2 + 2? ", "subject": "elementary_mathematics", "choices": ["3", "4", "5", "6"], "answer": 1},
-    {"question": "Which is a prime?", "subject": "elementary_mathematics", "choices": ["4", "6", "7", "9"], "answer": 2},
+    {"question": "Which is a prime?", "subject": "elementary_mathematics", "choices": ["4", "6", "7", "9"],
+     "answer": 2},
     {"question": "H2O is?", "subject": "high_school_chemistry", "choices": ["water", "salt", "air", "gold"],
      "answer": 0},
 ]

@@ -56,7 +56,8 @@ def _sizes(text: tuple[str, ...]) -> tuple[int, ...]:
 @download_option
 @json_option
 def command(model: str, base: str | None, backend: str, base_url: str | None, api_key_env: str | None,
-            tokenizer_dir: Path | None, prompt_tokens: int, output_tokens: int, batch_sizes: tuple[str, ...], repeats: int, warmup: int,
+            tokenizer_dir: Path | None, prompt_tokens: int, output_tokens: int, batch_sizes: tuple[str, ...],
+            repeats: int, warmup: int,
             threads: int | None, dtype: str | None, fit_only: bool, context: int | None, revision: str | None,
             download: bool, as_json: bool) -> int:
     """Measure speed and memory on this machine, or the speed of a running server.

@@ -41,6 +41,8 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "schema": "schema",
     "demo": "demo",
+    "hub": "hub",
+    "reproduce": "reproduce",
 }
 
 class _Group(click.Group):

@@ -42,6 +42,7 @@ import yaml
 
 from assay.deploy.licences import Licence, card_licence, guess_licence_from_name, lookup
 from assay.model.ref import ModelRef
+from assay.jsonable import as_mapping
 
 #: Largest README read (bytes); a bigger one is read up to this size and flagged.
 MAX_CARD_BYTES = 2 * 1024 * 1024
@@ -270,8 +271,8 @@ def _eval_claims(model_index: Any) -> list[EvalClaim]:
         for res in results if isinstance(results, list) else []:
             if not isinstance(res, dict):
                 continue
-            task = res.get("task") if isinstance(res.get("task"), dict) else {}
-            ds = res.get("dataset") if isinstance(res.get("dataset"), dict) else {}
+            task = as_mapping(res.get("task"))
+            ds = as_mapping(res.get("dataset"))
             for met in res.get("metrics") or []:
                 if not isinstance(met, dict):
                     continue

@@ -150,7 +150,8 @@ def _api_per_task(inp: CostInputs) -> tuple[float, str]:
         if price is None:
             continue
         if tokens is None:
-            raise DeployError(f"an API price per million {what} tokens needs --tokens-{'in' if what == 'input' else 'out'}")
+            flag = "--tokens-in" if what == "input" else "--tokens-out"
+            raise DeployError(f"an API price per million {what} tokens needs {flag}")
         cost += tokens * price / 1e6
     return cost, "per-token prices"
 
@@ -176,7 +177,8 @@ def compute_cost(inputs: CostInputs) -> CostReport:
     for name in ("tokens_in", "tokens_out", "monthly_tasks"):
         _positive(name.replace("_", "-"), getattr(inp, name))
     if not (0 < inp.utilisation <= 1):
-        raise DeployError(f"utilisation must be in (0, 1], got {inp.utilisation} (0.5 means half the paid hours do work)")
+        raise DeployError(f"utilisation must be in (0, 1], got {inp.utilisation} "
+                          "(0.5 means half the paid hours do work)")
 
     api, api_basis = _api_per_task(inp)
     notes: list[str] = []

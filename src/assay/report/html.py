@@ -20,6 +20,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from assay.jsonable import as_mapping
 from assay.report.base import (VERDICT_COLOURS, Renderer, behaviour_view, bench_rows, claim_rows, comparison_rows,
                                evaluation_policy, fit_rows, human_bytes, licence_terms, money, num, stage_rows)
 
@@ -41,7 +42,7 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=raw)
     start = math.ceil(lo / step) * step
-    ticks = []
+    ticks: list[float] = []
     t = start
     while t <= hi + 1e-12 and len(ticks) < 12:
         ticks.append(round(t, 12))
@@ -324,12 +325,12 @@ _PROBE_RATES = ("refused", "over_refused", "loop_rate", "repetition", "empty_rat
 
 def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
     """Forest plot of the probe rates' change against the base (percentage points), right is better."""
-    probes = doc.get("probes") if isinstance(doc.get("probes"), Mapping) else {}
-    cmp = probes.get("comparison") if isinstance(probes.get("comparison"), Mapping) else {}
+    probes = as_mapping(doc.get("probes"))
+    cmp = as_mapping(probes.get("comparison"))
     flagged = {str(r.get("evidence")) for r in doc.get("reasons") or [] if isinstance(r, Mapping)}
     from assay.verdict import entry_change
 
-    policy = doc.get("policy") if isinstance(doc.get("policy"), Mapping) else {}
+    policy = as_mapping(doc.get("policy"))
     probes_alpha = (policy.get("probes") or {}).get("alpha") if isinstance(policy.get("probes"), Mapping) else None
     rows = []
     for task, per in cmp.items():
@@ -357,7 +358,7 @@ def model_view(doc: Mapping[str, Any], *, anchor: str = "") -> dict[str, Any]:
     for r in rows:
         r["slug"] = _slug(f"{r['task']}.{r['metric']}")
     cost = doc.get("cost") if isinstance(doc.get("cost"), Mapping) else None
-    scan = doc.get("scan") if isinstance(doc.get("scan"), Mapping) else {}
+    scan = as_mapping(doc.get("scan"))
     lineage = doc.get("lineage") if isinstance(doc.get("lineage"), Mapping) else None
     regressed = [r for r in rows if r["status"] == "regressed"]
     lost = [r for r in rows if r["lost_items"] and r["judged"]]
@@ -439,8 +440,9 @@ class HtmlRenderer(Renderer):
 
     def render(self, doc: Mapping[str, Any]) -> str:
         view = model_view(doc)
-        return _template().render(title=f"assay vet: {view['verdict']} for {view['name']}", models=[view],
-                                  leaderboard=False)
+        page: str = _template().render(title=f"assay vet: {view['verdict']} for {view['name']}", models=[view],
+                                       leaderboard=False)
+        return page
 
 
 def render_leaderboard(results: Sequence[Any], *, title: str = "assay: model leaderboard") -> str:
