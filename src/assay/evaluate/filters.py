@@ -81,7 +81,7 @@ def _regex_extract(text: str, pattern: str, group_select: int, fallback: str = I
     if isinstance(m, tuple):
         nonempty = [g for g in m if g]
         m = nonempty[0] if nonempty else fallback
-    return m.strip()
+    return str(m).strip()
 
 
 def exact_match(prediction: str, reference: str, *, ignore_case: bool = False, ignore_punctuation: bool = False,
