@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -119,9 +118,10 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
     if backend == "hf":
         check_device(device)
     from assay.evaluate.cache import ResultCache
-    from assay.evaluate.compare import compare_results, eval_document, regressions
+    from assay.evaluate.compare import eval_document, regressions
     from assay.evaluate.loading import load_tasks
-    from assay.evaluate.runner import evaluate_model, item_log_record, validate_task
+    from assay.evaluate.pair import compare_models
+    from assay.evaluate.runner import item_log_record, validate_task
     from assay.evaluate.tasks import Task, TaskKind
 
     task_list: list[Task] = []
@@ -160,37 +160,14 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
             log_fh = log_items.open("w", encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot write --log-items {log_items}: {exc.strerror}") from exc
-    kl_results: dict[str, Any] = {}
-    servers: dict[str, Any] = {}
     try:
-        with progress() as prog, contextlib.ExitStack() as stack:
-            kl = None
-            if kl_tasks:
-                from assay.evaluate.kl import KLSession
-
-                kl = stack.enter_context(KLSession(kl_tasks, limit=limit, seed=seed))
-            base_results = None
-            base_info: dict[str, Any] = {}
-            if base is not None:
-                be = _open_backend(base_ref, opts, prog)
-                try:
-                    base_info = dataclasses.asdict(be.info)
-                    base_results = evaluate_model(be, task_list, limit=limit, cache=cache, progress=prog)
-                    _note_server(servers, "base", be)
-                    if kl is not None:
-                        kl.record_base(be, progress=prog)
-                finally:
-                    be.close()
-            be = _open_backend(model_ref, opts, prog)
-            try:
-                model_info = dataclasses.asdict(be.info)
-                results = evaluate_model(be, task_list, limit=limit, cache=cache, progress=prog)
-                _note_server(servers, "candidate", be)
-                if kl is not None:
-                    kl_results = kl.compare(be, progress=prog)
-            finally:
-                be.close()
-        comparison = compare_results(base_results, results, seed=seed) if base_results is not None else None
+        with progress() as prog:
+            run = compare_models(model_ref, base_ref, open_backend=lambda _role, spec: _open_backend(spec, opts, prog),
+                                 tasks=task_list, kl=kl_tasks, limit=limit, kl_limit=limit, seed=seed, cache=cache,
+                                 progress=prog)
+        results = run.candidate.results or {}
+        base_results = run.base.results if run.base is not None else None
+        comparison = run.comparison
         if log_fh is not None:
             for role, res in (("candidate", results), ("base", base_results or {})):
                 for name, r in res.items():
@@ -202,15 +179,19 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
             log_fh.close()
         if cache is not None:
             cache.close()
+    model_info = dataclasses.asdict(run.candidate.info) if run.candidate.info is not None else {}
+    base_info = dataclasses.asdict(run.base.info) if run.base is not None and run.base.info is not None else {}
+    servers = {role: r.server for role, r in (("base", run.base), ("candidate", run.candidate))
+               if r is not None and r.server is not None}
     doc = eval_document(model=model, results=results, base=base, base_results=base_results, comparison=comparison,
                         model_info=model_info, base_info=base_info,
                         settings={"limit": limit, "num_fewshot": num_fewshot, "seed": seed, "backend": backend,
                                   "dtype": dtype, "device": device})
-    if kl_results:
+    if run.kl:
         from assay.evaluate.kl import kl_document
 
-        for name, res in kl_results.items():
-            doc["tasks"][name] = kl_document(res)
+        for name, drift in run.kl.items():
+            doc["tasks"][name] = kl_document(drift)
     if servers:
         doc["server"] = servers
         for role, caps in servers.items():
@@ -253,13 +234,6 @@ def _open_backend(spec: Any, opts: dict[str, Any], prog: Any) -> Any:
 
     return load_after_scan(spec, dtype=opts["dtype"], device=opts["device"], threads=opts["threads"],
                            batch_size=opts["batch_size"], progress=prog)
-
-
-def _note_server(servers: dict[str, Any], role: str, backend: Any) -> None:
-    """Record what an openai backend's probe found about its server (nothing for a local backend)."""
-    caps = getattr(backend, "capabilities", None)
-    if caps is not None:
-        servers[role] = caps.to_json()
 
 
 def _fmt(x: Any, digits: int = 4) -> str:

@@ -445,14 +445,8 @@ class HtmlRenderer(Renderer):
         return page
 
 
-def render_leaderboard(results: Sequence[Any], *, title: str = "assay: model leaderboard") -> str:
-    """One HTML page: a leaderboard over several vet results, then a section per model.
-
-    ``results`` are :class:`~assay.vet.VetResult` objects or ``assay.vet/1`` documents.
-    """
-    from assay.vet import VetResult, vet_document
-
-    docs = [vet_document(r) if isinstance(r, VetResult) else r for r in results]
+def render_leaderboard(docs: Sequence[Mapping[str, Any]], *, title: str = "assay: model leaderboard") -> str:
+    """One HTML page: a leaderboard over several ``assay.vet/1`` documents, then a section per model."""
     views, seen = [], set()
     for d in docs:
         anchor = _slug(str((d.get("candidate") or {}).get("name", "model")))
