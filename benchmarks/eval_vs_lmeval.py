@@ -181,7 +181,7 @@ def run_lmeval(python: Path, model: Path, yaml_path: Path, num_fewshot: int, thr
 def run_assay(model: Path, yaml_path: Path, num_fewshot: int, threads: int) -> dict:
     from assay.evaluate.backends.hf import load_after_scan
     from assay.evaluate.runner import evaluate_model
-    from assay.evaluate.tasks import load_tasks
+    from assay.evaluate.loading import load_tasks
     from assay.model.ref import resolve
 
     backend = load_after_scan(resolve(str(model)), dtype="float32", threads=threads)
