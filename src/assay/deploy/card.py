@@ -1,9 +1,9 @@
 """Read a model card offline and report what a careful reviewer looks for, with a transparency score.
 
-The card is ``README.md``: YAML front matter (read with ``yaml.safe_load``) and markdown sections (split at
-headings). Next to it, ``trainer_state.json`` gives the loss curve (``log_history``); ``training_args.bin`` is a
-pickle and is never loaded. A single GGUF file carries its card in its metadata (``general.license``,
-``general.base_model.*``); that is read too.
+The card is ``README.md``: YAML front matter (read by :mod:`assay.model.card_text`, as the Hub reads it) and
+markdown sections (split at headings). Next to it, ``trainer_state.json`` gives the loss curve
+(``log_history``); ``training_args.bin`` is a pickle and is never loaded. A single GGUF file carries its card in
+its metadata (``general.license``, ``general.base_model.*``); that is read too.
 
     >>> r = read_card(resolve("./my-finetune"))
     >>> r.base_model, r.licence, r.transparency_score, r.missing
@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from assay.deploy.licences import Licence, card_licence, guess_licence_from_name, lookup
 from assay.deploy.training_log import TRAINER_STATE_MAX, read_trainer_state
 from assay.model.ref import ModelRef
 from assay.jsonable import as_mapping
+from assay.model.card_text import read_front_matter
 
 #: Largest README read (bytes); a bigger one is read up to this size and flagged.
 MAX_CARD_BYTES = 2 * 1024 * 1024
@@ -201,15 +201,6 @@ def _read_text(path: Path, limit: int) -> tuple[str, bool]:
     with path.open("rb") as fh:
         data = fh.read(limit + 1)
     return data[:limit].decode("utf-8", errors="replace"), len(data) > limit
-
-
-def split_front_matter(text: str) -> tuple[str | None, str]:
-    """``(front matter YAML or None, body)`` of a markdown card."""
-    stripped = text.lstrip("\ufeff")
-    m = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", stripped, re.DOTALL)
-    if not m:
-        return None, stripped
-    return m.group(1), stripped[m.end():]
 
 
 def parse_sections(body: str) -> list[tuple[str, int, str]]:
@@ -372,23 +363,16 @@ def _parse_card(ref: ModelRef) -> _Parsed:
         findings.append(CardFinding("CARD-TOO-LARGE", "low", "README.md", None,
                                     f"the card is larger than {MAX_CARD_BYTES // 1024 // 1024} MiB; "
                                     "only the start was read"))
-    fm, body = split_front_matter(text)
-    meta = {}
-    if fm is not None:
-        try:
-            loaded = yaml.safe_load(fm)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 2}" if mark is not None else None
-            findings.append(CardFinding("CARD-FRONT-MATTER-INVALID", "medium", "README.md", where,
-                                        "the card's YAML front matter does not parse, so its metadata is ignored",
-                                        str(getattr(exc, "problem", exc))))
-            loaded = None
-        if isinstance(loaded, dict):
-            meta = loaded
-        elif loaded is not None:
-            findings.append(CardFinding("CARD-FRONT-MATTER-INVALID", "medium", "README.md", None,
-                                        "the card's front matter is not a mapping of keys to values"))
+    fm = read_front_matter(text)
+    if fm.problem is not None and "YAML" in fm.problem:
+        findings.append(CardFinding("CARD-FRONT-MATTER-INVALID", "medium", "README.md",
+                                    f"line {fm.line}" if fm.line is not None else None,
+                                    "the card's YAML front matter does not parse, so its metadata is ignored",
+                                    fm.problem))
+    elif fm.problem is not None:
+        findings.append(CardFinding("CARD-FRONT-MATTER-INVALID", "medium", "README.md", None,
+                                    f"the card's {fm.problem}, so its metadata is ignored"))
+    meta, body = fm.meta, fm.body
     return _Parsed(path, meta, body, findings)
 
 

@@ -637,31 +637,12 @@ class _Builder:
 
 
 def parse_front_matter(text: str) -> dict[str, Any] | str:
-    """The YAML front matter of a model card as a dict ({} if none), or an error message string."""
-    import yaml
+    """The YAML front matter of a model card as a dict ({} if none), or an error message string
+    (:func:`assay.model.card_text.read_front_matter` reads it)."""
+    from assay.model.card_text import read_front_matter
 
-    text = text.lstrip("\ufeff")
-    if not text.startswith("---"):
-        return {}
-    lines = text.splitlines()
-    if lines[0].strip() != "---":
-        return {}
-    for i, line in enumerate(lines[1:], start=1):
-        if line.strip() in ("---", "..."):
-            body = "\n".join(lines[1:i])
-            break
-    else:
-        return "front matter is not closed by ---"
-    try:
-        meta = yaml.safe_load(body)
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"front matter is not valid YAML ({first})"
-    if meta is None:
-        return {}
-    if not isinstance(meta, dict):
-        return "front matter is not a YAML mapping"
-    return meta
+    fm = read_front_matter(text)
+    return fm.problem if fm.problem is not None else fm.meta
 
 
 def _jsonable(v: Any) -> Any:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import mmap
 import os
-import re
 import struct
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -265,13 +264,13 @@ def manifest_document(m: Manifest) -> dict[str, Any]:
 #: Model-card keys copied into signatures and compared by lineage; the rest of the card is not needed.
 CARD_KEYS = ("base_model", "base_model_relation", "license", "license_name", "model_name", "model_type",
              "pipeline_tag", "library_name", "language", "datasets", "tags")
-_FRONT_MATTER = re.compile(r"\A\ufeff?---\s*\r?\n(.*?)\r?\n---\s*(?:\r?\n|\Z)", re.S)
 
 
 def card_metadata(ref: ModelRef) -> dict[str, Any] | None:
     """The model card's YAML front matter (selected keys), or None when there is no card or no front matter.
 
-    Read with ``yaml.safe_load`` only; a malformed card yields None rather than an error.
+    Read by :func:`assay.model.card_text.read_front_matter` (``yaml.safe_load`` only); a malformed card yields
+    None rather than an error.
     """
     if ref.single_file:
         return None
@@ -283,17 +282,9 @@ def card_metadata(ref: ModelRef) -> dict[str, Any] | None:
             text = fh.read(1024 * 1024).decode("utf-8", errors="replace")
     except OSError:
         return None
-    match = _FRONT_MATTER.match(text)
-    if not match:
-        return None
-    import yaml
+    from assay.model.card_text import read_front_matter
 
-    try:
-        data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError:
-        return None
-    if not isinstance(data, dict):
-        return None
+    data = read_front_matter(text).meta
     out = {k: _plain(data[k]) for k in CARD_KEYS if k in data}
     return out or None
 
