@@ -10,9 +10,17 @@ same truncation), but computes it with far fewer tokens:
 - a token prefix shared by all contexts (the few-shot examples of a ``first_n`` task) is run once and its
   key/value cache is reused by every batch;
 - rows are sorted by length and batched under a token budget; log-probabilities are taken only at the positions
-  that are scored (the output projection runs on those positions only).
+  that are scored (the output projection runs on those positions only), as the target's logit minus the
+  log-sum-exp of its row, never as a full-vocabulary log-softmax;
+- generation is batched greedy decoding: prompts are sorted by length, the token prefix they share (the few-shot
+  examples) is run once and its key/value cache extended by every row, each row stops as soon as one of its stop
+  strings appears (or at EOS, or at its token budget) and leaves the batch;
+- a long document (rolling log-likelihood) is projected onto the vocabulary in slices of positions, so the
+  full ``[tokens x vocabulary]`` log-probability matrix is never materialised.
 
-The results equal a plain full forward per request up to floating-point noise (tests hold it to 1e-4 in fp32).
+The results equal a plain full forward per request up to floating-point noise (tests hold it to 1e-4 in fp32), and
+do not depend on the batch size. The key/value cache is passed under the name the installed transformers uses
+(``cache`` since 5.25, ``past_key_values`` before), so no deprecation warning reaches the user.
 
     ref = resolve("./my-model")
     backend = load_after_scan(ref, dtype="float32")      # refuses a model that did not scan safe
@@ -49,6 +57,10 @@ _MIN_SHARED_PREFIX = 8
 #: Token budget of one packed batch (rows x longest row), and the most rows in one batch.
 DEFAULT_TOKEN_BUDGET = 2048
 DEFAULT_BATCH_ROWS = 16
+#: Generation: the most key/value-cache tokens (rows x (prompt + budget)) held by one decoding batch.
+GENERATION_CACHE_TOKENS = 12288
+#: Positions projected onto the vocabulary at once when scoring a long document.
+ROLLING_SLICE = 512
 
 
 class UnsafeModelError(EvalError):
@@ -57,16 +69,42 @@ class UnsafeModelError(EvalError):
     exit_code = 1
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
-    """Torch threads for one evaluation process.
+    """Torch threads for one evaluation process, from the cores this process may actually use.
 
     Measured on the 2-core CPU this was built on, shared with other work (load average 4-6): SmolLM2-135M on 40
     four-choice items took 11.9 s and 14.1 s of wall time with one thread, 25.4 s and 52.6 s with two (threads
-    contend with the other processes and wait for each other). So on machines with 2 cores or fewer one thread
+    contend with the other processes and wait for each other). So with 2 usable cores or fewer one thread
     is used; elsewhere up to 8 (``--threads`` overrides).
     """
-    n = os.cpu_count() or 1
+    n = usable_cores()
     return 1 if n <= 2 else min(n, 8)
+
+
+def cache_keyword(model: Any) -> str:
+    """The keyword a model's ``forward`` takes its key/value cache under: ``cache`` (transformers >= 5.25, where
+    ``past_key_values`` is deprecated and warns) or ``past_key_values`` (before)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(output: Any) -> Any:
+    """The key/value cache a forward returned, under either name (see :func:`cache_keyword`)."""
+    cache = getattr(output, "cache", None) if "cache" in output else None
+    return cache if cache is not None else output["past_key_values"]
 
 
 def model_identity(ref: ModelRef) -> str:
@@ -193,6 +231,7 @@ class HFBackend(Backend):
         self._max_length = max_length
         self._model_id = model_id
         self.model.eval()
+        self._head_plan: tuple[Any, Any, str] | None = None
 
     # ----------------------------------------------------------------------------------------- construction
     @classmethod
@@ -332,12 +371,11 @@ class HFBackend(Backend):
 
         whole = (ctx + cont)[-(self.max_length + 1):]
         inp = torch.tensor([whole[:-1]], device=self.device)
-        logits = self.model(input_ids=inp).logits[0, -len(cont):].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        target = torch.tensor(cont, device=self.device)
-        ll = logp.gather(1, target[:, None]).sum().item()
-        greedy = bool((logits.argmax(-1) == target).all().item())
-        return LoglikelihoodResult(logprob=float(ll), is_greedy=greedy, n_tokens=len(cont))
+        n = len(cont)
+        positions = torch.arange(inp.shape[1] - n, inp.shape[1], device=self.device)
+        ll, greedy = self._target_scores({"input_ids": inp, "use_cache": False}, torch.zeros_like(positions),
+                                         positions, torch.tensor(cont, device=self.device))
+        return LoglikelihoodResult(logprob=float(ll.sum().item()), is_greedy=bool(greedy.all().item()), n_tokens=n)
 
     def _shared_prefix(self, contexts: list[tuple[int, ...]]) -> int:
         if len(contexts) < 2:
@@ -357,8 +395,7 @@ class HFBackend(Backend):
         p = self._shared_prefix(contexts)
         prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         if p:
-            out = self.model(input_ids=torch.tensor([list(contexts[0][:p])], device=self.device), use_cache=True)
-            prefix_kv = [(k, v) for k, v, *_ in out.past_key_values]
+            prefix_kv = self._prefix_cache(list(contexts[0][:p]))
         rows = [self._make_row(ctx, groups[ctx], p) for ctx in contexts]
         rows.sort(key=lambda r: len(r.tokens))
         batch: list[_Row] = []
@@ -422,10 +459,7 @@ class HFBackend(Backend):
         kwargs: dict[str, Any] = {"input_ids": ids.to(self.device), "position_ids": pos.to(self.device),
                                   "attention_mask": mask}
         if prefix_kv is not None:
-            from transformers import DynamicCache
-
-            kwargs["past_key_values"] = DynamicCache(
-                ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv])
+            kwargs[self._cache_kw] = self._expanded_cache(prefix_kv, n)
             kwargs["use_cache"] = True
         else:
             kwargs["use_cache"] = False
@@ -440,28 +474,84 @@ class HFBackend(Backend):
                 sel_pos.extend(positions)
         rows_t = torch.tensor(sel_rows, device=self.device)
         pos_t = torch.tensor(sel_pos, device=self.device)
-        logits = self._selected_logits(kwargs, rows_t, pos_t).float()
-        logp = torch.log_softmax(logits, dim=-1)
         targets = torch.tensor([t for *_, target in spans for t in target], device=self.device)
-        token_lp = logp.gather(1, targets[:, None])[:, 0]
-        greedy = logits.argmax(-1) == targets
+        token_lp, greedy = self._target_scores(kwargs, rows_t, pos_t, targets)
         for req_idx, start, count, _target in spans:
             ll = float(token_lp[start:start + count].sum().item())
             is_greedy = bool(greedy[start:start + count].all().item())
             results[req_idx] = LoglikelihoodResult(logprob=ll, is_greedy=is_greedy, n_tokens=count)
 
+    # ----------------------------------------------------------------------------------------- forward helpers
+    @property
+    def _cache_kw(self) -> str:
+        return self._plan()[2]
+
+    def _plan(self) -> tuple[Any, Any, str]:
+        """(body, head, cache keyword): the body returns hidden states when the output head is a plain projection
+        (no logit soft-capping or scaling), so the head can run on the scored positions only; else body is None."""
+        if self._head_plan is None:
+            head = self.model.get_output_embeddings()
+            cfg = self.model.config
+            plain_head = head is not None and not any(
+                getattr(cfg, a, None) not in (None, 1, 1.0) for a in ("final_logit_softcapping", "logit_scale",
+                                                                      "logits_scaling"))
+            base = getattr(self.model, "base_model", None)
+            body = base if plain_head and base is not None and base is not self.model else None
+            self._head_plan = (body, head, cache_keyword(self.model))
+        return self._head_plan
+
+    def _hidden(self, kwargs: dict[str, Any]) -> tuple[Any, bool]:
+        """Run the model; returns (hidden states, True) when the head can be applied separately, else (logits,
+        False)."""
+        body, _head, _kw = self._plan()
+        if body is not None:
+            return body(**kwargs).last_hidden_state, True
+        return self.model(**kwargs).logits, False
+
     def _selected_logits(self, kwargs: dict[str, Any], rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits at (row, position) pairs; the vocabulary projection runs on those positions only when safe."""
-        head = self.model.get_output_embeddings()
-        cfg = self.model.config
-        plain_head = head is not None and not any(
-            getattr(cfg, a, None) not in (None, 1, 1.0) for a in ("final_logit_softcapping", "logit_scale",
-                                                                  "logits_scaling"))
-        base = getattr(self.model, "base_model", None)
-        if plain_head and base is not None and base is not self.model:
-            hidden = base(**kwargs).last_hidden_state
-            return head(hidden[rows, positions])
-        return self.model(**kwargs).logits[rows, positions]
+        out, is_hidden = self._hidden(kwargs)
+        picked = out[rows, positions]
+        return self._plan()[1](picked) if is_hidden else picked
+
+    def _target_scores(self, kwargs: dict[str, Any], rows: torch.Tensor, positions: torch.Tensor,
+                       targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability of ``targets`` at (row, position) pairs and whether each is the argmax there.
+
+        The log-probability is the target's logit minus the log-sum-exp of its row (no log-softmax over the whole
+        vocabulary is materialised); positions are projected onto the vocabulary in slices of
+        :data:`ROLLING_SLICE`, so a long document never holds a ``[tokens x vocabulary]`` matrix.
+        """
+        import torch
+
+        out, is_hidden = self._hidden(kwargs)
+        head = self._plan()[1]
+        lps, greedy = [], []
+        for start in range(0, len(positions), ROLLING_SLICE):
+            sl = slice(start, start + ROLLING_SLICE)
+            picked = out[rows[sl], positions[sl]]
+            logits = (head(picked) if is_hidden else picked).float()
+            tgt = targets[sl]
+            lps.append(logits.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
+            greedy.append(logits.argmax(-1) == tgt)
+        return torch.cat(lps), torch.cat(greedy)
+
+    def _prefix_cache(self, tokens: list[int]) -> list[tuple[Any, Any]]:
+        """Keys and values of every layer after running ``tokens`` (batch 1), to be shared by many rows."""
+        import torch
+
+        runner = self._plan()[0] or self.model  # the body alone: the prefix needs no logits
+        out = runner(input_ids=torch.tensor([tokens], device=self.device), use_cache=True)
+        return [(k, v) for k, v, *_ in output_cache(out)]
+
+    def _expanded_cache(self, prefix_kv: list[tuple[Any, Any]], n: int) -> Any:
+        """A fresh key/value cache holding the shared prefix once per row (``n`` rows)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(prefix_kv):
+            cache.update(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1), layer)
+        return cache
 
     # ----------------------------------------------------------------------------------------- rolling
     def rolling_windows(self, text: str) -> list[tuple[list[int], list[int]]]:
@@ -530,45 +620,134 @@ class HFBackend(Backend):
 
     def generate(self, requests: Sequence[GenerationRequest], *,
                  progress: Progress = NULL_PROGRESS) -> list[str]:
+        """Batched decoding (greedy, or sampled per request with its own seed); see the module docstring.
+
+        Each request's output equals decoding it alone: its prompt is left-truncated to leave room for its token
+        budget, it stops at EOS, at its budget, at the context length, or as soon as one of its stop strings
+        appears in the decoded text, and the text is cut at the first occurrence of each stop string in turn.
+        """
         import torch
 
-        outputs: list[str] = []
+        outputs: list[str] = [""] * len(requests)
         progress.start("generating", total=len(requests))
-        eos = self.tokenizer.eos_token_id
+        prompts: list[list[int]] = []
         for req in requests:
             budget = max(1, req.max_tokens)
-            ids = self.tok_encode(req.prompt)[-max(1, self.max_length - budget):]
-            generated: list[int] = []
-            text = ""
-            with torch.inference_mode():
-                past = None
-                inp = torch.tensor([ids], device=self.device)
-                gen = torch.Generator().manual_seed(req.seed or 0)
-                for _ in range(budget):
-                    out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
-                    past = out.past_key_values
-                    logits = out.logits[0, -1].float()
-                    if req.temperature > 0:
-                        probs = torch.softmax(logits / req.temperature, dim=-1).cpu()
-                        nxt = int(torch.multinomial(probs, 1, generator=gen).item())
-                    else:
-                        nxt = int(logits.argmax().item())
-                    if nxt == eos:
-                        break
-                    generated.append(nxt)
-                    text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                    if any(s and s in text for s in req.until):
-                        break
-                    if len(ids) + len(generated) >= self.max_length:
-                        break
-                    inp = torch.tensor([[nxt]], device=self.device)
-            for stop in req.until:
-                if stop and stop in text:
-                    text = text.split(stop)[0]
-            outputs.append(text)
-            progress.advance("generating")
+            prompts.append(self.tok_encode(req.prompt)[-max(1, self.max_length - budget):])
+        order = sorted(range(len(requests)), key=lambda i: (len(prompts[i]), i))
+        with torch.inference_mode():
+            p = self._shared_prefix([tuple(t) for t in prompts]) if len(prompts) > 1 else 0
+            prefix_kv = self._prefix_cache(prompts[0][:p]) if p else None
+            batch: list[int] = []
+            for i in order:
+                rows = len(batch) + 1
+                need = max(len(prompts[j]) + max(1, requests[j].max_tokens) for j in [*batch, i])
+                if batch and (rows > self.batch_rows or rows * need > GENERATION_CACHE_TOKENS):
+                    self._decode_batch(batch, requests, prompts, p, prefix_kv, outputs, progress)
+                    batch = []
+                batch.append(i)
+            if batch:
+                self._decode_batch(batch, requests, prompts, p, prefix_kv, outputs, progress)
         progress.finish("generating")
         return outputs
+
+    def _decode_batch(self, batch: list[int], requests: Sequence[GenerationRequest], prompts: list[list[int]],
+                      p: int, prefix_kv: list[tuple[Any, Any]] | None, outputs: list[str],
+                      progress: Progress) -> None:
+        """Decode the requests ``batch`` together behind the shared ``p``-token prefix.
+
+        Cache slots: the prefix ``[0, p)``, then every row's own prompt tokens left-padded to the longest
+        (padding is masked out), then one slot per step. Finished rows leave the batch (and the cache).
+        """
+        import torch
+
+        n = len(batch)
+        suffixes = [prompts[i][p:] for i in batch]
+        width = max(len(x) for x in suffixes)
+        dtype = next(self.model.parameters()).dtype
+        neg = torch.finfo(dtype).min
+        ids = torch.full((n, width), self.prefix_token_id, dtype=torch.long)
+        pos = torch.zeros((n, width), dtype=torch.long)
+        real = torch.zeros((n, p + width), dtype=torch.bool)  # which cache slots each row may attend to
+        real[:, :p] = True
+        for b, suffix in enumerate(suffixes):
+            pad = width - len(suffix)
+            ids[b, pad:] = torch.tensor(suffix, dtype=torch.long)
+            pos[b, pad:] = torch.arange(p, p + len(suffix))
+            real[b, p + pad:] = True
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        allowed = real[:, None, :].repeat(1, width, 1)
+        allowed[:, :, p:] &= causal[None]
+        allowed[:, torch.arange(width), p + torch.arange(width)] = True  # padding sees itself, so it stays finite
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, neg)[:, None]
+        cache = self._expanded_cache(prefix_kv, n) if prefix_kv is not None else self._empty_cache()
+        kwargs: dict[str, Any] = {"input_ids": ids.to(self.device), "position_ids": pos.to(self.device),
+                                  "attention_mask": mask.to(self.device), self._cache_kw: cache, "use_cache": True}
+        logits = self._selected_logits(kwargs, torch.arange(n, device=self.device),
+                                       torch.full((n,), width - 1, device=self.device)).float()
+        eos = self.tokenizer.eos_token_id
+        active = list(range(n))  # row index in the batch -> its position in `batch`
+        generated: list[list[int]] = [[] for _ in batch]
+        gens = [torch.Generator().manual_seed(requests[i].seed or 0) for i in batch]
+        next_pos = torch.tensor([p + len(x) for x in suffixes], dtype=torch.long)
+        step = 0
+        while active:
+            keep: list[int] = []
+            tokens: list[int] = []
+            for r, b in enumerate(active):
+                req = requests[batch[b]]
+                if req.temperature > 0:
+                    probs = torch.softmax(logits[r] / req.temperature, dim=-1).cpu()
+                    nxt = int(torch.multinomial(probs, 1, generator=gens[b]).item())
+                else:
+                    nxt = int(logits[r].argmax().item())
+                if nxt != eos:
+                    generated[b].append(nxt)
+                if self._finished(req, nxt, eos, generated[b], len(prompts[batch[b]])):
+                    outputs[batch[b]] = self._cut(req, generated[b])
+                    progress.advance("generating")
+                else:
+                    keep.append(r)
+                    tokens.append(nxt)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                real = real[keep]
+                next_pos = next_pos[keep]
+                active = [active[r] for r in keep]
+            step += 1
+            real = torch.cat([real, torch.ones((len(active), 1), dtype=torch.bool)], dim=1)
+            mask = torch.zeros((len(active), 1, 1, real.shape[1]), dtype=dtype)
+            mask.masked_fill_(~real[:, None, None, :], neg)
+            kwargs = {"input_ids": torch.tensor(tokens, device=self.device)[:, None],
+                      "position_ids": next_pos[:, None].to(self.device), "attention_mask": mask.to(self.device),
+                      self._cache_kw: cache, "use_cache": True}
+            next_pos = next_pos + 1
+            rows = torch.arange(len(active), device=self.device)
+            logits = self._selected_logits(kwargs, rows, torch.zeros_like(rows)).float()
+
+    def _finished(self, req: GenerationRequest, token: int, eos: int | None, generated: list[int],
+                  prompt_len: int) -> bool:
+        if token == eos or len(generated) >= max(1, req.max_tokens) or prompt_len + len(generated) >= self.max_length:
+            return True
+        if not req.until:
+            return False
+        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        return any(s and s in text for s in req.until)
+
+    def _cut(self, req: GenerationRequest, generated: list[int]) -> str:
+        text = str(self.tokenizer.decode(generated, skip_special_tokens=True))
+        for stop in req.until:
+            if stop and stop in text:
+                text = text.split(stop)[0]
+        return text
+
+    def _empty_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache()
 
     def close(self) -> None:
         self.model = None
