@@ -260,3 +260,25 @@ def test_no_deprecation_warning_reaches_the_user(model_and_tok, capfd, recwarn) 
     err = capfd.readouterr().err
     assert "deprecat" not in err.lower()
     assert not [w for w in recwarn if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+
+
+def test_a_lazy_backend_loads_its_weights_only_when_something_is_computed(zoo, reference_ll: float,
+                                                                           tmp_path: Path) -> None:
+    from assay.evaluate.cache import ResultCache
+    from assay.evaluate.runner import evaluate_model
+    from assay.evaluate.tasks import Item, Task, TaskKind
+    from assay.scan import scan_model
+
+    ref = resolve(str(zoo.safetensors_dir))
+    report = scan_model(ref)
+    task = Task(name="probe", version="1", kind=TaskKind.MULTIPLE_CHOICE,
+                items=(Item(id="0", context="The quick brown fox", choices=("jumps over", "sleeps"), gold=0),))
+    cache = ResultCache(tmp_path / "cache.sqlite")
+    first = HFBackend.from_ref(ref, scanned=report, threads=1, lazy=True)
+    assert not first.loaded and first.info.settings["max_length"] == first.max_length
+    fresh = evaluate_model(first, [task], cache=cache)["probe"]
+    assert first.loaded and fresh.per_item[0].loglikelihoods[0] == pytest.approx(reference_ll, abs=1e-4)
+    again = HFBackend.from_ref(ref, scanned=report, threads=1, lazy=True)
+    cached = evaluate_model(again, [task], cache=cache)["probe"]
+    assert cached.cached == 1 and cached.metrics == fresh.metrics
+    assert not again.loaded  # every result came from the cache: the weights were never read

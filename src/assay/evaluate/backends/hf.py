@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,11 +82,18 @@ def default_threads() -> int:
 
     Measured on the 2-core CPU this was built on, shared with other work (load average 4-6): SmolLM2-135M on 40
     four-choice items took 11.9 s and 14.1 s of wall time with one thread, 25.4 s and 52.6 s with two (threads
-    contend with the other processes and wait for each other). So with 2 usable cores or fewer one thread
-    is used; elsewhere up to 8 (``--threads`` overrides).
+    contend with the other processes and wait for each other). So with 2 usable cores, two threads are used
+    only when the machine is idle (1-minute load average below 0.5), else one; with more cores, the cores not
+    already busy (cores minus load average), at least 1 and at most 8. ``--threads`` overrides.
     """
     n = usable_cores()
-    return 1 if n <= 2 else min(n, 8)
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    if n <= 2:
+        return 2 if n == 2 and busy < 0.5 else 1  # both cores idle: use them; any other work: one thread
+    return max(1, min(n, 8, round(n - busy)))
 
 
 def cache_keyword(model: Any) -> str:
@@ -215,10 +222,13 @@ class HFBackend(Backend):
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str, device: str = "cpu", dtype: str = "float32",
                  threads: int | None = None, batch_size: int | None = None, max_length: int | None = None,
-                 token_budget: int = DEFAULT_TOKEN_BUDGET, pack: bool = True) -> None:
+                 token_budget: int = DEFAULT_TOKEN_BUDGET, pack: bool = True,
+                 loader: Callable[[], Any] | None = None, config: Any = None) -> None:
         import torch
 
-        self.model = model
+        self._model = model
+        self._loader = loader if model is None else None
+        self.config = config if config is not None else model.config
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
@@ -230,8 +240,28 @@ class HFBackend(Backend):
         self.pack = pack
         self._max_length = max_length
         self._model_id = model_id
-        self.model.eval()
+        if model is not None:
+            model.eval()
         self._head_plan: tuple[Any, Any, str] | None = None
+
+    @property
+    def model(self) -> Any:
+        """The torch model; a backend opened with ``lazy=True`` loads it here, on first use."""
+        if self._model is None and self._loader is not None:
+            model = self._loader()
+            model.eval()
+            self._model, self._loader = model, None
+        return self._model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._model = value
+        self._loader = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (a lazy backend whose results all came from the cache never loads)."""
+        return self._model is not None
 
     # ----------------------------------------------------------------------------------------- construction
     @classmethod
@@ -245,7 +275,7 @@ class HFBackend(Backend):
     @classmethod
     def from_ref(cls, ref: ModelRef, *, scanned: Any = None, dtype: str = "float32", device: str = "cpu",
                  threads: int | None = None, batch_size: int | None = None,
-                 max_length: int | None = None) -> HFBackend:
+                 max_length: int | None = None, lazy: bool = False) -> HFBackend:
         """Load a model the caller has already scanned (``scanned``: its :class:`ScanReport`, verdict ``safe``).
 
         Reads a Hugging Face folder (safetensors, or torch ``.bin`` through transformers' ``weights_only``
@@ -253,6 +283,9 @@ class HFBackend(Backend):
         and merged in memory), or a single ``.safetensors`` file with a ``config.json`` beside it.
         ``trust_remote_code`` is always off. Without a safe ``scanned`` report nothing is loaded (EvalError);
         use :func:`load_after_scan` to scan and load in one call.
+
+        ``lazy=True`` (a plain folder on CPU): the config and tokenizer are read now and the weights only when
+        something is computed, so a model whose results all come from the result cache is never loaded.
         """
         _require_safe(ref, scanned)
         if dtype not in DTYPES:
@@ -261,6 +294,20 @@ class HFBackend(Backend):
 
         if threads:
             torch.set_num_threads(threads)
+        root = ref.root
+        if (lazy and device == "cpu" and not ref.single_file and (root / "config.json").is_file()
+                and not (root / "adapter_config.json").is_file()):
+            config, tok = _load_config_and_tokenizer(ref)
+
+            def load() -> Any:
+                try:
+                    return _load_folder_model(root, dtype)
+                except Exception as exc:  # noqa: BLE001 - a loader failure of any kind is one line for the user
+                    first = str(exc).splitlines()[0] if str(exc) else ""
+                    raise EvalError(f"cannot load model {ref.spec}: {type(exc).__name__}: {first}") from exc
+
+            return cls(None, tok, model_id=model_identity(ref), device=device, dtype=dtype, threads=threads,
+                       batch_size=batch_size, max_length=max_length, loader=load, config=config)
         model, tok = _load_model(ref, dtype=dtype)
         try:
             model = model.to(device)
@@ -281,7 +328,7 @@ class HFBackend(Backend):
         """Context length, resolved as lm-evaluation-harness resolves it (config, then tokenizer, then 2048)."""
         if self._max_length:
             return self._max_length
-        cfg = getattr(self.model.config, "text_config", None) or self.model.config
+        cfg = getattr(self.config, "text_config", None) or self.config
         for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
             value = getattr(cfg, attr, None)
             if value is not None:
@@ -307,7 +354,8 @@ class HFBackend(Backend):
         bos = tok.decode(self.prefix_token_id)
         if bos and text.startswith(bos):
             kwargs["add_special_tokens"] = False
-        return list(tok.encode(text, **kwargs))
+        # verbose=False: a document longer than the tokenizer's model_max_length is expected (it is windowed)
+        return list(tok.encode(text, verbose=False, **kwargs))
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Context and continuation tokens exactly as lm-evaluation-harness splits them.
@@ -316,7 +364,7 @@ class HFBackend(Backend):
         at the length of the tokenised context. An empty context becomes the prefix token (BOS or EOS).
         """
         if context == "":
-            cont = list(self.tokenizer.encode(continuation, add_special_tokens=False))
+            cont = list(self.tokenizer.encode(continuation, add_special_tokens=False, verbose=False))
             if cont and cont[0] == self.prefix_token_id:
                 return cont[:1], cont[1:]
             return [self.prefix_token_id], cont
@@ -798,12 +846,33 @@ def _load_model(ref: ModelRef, *, dtype: str) -> tuple[Any, Any]:
 
 
 def _load_folder(root: Path, dtype: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(root, dtype=_torch_dtype(dtype), trust_remote_code=False,
-                                                 local_files_only=True)
+    model = _load_folder_model(root, dtype)
     tok = AutoTokenizer.from_pretrained(root, trust_remote_code=False, local_files_only=True)
     return model, tok
+
+
+def _load_folder_model(root: Path, dtype: str) -> Any:
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return AutoModelForCausalLM.from_pretrained(root, dtype=_torch_dtype(dtype), trust_remote_code=False,
+                                                local_files_only=True)
+
+
+def _load_config_and_tokenizer(ref: ModelRef) -> tuple[Any, Any]:
+    """A folder's config and tokenizer, without its weights (for a lazy backend)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(ref.root, trust_remote_code=False, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(ref.root, trust_remote_code=False, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - a loader failure of any kind is one line for the user
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise EvalError(f"cannot load model {ref.spec}: {type(exc).__name__}: {first}") from exc
+    return config, tok
 
 
 def _load_gguf(root: Path, name: str, dtype: str) -> tuple[Any, Any]:
