@@ -387,6 +387,9 @@ def _one_request(model: Any, ids: list[int], batch: int, output_tokens: int, dev
     """``(ttft, decode_seconds, latency)`` of one greedy request."""
     import torch
 
+    from assay.evaluate.backends.hf import cache_keyword, output_cache
+
+    keyword = cache_keyword(model)  # `cache` on transformers >= 5.25, where `past_key_values` warns
     x = torch.tensor([ids] * batch, dtype=torch.long, device=device)
     mask = torch.ones_like(x)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -396,11 +399,11 @@ def _one_request(model: Any, ids: list[int], batch: int, output_tokens: int, dev
     nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
     sync()
     t1 = time.perf_counter()
-    past = out.past_key_values
+    past = output_cache(out)
     for _ in range(output_tokens - 1):
         mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
-        out = model(input_ids=nxt, attention_mask=mask, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=nxt, attention_mask=mask, use_cache=True, **{keyword: past})
+        past = output_cache(out)
         nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
     sync()
     t2 = time.perf_counter()
