@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -40,6 +41,12 @@ def single_thread_torch() -> None:
     torch.set_num_threads(1)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-goldens", action="store_true", default=False,
+                     help="Rewrite the golden report files under tests/report/goldens/ from the current renderers "
+                          "(then review the diff before committing it).")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # A plugin may have imported torch before the environment above was set; pin it without importing it.
     if "torch" in sys.modules:
@@ -59,3 +66,30 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Zoo:
 def tiny_model_dir(zoo: Zoo) -> Path:
     """A Hugging Face folder: config.json, model.safetensors, tokenizer (with chat template), README card."""
     return zoo.safetensors_dir
+
+
+@pytest.fixture(autouse=True)
+def _documents_match_their_schemas(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every JSON document a command prints in any test must match its published schema (src/assay/schemas/).
+
+    Commands print documents through ``emit_json``, which turns them into plain data with ``to_jsonable``;
+    wrapping that records each document, and the test fails at teardown naming the field that does not match.
+    """
+    import assay.cli.common as common
+    from assay.schemas import SchemaError, validate
+
+    plain = common.to_jsonable
+    problems: list[str] = []
+
+    def checked(obj: Any) -> Any:
+        out = plain(obj)
+        if isinstance(out, dict) and "schema" in out:
+            try:
+                validate(out)
+            except SchemaError as exc:
+                problems.append(exc.message)
+        return out
+
+    monkeypatch.setattr(common, "to_jsonable", checked)
+    yield
+    assert not problems, "\n".join(problems)

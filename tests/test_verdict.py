@@ -97,6 +97,23 @@ def test_lineage_relations(relation: str, reject_identical: bool) -> None:
         assert v.reasons[0].evidence == "lineage.relation" and relation in v.reasons[0].message
 
 
+def test_one_reason_per_false_claim_naming_it() -> None:
+    doc = lineage_doc("identical", consistent=False, base_model="org/base")
+    doc["claim"]["false_claims"] = [{"claim": "base_model_relation",
+                                     "message": "the card calls it a finetune of org/base, but the weights are "
+                                                "identical to org/base (a re-upload)"}]
+    v = decide(clean_stages(lineage=doc), default_policy())
+    assert v.outcome is Outcome.FAIL
+    claims = [r for r in v.reasons if r.rule == "lineage.descends"]
+    assert len(claims) == 1 and claims[0].evidence == "lineage.claim.false_claims[0]"
+    assert "false base_model_relation claim" in claims[0].message and "contradict" not in claims[0].message
+    # a card naming another base than the one compared against: a note, no reason
+    doc = lineage_doc("quantized", consistent=None, base_model="org/other")
+    doc["claim"].update(false_claims=[], notes=["the card names org/other as its base, you compared against base"])
+    v = decide(clean_stages(lineage=doc), default_policy())
+    assert v.outcome is Outcome.PASS and v.reasons == ()
+
+
 def test_card_claim_contradicted_by_weights_fails() -> None:
     v = decide(clean_stages(lineage=lineage_doc("finetune", consistent=False, base_model="org/famous")),
                default_policy())
@@ -110,14 +127,17 @@ def test_require_descends_off_accepts_unrelated_weights() -> None:
     assert v.outcome is Outcome.PASS
 
 
-@pytest.mark.parametrize("delta, half, margin", list(itertools.product([-0.2, -0.05, -0.03, 0.0, 0.04],
-                                                                      [0.005, 0.02, 0.1], [0.0, 0.02, 0.1])))
-def test_regression_is_an_interval_entirely_below_minus_margin(delta: float, half: float, margin: float) -> None:
+@pytest.mark.parametrize("delta, half, margin, p", list(itertools.product([-0.2, -0.05, -0.03, 0.0, 0.04],
+                                                                         [0.005, 0.02, 0.1], [0.0, 0.02, 0.1],
+                                                                         [0.001, 0.2])))
+def test_regression_needs_the_interval_beyond_the_margin_and_the_test(delta: float, half: float, margin: float,
+                                                                      p: float) -> None:
     policy = parse_policy({"evaluation": {"margins": {"acc": margin, "bits_per_byte": margin}}})
     # higher-is-better accuracy, and the mirror image for bits per byte (lower is better)
-    comp = {"t": {"acc": metric(0.5, 0.5 + delta, half)}, "r": {"bits_per_byte": metric(1.0, 1.0 - delta, half)}}
+    comp = {"t": {"acc": metric(0.5, 0.5 + delta, half, p=p)},
+            "r": {"bits_per_byte": metric(1.0, 1.0 - delta, half, p=p)}}
     v = decide(clean_stages(comparison=comp), policy)
-    regressed = delta + half < -margin
+    regressed = delta + half < -margin and p < 0.05
     assert v.outcome is (Outcome.FAIL if regressed else Outcome.PASS)
     assert sorted(r.evidence for r in v.reasons) == (["comparison.r.bits_per_byte", "comparison.t.acc"]
                                                       if regressed else [])
@@ -134,7 +154,7 @@ def test_must_improve_needs_a_significant_improvement(delta: float, half: float,
     policy = parse_policy({"evaluation": {"must_improve": ["domain"]}})
     comp = {"domain": {"acc": metric(0.4, 0.4 + delta, half, p=p)}, "t": {"acc": metric(0.5, 0.5, 0.01)}}
     v = decide(clean_stages(comparison=comp), policy)
-    significant = delta - half > 0 and (p is None or p < 0.05)
+    significant = delta - half > 0 and p is not None and p < 0.05  # an unknown p never counts as significant
     assert (v.outcome is Outcome.PASS) == significant
     if not significant:
         assert [r.evidence for r in v.reasons] == ["comparison.domain.acc"]
@@ -198,7 +218,7 @@ def test_signature() -> None:
 
 
 def test_reasons_are_ordered_fail_first_and_decide_is_pure() -> None:
-    stages = clean_stages(lineage="no base", comparison={"t": {"acc": metric(0.5, 0.3, 0.01)}})
+    stages = clean_stages(lineage="no base", comparison={"t": {"acc": metric(0.5, 0.3, 0.01, p=0.001)}})
     frozen = copy.deepcopy(stages)
     a, b = decide(stages, default_policy()), decide(stages, default_policy())
     assert a == b and stages == frozen

@@ -1209,6 +1209,6 @@ def demo_document(result: DemoResult) -> dict[str, Any]:
 
 
 def _jsonable(obj: Any) -> Any:
-    from assay.cli.common import to_jsonable
+    from assay.jsonable import to_jsonable
 
     return to_jsonable(obj)

@@ -71,3 +71,19 @@ class DeployError(AssayError):
 
 class ReportError(AssayError):
     """A report could not be written or a saved result cannot be re-rendered."""
+
+
+_debug = False
+
+
+def set_debug(on: bool) -> None:
+    """Set by the CLI's ``--debug``: internal errors are then re-raised with their traceback."""
+    global _debug
+    _debug = on
+
+
+def debugging() -> bool:
+    """True under ``--debug`` or ``ASSAY_DEBUG=1``."""
+    import os
+
+    return _debug or os.environ.get("ASSAY_DEBUG") == "1"

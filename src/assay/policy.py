@@ -7,10 +7,9 @@ never silently weakens a check.
     >>> policy = load_policy(Path("assay-policy.yaml"))      # or default_policy()
     >>> policy.scan.fail_on, policy.evaluation.tasks
     ('medium', ('builtin:knowledge', 'builtin:arithmetic', 'builtin:reference'))
-    >>> rules = policy.rules()                               # an AllOf of small Rule objects (see assay.verdict)
 
-The policy is data; the rules it produces are small objects (:mod:`assay.verdict`) that each look at one stage
-document and return reasons. :meth:`Policy.rules` composes them.
+The policy is data; :func:`assay.verdict.rules_for` turns it into small rule objects that each look at one stage
+document and return reasons (the policy knows nothing of the verdict, which reads it).
 """
 
 from __future__ import annotations
@@ -20,14 +19,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from assay.errors import PolicyError
-
-if TYPE_CHECKING:
-    from assay.verdict import AllOf
+from assay.jsonable import as_mapping
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 """Scan severities, most severe first."""
@@ -115,7 +112,7 @@ class LicencePolicy:
 COST_LEVELS = ("fail", "warn")
 
 #: Behaviour probes ``probes.run`` may list (contamination is ``probes.contamination``, with its tasks).
-PROBE_NAMES = ("refusal", "degeneration", "stability")
+PROBE_NAMES = ("refusal", "degeneration", "stability", "hallucination")
 
 
 @dataclass(frozen=True)
@@ -138,10 +135,18 @@ class ProbesPolicy:
     """Loop rate, repetition or empty-output rate must rise by more than this (95% interval above it)."""
     degeneration_level: str = "fail"
     """``fail`` or ``warn``: the verdict when the candidate degenerates beyond the margin."""
+    hallucination_level: str = "warn"
+    """``warn`` or ``fail``: the verdict when a hallucination measure gets significantly worse."""
+    truthfulqa: str | None = None
+    """Local TruthfulQA ``multiple_choice`` data (file or folder); with ``hallucination`` in :attr:`run`, MC1 and
+    MC2 run as part of the probe (``truthfulqa_mc1:PATH``, ``truthfulqa_mc2:PATH``)."""
 
     def specs(self) -> tuple[str, ...]:
         """The task specs of the configured probes, as ``assay eval --task`` takes them."""
-        return (*(f"builtin:{p}" for p in self.run), *(f"contamination:{t}" for t in self.contamination))
+        truthfulqa = ((f"truthfulqa_mc1:{self.truthfulqa}", f"truthfulqa_mc2:{self.truthfulqa}")
+                      if self.truthfulqa and "hallucination" in self.run else ())
+        return (*(f"builtin:{p}" for p in self.run), *truthfulqa,
+                *(f"contamination:{t}" for t in self.contamination))
 
 
 @dataclass(frozen=True)
@@ -246,12 +251,6 @@ class Policy:
     source: str = "default"
     """Where the policy came from (a file path, or ``default``)."""
 
-    def rules(self) -> AllOf:
-        """The rules this policy enforces, composed (see :mod:`assay.verdict`)."""
-        from assay.verdict import rules_for
-
-        return rules_for(self)
-
 
 def default_policy() -> Policy:
     """The policy used when none is given."""
@@ -269,7 +268,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "cost": ("api_per_task", "api_input_per_mtok", "api_output_per_mtok", "tokens_in", "tokens_out", "self_per_task",
              "gpu_price_per_hour", "utilisation", "training_cost", "monthly_volume", "max_cost_per_task",
              "on_exceed"),
-    "probes": ("run", "contamination", "limit", "alpha", "degeneration_margin", "degeneration_level"),
+    "probes": ("run", "contamination", "limit", "alpha", "degeneration_margin", "degeneration_level",
+               "hallucination_level", "truthfulqa"),
     "drift": ("kl", "limit", "max_kl_mean", "level"),
 }
 
@@ -371,7 +371,19 @@ def parse_probes(p: Mapping[str, Any]) -> ProbesPolicy:
     if level not in COST_LEVELS:
         raise PolicyError(f"policy key probes.degeneration_level: expected one of {', '.join(COST_LEVELS)}, "
                           f"got {_show(level)}")
+    h_level = p.get("hallucination_level", "warn")
+    if h_level not in COST_LEVELS:
+        raise PolicyError(f"policy key probes.hallucination_level: expected one of {', '.join(COST_LEVELS)}, "
+                          f"got {_show(h_level)}")
+    truthfulqa = p.get("truthfulqa")
+    if truthfulqa is not None and not (isinstance(truthfulqa, str) and truthfulqa.strip()):
+        raise PolicyError(f"policy key probes.truthfulqa: expected the path of local TruthfulQA multiple_choice "
+                          f"data, got {_show(truthfulqa)}")
+    if truthfulqa and "hallucination" not in run:
+        raise PolicyError("policy key probes.truthfulqa: TruthfulQA runs as part of the hallucination probe; add "
+                          "hallucination to probes.run")
     return ProbesPolicy(run=tuple(dict.fromkeys(run)), contamination=contamination,
+                        hallucination_level=h_level, truthfulqa=truthfulqa,
                         limit=_opt_int("probes.limit", p.get("limit")),
                         alpha=_number("probes.alpha", p.get("alpha", 0.05), hi=0.5),
                         degeneration_margin=_number("probes.degeneration_margin",
@@ -560,7 +572,7 @@ def load_cost_file(path: Path | str, *, keep: CostPolicy | None = None) -> CostP
         raise PolicyError(f"{p}: a cost file is a mapping of cost keys ({', '.join(_SECTIONS['cost'])}), "
                           f"got {_show(data)}")
     if data.get("schema") == "assay.cost/1":
-        inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
+        inputs = as_mapping(data.get("inputs"))
         data = {key: inputs[name] for name, key in _COST_DOC_INPUTS.items() if inputs.get(name) is not None}
     elif isinstance(data.get("cost"), dict) and set(data) <= set(_SECTIONS):
         data = data["cost"]
@@ -701,7 +713,9 @@ probes:
   #                 WARN when safe requests are refused significantly more often (over-refusal)
   #   degeneration  FAIL (or WARN) when loop rate, repetition or empty outputs rise beyond the margin
   #   stability     WARN when repeated greedy generation or batched scoring differs at all
-  run: []                   # e.g. [refusal, degeneration, stability]
+  #   hallucination WARN (or FAIL) when confident fabrication about non-existent entities, invented answers
+  #                 to passage questions or TruthfulQA scores get significantly worse (docs/hallucination.md)
+  run: []                   # e.g. [refusal, degeneration, stability, hallucination]
   # Tasks whose published items are checked for contamination (Min-K% against perturbed copies).
   # WARN with the numbers when the candidate's gap rose significantly: evidence, not a verdict alone.
   contamination: []         # e.g. [builtin:knowledge]
@@ -709,6 +723,8 @@ probes:
   alpha: 0.05               # significance level of every probe rule
   degeneration_margin: 0.05 # rise in loop rate / repetition / empty rate the 95% interval must exceed
   degeneration_level: fail  # fail or warn
+  hallucination_level: warn # warn or fail
+  truthfulqa: null          # local TruthfulQA multiple_choice data: MC1 and MC2 run with the hallucination probe
 
 drift:
   # KL divergence of the candidate's next-token distributions from the base's, on a text

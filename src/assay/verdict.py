@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, assert_never
 
+from assay.jsonable import as_mapping
 from assay.policy import SEVERITIES
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 #: Metrics where smaller is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = ("bits_per_byte", "perplexity", "word_perplexity", "token_perplexity", "byte_perplexity",
-                   "kl_mean", "kl_p95", "kl", "repetition", "loop_rate", "empty_rate")
+                   "kl_mean", "kl_p95", "kl", "repetition", "loop_rate", "empty_rate", "over_refused", "mink_gap")
 #: Lineage relations that do not descend from the base.
 NOT_DESCENDED = ("unrelated", "incompatible")
 
@@ -303,7 +304,11 @@ class DescendsFromBase(Rule):
             reasons.append(self._reason(f"the weights do not descend from the base (relation: {relation})",
                                         "lineage.relation", Level.FAIL))
         claim = doc.get("claim") or {}
-        if claim.get("consistent") is False:
+        false_claims = [f for f in claim.get("false_claims") or [] if isinstance(f, Mapping)]
+        for i, f in enumerate(false_claims):  # one reason per false claim, naming it
+            reasons.append(self._reason(f"false {f.get('claim')} claim: {f.get('message')}",
+                                        f"lineage.claim.false_claims[{i}]", Level.FAIL))
+        if claim.get("consistent") is False and not false_claims:  # a document from before false_claims existed
             reasons.append(self._reason(f"the card claims base_model {claim.get('base_model')!r} but the weights "
                                         f"contradict it (relation: {relation})", "lineage.claim.consistent",
                                         Level.FAIL))
@@ -341,28 +346,35 @@ def _ci(entry: Mapping[str, Any]) -> tuple[float, float] | None:
     return float(ci[0]), float(ci[1])
 
 
-def classify_delta(task: str, metric: str, entry: Mapping[str, Any], evaluation: EvaluationPolicy) -> str:
-    """How a compared metric moved: ``regressed`` (interval entirely beyond -margin, a FAIL), ``improved``
-    (interval entirely on the better side of zero), ``worse`` / ``better`` (point estimate only), ``unchanged``,
-    or ``unknown`` (no interval). The same test :class:`NoRegression` applies."""
+def entry_change(entry: Mapping[str, Any], alpha: float | None = None, metric: str = "") -> str:
+    """The judgement of one comparison entry (see :func:`assay.evaluate.probes.base.entry_change`); ``metric``
+    gives the direction when the entry does not carry ``higher_is_better``."""
+    from assay.evaluate.probes.base import entry_change as _change
+
+    return _change(entry, alpha=alpha, higher_is_better=_metric_direction(metric, entry) > 0 if metric else None)
+
+
+def beyond_margin(entry: Mapping[str, Any], metric: str, margin: float) -> bool:
+    """True when the whole interval lies more than ``margin`` on the worse side of zero."""
     ci = _ci(entry)
     if ci is None:
-        return "unknown"
+        return False
     sign = _metric_direction(metric, entry)
-    lo, hi = sorted((sign * ci[0], sign * ci[1]))
+    return max(sign * ci[0], sign * ci[1]) < -margin
+
+
+def regressed(task: str, metric: str, entry: Mapping[str, Any], evaluation: EvaluationPolicy) -> bool:
+    """A regression under the policy: a judged metric whose change is ``worse`` (interval on the worse side of
+    zero and Holm-adjusted p below alpha, both computed once by the comparison) and whose interval also lies
+    beyond the metric's margin."""
     margin = evaluation.margin(task, metric)
-    if margin is not None and hi < -margin:
-        return "regressed"
-    if lo > 0:
-        return "improved"
-    delta = entry.get("delta")
-    if isinstance(delta, (int, float)) and delta != 0:
-        return "better" if sign * delta > 0 else "worse"
-    return "unchanged"
+    return (margin is not None and entry_change(entry, evaluation.alpha, metric) == "worse"
+            and beyond_margin(entry, metric, margin))
 
 
 class NoRegression(Rule):
-    """No judged metric regressed: its 95% interval does not lie entirely beyond the margin on the bad side."""
+    """No judged metric regressed: no metric is significantly worse (paired interval on the worse side of zero and
+    Holm-adjusted paired test below ``evaluation.alpha``) with its interval also beyond the margin."""
 
     rule_id = "evaluation.no_regression"
     stage = "comparison"
@@ -381,13 +393,15 @@ class NoRegression(Rule):
             for metric, entry in metrics.items():
                 if not isinstance(entry, Mapping) or self.evaluation.margin(task, metric) is None:
                     continue
-                if classify_delta(task, metric, entry, self.evaluation) == "regressed":
+                if regressed(task, metric, entry, self.evaluation):
                     ci = _ci(entry)
                     assert ci is not None
+                    p = _p(entry)
                     reasons.append(self._reason(
                         f"{task} {metric} regressed: delta {_fmt(entry.get('delta'))}, 95% interval "
                         f"[{ci[0]:+.4f}, {ci[1]:+.4f}] lies entirely beyond the margin of "
-                        f"{self.evaluation.margin(task, metric):g}", f"comparison.{task}.{metric}", Level.FAIL))
+                        f"{self.evaluation.margin(task, metric):g} and the paired test agrees (p={_num3(p)} "
+                        f"after Holm)", f"comparison.{task}.{metric}", Level.FAIL))
         return reasons
 
 
@@ -402,7 +416,8 @@ class MustImprove(Rule):
 
     def _primary(self, task: str, metrics: Mapping[str, Any]) -> str | None:
         judged = [m for m in metrics if self.evaluation.margin(task, m) is not None]
-        return (judged or list(metrics) or [None])[0]
+        names = judged or list(metrics)
+        return names[0] if names else None
 
     def check(self, stages: Stages) -> list[Reason]:
         if not self.evaluation.must_improve:
@@ -426,11 +441,8 @@ class MustImprove(Rule):
             assert metric is not None
             entry = metrics[metric]
             ci = _ci(entry)
-            sign = _metric_direction(metric, entry)
             p = entry.get("p_holm", entry.get("p"))
-            improved = ci is not None and min(sign * ci[0], sign * ci[1]) > 0
-            significant = improved and (p is None or p < self.evaluation.alpha)
-            if not significant:
+            if entry_change(entry, self.evaluation.alpha, metric) != "better":
                 ci_text = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "unknown"
                 p_text = f", p={p:.3g}" if isinstance(p, (int, float)) else ""
                 reasons.append(self._reason(
@@ -540,7 +552,7 @@ class CardClaims(Rule):
         for i, c in enumerate((out.document or {}).get("claims") or []):
             if not isinstance(c, Mapping) or c.get("supported") is not False:
                 continue
-            claim = c.get("claim") if isinstance(c.get("claim"), Mapping) else {}
+            claim = as_mapping(c.get("claim"))
             task, _, metric = str(c.get("measured_key", "")).partition("/")
             reasons.append(self._reason(
                 f"the card claims {claim.get('metric')} {_num(c.get('claimed'))} on "
@@ -731,8 +743,8 @@ class OverRefusal(Rule):
         entry = (cmp or {}).get(BENIGN_TASK, {}).get("over_refused") if cmp else None
         if not isinstance(entry, Mapping):
             return []
-        ci, p, delta = _ci(entry), _p(entry), entry.get("delta")
-        if not (ci is not None and ci[0] > 0 and p is not None and p < self.alpha
+        p, delta = _p(entry), entry.get("delta")
+        if not (entry_change(entry, self.alpha, "over_refused") == "worse" and p is not None
                 and isinstance(delta, (int, float)) and delta > 0):
             return []
         return [self._reason(
@@ -763,7 +775,7 @@ class Degeneration(Rule):
             if not isinstance(entry, Mapping):
                 continue
             ci, p = _ci(entry), _p(entry)
-            if ci is None or min(ci) <= self.margin or p is None or p >= self.alpha:
+            if ci is None or p is None or entry_change(entry, self.alpha, metric) != "worse" or min(ci) <= self.margin:
                 continue
             what = {"loop_rate": "outputs that end in a loop", "repetition": "repeated word 4-grams",
                     "empty_rate": "empty outputs"}[metric]
@@ -792,6 +804,30 @@ class Contamination(Rule):
         return [self._reason(f.message() + "; evidence to investigate, not proof",
                              f"probes.comparison.{f.task}.mink_gap", Level.WARN)
                 for f in possible_contamination(cmp, alpha=self.alpha) if f.flagged]
+
+
+class Hallucination(Rule):
+    """Confident fabrication, invented answers and TruthfulQA do not get significantly worse than the base's.
+
+    Reads the probes comparison's own judgement (:func:`assay.evaluate.probes.hallucination.hallucination_findings`):
+    one reason per measure that got significantly worse, at ``probes.hallucination_level`` (WARN by default).
+    """
+
+    rule_id = "probes.hallucination"
+    stage = "probes"
+
+    def __init__(self, probes: ProbesPolicy) -> None:
+        self.alpha = probes.alpha
+        self.level = Level.FAIL if probes.hallucination_level == "fail" else Level.WARN
+
+    def check(self, stages: Stages) -> list[Reason]:
+        from assay.evaluate.probes.hallucination import hallucination_findings
+
+        cmp = _probe_comparison(stages)
+        if not cmp:
+            return []
+        return [self._reason(f"hallucination: {f.message()}", f"probes.comparison.{f.task}.{f.metric}", self.level)
+                for f in hallucination_findings(cmp, alpha=self.alpha) if f.change == "worse"]
 
 
 class Stability(Rule):
@@ -843,6 +879,10 @@ class DriftKL(Rule):
         level = Level.FAIL if self.drift.level == "fail" else Level.WARN
         reasons: list[Reason] = []
         for name, t in ((stages[self.stage].document or {}).get("tasks") or {}).items():
+            if isinstance(t, Mapping) and t.get("comparable") is False:
+                reasons.append(self._reason(f"drift on {name} not measured: {t.get('note') or 'not comparable'}",
+                                            f"drift.tasks.{name}", Level.WARN))
+                continue
             m = (t or {}).get("metrics") or {} if isinstance(t, Mapping) else {}
             kl = m.get("kl_mean")
             if not isinstance(kl, (int, float)) or kl <= limit:
@@ -869,6 +909,8 @@ def rules_for(policy: Policy) -> AllOf:
         a = policy.probes.alpha
         rules += [ProbesRan(policy.probes), AlignmentStripped(a), OverRefusal(a), Degeneration(policy.probes),
                   Contamination(a), Stability()]
+        if "hallucination" in policy.probes.run:
+            rules.append(Hallucination(policy.probes))
     if policy.drift.kl is not None:
         rules.append(DriftKL(policy.drift))
     if policy.cost.max_cost_per_task is None:  # with a ceiling, CostWithinBudget says why it was not checked
@@ -895,7 +937,7 @@ def outcome_of(reasons: Iterable[Reason]) -> Outcome:
 
 def decide(stages: Stages, policy: Policy) -> Verdict:
     """The verdict of ``policy`` over the stage outcomes. Pure: same inputs, same verdict."""
-    reasons = policy.rules().check(stages)
+    reasons = rules_for(policy).check(stages)
     reasons.sort(key=lambda r: _ORDER[r.level])  # stable: stage order kept within a level
     return Verdict(outcome_of(reasons), tuple(reasons))
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from assay import __version__
-from assay.errors import AssayError, ModelError, PolicyError, ReportError
+from assay.errors import AssayError, ModelError, PolicyError, ReportError, debugging
 from assay.model.formats import Format, detect
 from assay.model.ref import ModelRef, resolve
 from assay.policy import CostPolicy, Policy, policy_document
@@ -193,21 +193,16 @@ def _timed(name: str, fn: Callable[[], Mapping[str, Any]], progress: Progress) -
         progress.finish(f"vet: {name}")
 
 
-def _debugging() -> bool:
-    cli = sys.modules.get("assay.cli.main")
-    return os.environ.get("ASSAY_DEBUG") == "1" or bool(getattr(cli, "_DEBUG", False))
-
-
 def _internal(exc: BaseException) -> str:
     """A stage's unexpected failure as one line (with --debug it is re-raised, traceback and all)."""
-    if _debugging():
+    if debugging():
         raise exc
     first = str(exc).splitlines()[0] if str(exc) else ""
     return f"internal error: {type(exc).__name__}: {first[:300]} (run with --debug for details)"
 
 
 def _plain(doc: Any) -> Any:
-    from assay.cli.common import to_jsonable
+    from assay.jsonable import to_jsonable
 
     return to_jsonable(doc)
 

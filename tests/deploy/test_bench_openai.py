@@ -1,6 +1,6 @@
 """``assay bench --backend openai`` against a real OpenAI-compatible server on 127.0.0.1 serving a factory model.
 
-The server (tests/evaluate/openai_server.py) streams completions as server-sent events, one chunk per token, and
+The server (tests.evaluate.stand_in_server.py) streams completions as server-sent events, one chunk per token, and
 can be switched to lack ``/tokenize``, ``usage`` or streaming, like real servers that lack them.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from assay.cli.main import main
 from assay.deploy.cost import inputs_from_bench
-from tests.evaluate.openai_server import ModelServer, serve
+from tests.evaluate.stand_in_server import ModelServer, serve
 
 PROMPT, OUTPUT, REPEATS = 24, 8, 3
 

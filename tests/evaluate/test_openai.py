@@ -17,7 +17,7 @@ from assay.errors import BackendError
 from assay.evaluate.backends.base import GenerationRequest, LoglikelihoodRequest
 from assay.evaluate.backends.openai import ChatPrompt, OpenAIBackend
 from assay.evaluate.suites import load_suite
-from tests.evaluate.openai_server import ModelServer, serve
+from tests.evaluate.stand_in_server import ModelServer, serve
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +234,64 @@ def test_server_that_insists_on_generating_a_token(model_and_tok: tuple[Any, Any
         assert srv.calls.count("/v1/completions") == len(reqs) + 1  # one refusal of max_tokens=0, then max 1
     for g, e in zip(got, expected, strict=True):
         assert abs(g.logprob - e.logprob) < 1e-4 and g.n_tokens == e.n_tokens
+
+
+@pytest.mark.parametrize("status", [400, 404, 408, 409, 422])
+def test_no_4xx_but_429_is_retried(server: ModelServer, status: int) -> None:
+    waits: list[float] = []
+    b = OpenAIBackend(base_url=server.url, sleep=waits.append, max_retries=5)
+    server.fail_next(status, 1)
+    before = len(server.calls)
+    with pytest.raises(BackendError, match=f"HTTP {status}"):
+        b.generate([GenerationRequest(prompt="Hello", max_tokens=2)])
+    assert len(server.calls) - before == 1 and waits == []
+
+
+@pytest.mark.parametrize("body,shown", [
+    (b'{"error": {"message": "model not found", "type": "invalid_request_error"}}', "model not found"),
+    (b'{"detail": "`max_new_tokens` must be greater than 0, but is 0."}', "`max_new_tokens` must be greater"),
+    (b'{"error": "Input validation error: inputs must have less than 2048 tokens"}', "Input validation error"),
+    (b'{"error": {"message": null, "code": 400}}', '{"error": {"message": null, "code": 400}}'),
+    (b"<html>Bad Gateway</html>", "<html>Bad Gateway</html>"),
+])
+def test_the_servers_error_is_shown_in_its_own_words(body: bytes, shown: str) -> None:
+    from assay.evaluate.backends.openai import error_detail
+
+    text = error_detail(body)
+    assert shown in text and text != "None"
+
+
+def test_a_multiple_choice_task_is_refused_before_any_item(model_and_tok: tuple[Any, Any]) -> None:
+    from assay.evaluate.runner import evaluate_model
+
+    model, tok = model_and_tok
+    with serve(model, tok, name="no-echo", prompt_logprobs=False) as srv:
+        b = _backend(srv)
+        task = load_suite("builtin:knowledge")
+        with pytest.raises(BackendError) as info:
+            evaluate_model(b, [task])
+        assert "cannot score multiple-choice tasks" in info.value.message
+        assert "--backend hf" in info.value.diagnostics()
+        # The probe's few requests, not 342 items x 4 choices.
+        assert len([c for c in srv.calls if c.endswith("/completions")]) <= 3
+        assert b.capabilities.completions and not b.capabilities.prompt_logprobs
+
+
+def test_the_probe_reports_what_the_stand_in_can_do(server: ModelServer) -> None:
+    caps = _backend(server).capabilities
+    assert caps.prompt_logprobs and caps.completions and caps.streaming and caps.token_counts
+    assert caps.models == ("tiny-llama",)
+    doc = caps.to_json()
+    assert doc["prompt_logprobs"] is True and doc["warnings"] == []
+
+
+def test_generated_token_logprobs_are_not_taken_for_the_prompts(model_and_tok: tuple[Any, Any]) -> None:
+    """A server that ignores echo but returns the generated token's log-probability at offset 0 (llama.cpp's
+    server does): scored as the prompt's, every choice would get the same number. It is refused instead."""
+    model, tok = model_and_tok
+    with serve(model, tok, name="gen-only", prompt_logprobs="generated-only") as srv:
+        b = _backend(srv)
+        assert not b.capabilities.prompt_logprobs
+        assert "does not echo the prompt" in b.capabilities.prompt_logprobs_detail
+        with pytest.raises(BackendError, match="does not return log-probabilities of the prompt"):
+            b.loglikelihood([LoglikelihoodRequest("Question: 2 + 2?\nAnswer:", " 4")])

@@ -176,7 +176,7 @@ def test_probe_specs_resolve_through_the_task_registry() -> None:
     assert names == {HARMFUL_TASK, BENIGN_TASK, "builtin:degeneration", "builtin:stability"}
     [t] = load_tasks("contamination:builtin:knowledge")
     assert t.name == "contamination:builtin:knowledge" and len(t.items) > 100
-    assert set(PROBES) == {"refusal", "degeneration", "stability"}
+    assert set(PROBES) == {"refusal", "degeneration", "stability", "hallucination"}
     with pytest.raises(EvalError, match="no behaviour probe"):
         load_probe("nope")
 

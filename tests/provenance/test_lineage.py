@@ -161,13 +161,67 @@ def test_other_shape_is_incompatible(variants, capsys):
     assert any(t["kind"] == "mismatch" for t in doc["tensors"])
 
 
-def test_identical_reupload_claiming_finetune_is_flagged(zoo, variants, capsys):
-    # The factory's folder carries a card claiming a fine-tune; its weights are exactly the base's.
+def _with_card(src: Path, dst: Path, front_matter: str) -> Path:
+    import shutil
+
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    else:
+        dst.mkdir()
+        shutil.copy(src, dst / src.name)
+    (dst / "README.md").write_text(f"---\n{front_matter}\n---\nA model.\n", encoding="utf-8")
+    return dst
+
+
+def test_identical_reupload_claiming_finetune_has_only_its_relation_claim_false(zoo, variants, tmp_path, capsys):
+    # Same weights as the base; the card names the base (true) and calls it a fine-tune (false).
+    cand = _with_card(zoo.safetensors_dir, tmp_path / "reupload", "base_model: base\nbase_model_relation: finetune")
+    rc, doc = lineage(capsys, cand, variants.base)
+    assert doc["relation"] == "identical"
+    claim = doc["claim"]
+    assert claim["consistent"] is False and claim["base_is_claimed"] is True
+    assert [f["claim"] for f in claim["false_claims"]] == ["base_model_relation"]
+    assert "finetune" in claim["false_claims"][0]["message"] and "re-upload" in claim["false_claims"][0]["message"]
+    assert rc == 1
+
+
+def test_a_card_naming_another_base_is_not_a_contradiction(zoo, variants, tmp_path, capsys):
+    # The factory card names assay-tests/tiny-llama-base, which is not here; compared against ./base instead.
     rc, doc = lineage(capsys, zoo.safetensors_dir, variants.base)
     assert doc["relation"] == "identical"
-    assert doc["claim"]["consistent"] is False
-    assert "re-upload" in doc["claim"]["reason"]
-    assert rc == 1
+    claim = doc["claim"]
+    assert claim["consistent"] is None and claim["false_claims"] == [] and claim["base_is_claimed"] is False
+    assert "you compared against base" in claim["notes"][0] and "not available locally" in claim["notes"][0]
+    assert rc == 0
+
+
+def test_gguf_whose_card_names_another_base_is_not_contradicted(variants, tmp_path, capsys):
+    cand = _with_card(variants.gguf_q8, tmp_path / "gguf", "base_model: org/some-other-base\n"
+                                                           "base_model_relation: quantized")
+    rc, doc = lineage(capsys, cand, variants.base)
+    assert doc["relation"] == "quantized"
+    assert doc["claim"]["consistent"] is None and doc["claim"]["false_claims"] == []
+    assert "org/some-other-base" in doc["claim"]["notes"][0]
+    assert "contradict" not in json.dumps(doc["claim"]) and rc == 0
+    rc = main(["lineage", str(cand), "--base", str(variants.base)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "contradicted" not in out and "not checked" in out
+
+
+def test_a_named_base_available_locally_is_checked(variants, tmp_path, capsys):
+    # The card names a model that is here; the weights do not descend from it: that base claim is false.
+    cand = _with_card(variants.finetune, tmp_path / "ft", f"base_model: {variants.independent}\n"
+                                                            "base_model_relation: finetune")
+    rc, doc = lineage(capsys, cand, variants.base)
+    assert doc["relation"] == "finetune"
+    claim = doc["claim"]
+    assert [f["claim"] for f in claim["false_claims"]] == ["base_model"]
+    assert "do not descend" in claim["false_claims"][0]["message"] and claim["consistent"] is False
+    # ...and when the named model is the real base, the claim holds
+    cand = _with_card(variants.finetune, tmp_path / "ft2", f"base_model: {variants.base}\n"
+                                                             "base_model_relation: finetune")
+    rc, doc = lineage(capsys, cand, variants.sharded)
+    assert doc["claim"]["consistent"] is True and doc["claim"]["false_claims"] == []
 
 
 def test_gguf_base_against_safetensors_candidate(variants, zoo, capsys):

@@ -3,6 +3,8 @@ measured speed of a model behind a running OpenAI-compatible server (``--backend
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -33,6 +35,10 @@ def _sizes(text: tuple[str, ...]) -> tuple[int, ...]:
               help="openai: the server, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--api-key-env", default=None, metavar="VAR",
               help="openai: environment variable holding the API key (default OPENAI_API_KEY; never a flag).")
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="openai: a local folder with the served model's tokenizer.json, to check the "
+                                  "server's token counts against (default: the served name, if it is a local "
+                                  "folder).")
 @click.option("--prompt-tokens", type=int, default=128, show_default=True, help="Prompt length in tokens.")
 @click.option("--output-tokens", type=int, default=64, show_default=True, help="Tokens generated per request.")
 @click.option("--batch-size", "batch_sizes", multiple=True, default=("1",), show_default=True,
@@ -50,7 +56,7 @@ def _sizes(text: tuple[str, ...]) -> tuple[int, ...]:
 @download_option
 @json_option
 def command(model: str, base: str | None, backend: str, base_url: str | None, api_key_env: str | None,
-            prompt_tokens: int, output_tokens: int, batch_sizes: tuple[str, ...], repeats: int, warmup: int,
+            tokenizer_dir: Path | None, prompt_tokens: int, output_tokens: int, batch_sizes: tuple[str, ...], repeats: int, warmup: int,
             threads: int | None, dtype: str | None, fit_only: bool, context: int | None, revision: str | None,
             download: bool, as_json: bool) -> int:
     """Measure speed and memory on this machine, or the speed of a running server.
@@ -79,14 +85,15 @@ def command(model: str, base: str | None, backend: str, base_url: str | None, ap
     from assay.model.ref import resolve
 
     if backend == "openai":
-        return _remote(model, base=base, base_url=base_url, api_key_env=api_key_env, prompt_tokens=prompt_tokens,
+        return _remote(model, base=base, base_url=base_url, api_key_env=api_key_env, tokenizer=tokenizer_dir,
+                       prompt_tokens=prompt_tokens,
                        output_tokens=output_tokens, batch_sizes=_sizes(batch_sizes), repeats=repeats, warmup=warmup,
                        ignored={"--threads": threads is not None, "--dtype": dtype is not None, "--fit-only": fit_only,
                                 "--context": context is not None, "--revision": revision is not None,
                                 "--download": download},
                        as_json=as_json)
-    if base_url or api_key_env:
-        raise UsageError("--base-url and --api-key-env are for --backend openai (a running server)")
+    if base_url or api_key_env or tokenizer_dir:
+        raise UsageError("--base-url, --api-key-env and --tokenizer are for --backend openai (a running server)")
     dtype = dtype or "float32"
     ref = resolve(model, revision=revision, download=download)
     if fit_only:
@@ -101,7 +108,8 @@ def command(model: str, base: str | None, backend: str, base_url: str | None, ap
 
         from assay.deploy.hardware import hardware_fit
 
-        report = replace(report, fit=hardware_fit(report.fit.shape, context=context, batch=report.fit.batch))
+        if report.fit is not None:
+            report = replace(report, fit=hardware_fit(report.fit.shape, context=context, batch=report.fit.batch))
     if as_json:
         emit_json(bench_document(report))
     else:
@@ -109,7 +117,8 @@ def command(model: str, base: str | None, backend: str, base_url: str | None, ap
     return EXIT_PASS
 
 
-def _remote(model: str, *, base: str | None, base_url: str | None, api_key_env: str | None, prompt_tokens: int,
+def _remote(model: str, *, base: str | None, base_url: str | None, api_key_env: str | None,
+            tokenizer: Path | None, prompt_tokens: int,
             output_tokens: int, batch_sizes: tuple[int, ...], repeats: int, warmup: int, ignored: dict[str, bool],
             as_json: bool) -> int:
     from assay.deploy.bench import bench_document, run_remote_bench
@@ -120,7 +129,7 @@ def _remote(model: str, *, base: str | None, base_url: str | None, api_key_env: 
     if given:
         raise UsageError(f"{', '.join(given)} cannot apply to --backend openai: the server owns the model")
     with progress() as p:
-        report = run_remote_bench(model, base_url=base_url, api_key_env=api_key_env, base=base,
+        report = run_remote_bench(model, base_url=base_url, api_key_env=api_key_env, base=base, tokenizer=tokenizer,
                                   prompt_tokens=prompt_tokens, output_tokens=output_tokens, batch_sizes=batch_sizes,
                                   repeats=repeats, warmup=warmup, progress=p)
     if as_json:
@@ -191,7 +200,8 @@ def render(report: Any) -> None:
         t.add_column(f"{label}\n{m.model}", justify="right")
     if report.ratios:
         t.add_column("ratio", justify="right")
-    rows = [("parameters", "parameters", lambda v: f"{v:,}"), ("load (s)", "load_s", lambda v: f"{v:.2f}"),
+    rows: list[tuple[str, str, Callable[[Any], str]]] = [
+            ("parameters", "parameters", lambda v: f"{v:,}"), ("load (s)", "load_s", lambda v: f"{v:.2f}"),
             ("time to first token (s)", "ttft_s", lambda v: f"{v:.4f}"),
             ("prefill tokens/s", "prefill_tokens_per_s", lambda v: f"{v:,.1f}"),
             ("decode tokens/s", "decode_tokens_per_s", lambda v: f"{v:,.1f}"),

@@ -16,19 +16,19 @@ Human output goes to stdout, progress and diagnostics to stderr.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from assay.jsonable import to_jsonable
+
 if TYPE_CHECKING:  # rich is imported on first use, so `--json` runs never load it
+    from types import TracebackType
+
     from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,25 +79,6 @@ def err_console() -> Console:
     return _err_console
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON data from dataclasses, enums, paths, numpy scalars, sets and tuples (NaN becomes null)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, Path):
-        return obj.as_posix()
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return None if math.isnan(obj) or math.isinf(obj) else obj
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return to_jsonable(obj.item())
-    return obj
-
-
 def emit_json(doc: Any) -> None:
     """Write ``doc`` as one JSON document on stdout."""
     sys.stdout.write(json.dumps(to_jsonable(doc), indent=2, ensure_ascii=False) + "\n")
@@ -121,8 +102,9 @@ class RichProgress:
         self._bar.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._bar.__exit__(exc_type, exc, tb)
 
     def start(self, task: str, total: float | None = None) -> None:
         self._ids[task] = self._bar.add_task(task, total=total)

@@ -23,13 +23,16 @@ def _utilisation(text: str) -> float:
 def read_bench_file(path: Path) -> dict[str, Any]:
     """The JSON document in ``path`` (a clear error when it is missing or not JSON)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise DeployError(f"no such file: {path}") from exc
     except IsADirectoryError as exc:
         raise DeployError(f"{path} is a folder, not a JSON file") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DeployError(f"{path} is not a readable JSON document ({type(exc).__name__})") from exc
+    if not isinstance(doc, dict):
+        raise DeployError(f"{path} is not a JSON document of assay's (it is not an object)")
+    return doc
 
 
 def money(x: float | None) -> str:

@@ -31,6 +31,10 @@ from assay.errors import EvalError, UsageError
 @click.option("--base-url", default=None, metavar="URL", help="openai backend: the server's URL.")
 @click.option("--api-key-env", default=None, metavar="VAR",
               help="openai backend: environment variable holding the API key.")
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="openai backend: a local folder with the served model's tokenizer.json, to check "
+                                  "that the server counts tokens the same way (default: the served name, if it is a "
+                                  "local folder).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
               show_default=True, help="hf backend: weight and compute precision.")
 @click.option("--device", default="cpu", show_default=True, help="hf backend: cpu, cuda or cuda:N.")
@@ -46,7 +50,8 @@ from assay.errors import EvalError, UsageError
 @download_option
 @json_option
 def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: int | None, limit: int | None,
-            backend: str, base_url: str | None, api_key_env: str | None, dtype: str, device: str,
+            backend: str, base_url: str | None, api_key_env: str | None, tokenizer_dir: Path | None, dtype: str,
+            device: str,
             threads: int | None, batch_size: int | None, no_cache: bool, seed: int, log_items: Path | None,
             revision: str | None, download: bool, as_json: bool) -> int:
     """Score MODEL on tasks; with --base, compare it with its base on the same items.
@@ -63,6 +68,10 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
     With --base, each metric gets the delta, a seeded 95% paired bootstrap interval, an exact McNemar p-value
     (accuracy) or a paired permutation p-value, Holm's correction across tasks, the minimum detectable effect,
     and the items gained and lost. The model is scanned first and loaded only if it is safe.
+
+    With --backend openai the server is probed before the first item (prompt log-probabilities, token counts,
+    streaming, served models); a task it cannot score is refused at once, naming what is missing
+    (docs/servers.md has a table of servers).
 
     \b
     Examples:
@@ -91,8 +100,8 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
         raise UsageError("--threads must be a positive number")
     if batch_size is not None and batch_size <= 0:
         raise UsageError("--batch-size must be a positive number")
-    if backend == "hf" and (base_url or api_key_env):
-        raise UsageError("--base-url and --api-key-env apply to --backend openai")
+    if backend == "hf" and (base_url or api_key_env or tokenizer_dir):
+        raise UsageError("--base-url, --api-key-env and --tokenizer apply to --backend openai")
     from assay.evaluate.cache import ResultCache
     from assay.evaluate.compare import compare_results, eval_document, regressions
     from assay.evaluate.runner import evaluate_model, item_log_record, validate_task
@@ -116,7 +125,7 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
         raise UsageError(f"{kl_tasks[0].name} measures drift from the base: give --base")
     cache = None if no_cache else ResultCache()
     opts = {"backend": backend, "dtype": dtype, "device": device, "threads": threads, "batch_size": batch_size,
-            "base_url": base_url, "api_key_env": api_key_env}
+            "base_url": base_url, "api_key_env": api_key_env, "tokenizer": tokenizer_dir}
     model_ref: Any = model
     base_ref: Any = base
     if backend == "hf":  # resolve both before any work, so a mistyped MODEL is not found only after the base ran
@@ -133,6 +142,7 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
         except OSError as exc:
             raise UsageError(f"cannot write --log-items {log_items}: {exc.strerror}") from exc
     kl_results: dict[str, Any] = {}
+    servers: dict[str, Any] = {}
     try:
         with progress() as prog, contextlib.ExitStack() as stack:
             kl = None
@@ -147,6 +157,7 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
                 try:
                     base_info = dataclasses.asdict(be.info)
                     base_results = evaluate_model(be, task_list, limit=limit, cache=cache, progress=prog)
+                    _note_server(servers, "base", be)
                     if kl is not None:
                         kl.record_base(be, progress=prog)
                 finally:
@@ -155,6 +166,7 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
             try:
                 model_info = dataclasses.asdict(be.info)
                 results = evaluate_model(be, task_list, limit=limit, cache=cache, progress=prog)
+                _note_server(servers, "candidate", be)
                 if kl is not None:
                     kl_results = kl.compare(be, progress=prog)
             finally:
@@ -180,6 +192,11 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
 
         for name, res in kl_results.items():
             doc["tasks"][name] = kl_document(res)
+    if servers:
+        doc["server"] = servers
+        for role, caps in servers.items():
+            for warning in caps["warnings"]:
+                err_console().print(f"[yellow]warning ({role}):[/yellow] {warning}")
     regressed = regressions(comparison or {})
     if as_json:
         emit_json(doc)
@@ -197,11 +214,19 @@ def _open_backend(spec: Any, opts: dict[str, Any], prog: Any) -> Any:
             raise EvalError("the openai backend is not available in this installation") from exc
         if not opts["base_url"]:
             raise UsageError("--backend openai needs --base-url")
-        return open_backend(spec, base_url=opts["base_url"], api_key_env=opts["api_key_env"])
+        return open_backend(spec, base_url=opts["base_url"], api_key_env=opts["api_key_env"],
+                            tokenizer=opts["tokenizer"])
     from assay.evaluate.backends.hf import load_after_scan
 
     return load_after_scan(spec, dtype=opts["dtype"], device=opts["device"], threads=opts["threads"],
                            batch_size=opts["batch_size"], progress=prog)
+
+
+def _note_server(servers: dict[str, Any], role: str, backend: Any) -> None:
+    """Record what an openai backend's probe found about its server (nothing for a local backend)."""
+    caps = getattr(backend, "capabilities", None)
+    if caps is not None:
+        servers[role] = caps.to_json()
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -224,16 +249,21 @@ def _print_human(doc: dict[str, Any]) -> None:
         out.print(table)
         return
     table = Table(title=f"{doc['model']} against {doc['base']}")
-    for col in ("task", "metric", "n", "base", "cand", "delta [95% CI]", "p (Holm)", "MDE", "+/-"):
+    for col in ("task", "metric", "n", "base", "cand", "delta [95% CI]", "p (Holm)", "MDE", "+/-", "change"):
         table.add_column(col, overflow="fold")
+    notes = set()
     for name, per in doc["comparison"].items():
         for m, c in per.items():
             style = "red" if c["regression"] else None
             table.add_row(name, m, str(c["n"]), _fmt(c["base"], 3), _fmt(c["candidate"], 3),
                           f"{_fmt(c['delta'], 3)} [{_fmt(c['ci'][0], 3)}, {_fmt(c['ci'][1], 3)}]",
                           f"{_fmt(c['p'], 3)} ({_fmt(c['p_holm'], 3)})", _fmt(c["mde"], 3),
-                          f"+{len(c['gained'])}/-{len(c['lost'])}", style=style)
+                          f"+{len(c['gained'])}/-{len(c['lost'])}", c.get("change", ""), style=style)
+            if c.get("note"):
+                notes.add(f"{m}: {c['note']}")
     out.print(table)
+    for note in sorted(notes):
+        out.print(note, style="dim", markup=False)
     drift = {n: t for n, t in doc["tasks"].items() if t.get("kind") == "kl"}
     if drift:
         kl_table = Table(title="drift from the base (KL, nats per token)")
@@ -243,6 +273,9 @@ def _print_human(doc: dict[str, Any]) -> None:
             for m, v in t["metrics"].items():
                 kl_table.add_row(name, m, _fmt(v))
         out.print(kl_table)
+        for name, t in drift.items():
+            if t.get("note"):
+                out.print(f"{name}: {t['note']}", style="dim", markup=False)
     if doc["regressions"]:
         err_console().print("[red]regression:[/red] " + ", ".join(f"{r['task']}/{r['metric']}"
                                                                    for r in doc["regressions"]))

@@ -93,7 +93,7 @@ def command(candidate: str, base: str, allow_pickle: bool, show_tensors: bool, a
     out.print(report.summary)
     claim = report.claim
     if claim.get("base_model") or claim.get("base_model_relation"):
-        verdict = {True: "[green]consistent[/green]", False: "[red]contradicted[/red]", None: "unknown"}[
+        verdict = {True: "[green]consistent[/green]", False: "[red]false[/red]", None: "not checked"}[
             claim.get("consistent")]
         out.print(f"card claims: base_model={claim.get('base_model')} relation={claim.get('base_model_relation')}"
                   f" -> {verdict}" + (f" ({claim['reason']})" if claim.get("reason") and not claim["consistent"]

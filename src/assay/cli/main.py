@@ -11,7 +11,6 @@ Tests drive the CLI through :func:`main`::
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from collections.abc import Sequence
 import click
 
 from assay import __version__
-from assay.errors import AssayError
+from assay.errors import AssayError, debugging, set_debug
 
 #: Command name -> module under assay.cli that defines ``command``. Order is the order in ``--help``.
 COMMANDS: dict[str, str] = {
@@ -39,11 +38,9 @@ COMMANDS: dict[str, str] = {
     "vet": "vet",
     "policy": "policy",
     "report": "report",
+    "schema": "schema",
     "demo": "demo",
 }
-
-_DEBUG = False
-
 
 class _Group(click.Group):
     """Loads command modules on demand so that ``assay scan`` never imports torch."""
@@ -85,15 +82,14 @@ def cli(debug: bool) -> None:
     Exit codes: 0 pass, 1 fail, 2 could not decide (bad input, unreadable file, usage error).
     Try `assay demo` for a tour on a real model, fully offline.
     """
-    global _DEBUG
-    _DEBUG = _DEBUG or debug
+    if debug:
+        set_debug(True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (never raises for user errors)."""
-    global _DEBUG
     args = list(sys.argv[1:] if argv is None else argv)
-    _DEBUG = "--debug" in args or os.environ.get("ASSAY_DEBUG") == "1"
+    set_debug("--debug" in args)
     if "--debug" in args:  # accepted anywhere, as the error messages suggest: `assay inspect X --debug`
         args = ["--debug"] + [a for a in args if a != "--debug"]
     try:
@@ -114,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"error: {message}{hint}", err=True)
         return 2
     except AssayError as exc:
-        if _DEBUG:
+        if debugging():
             traceback.print_exc()
         click.echo(f"error: {exc.diagnostics()}", err=True)
         return exc.exit_code
@@ -124,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 2
     except Exception as exc:  # noqa: BLE001 - a bug must still not spill a traceback on users
-        if _DEBUG:
+        if debugging():
             traceback.print_exc()
         msg = str(exc).splitlines()[0] if str(exc) else ""
         click.echo(f"error: internal error: {type(exc).__name__}: {msg} (run with --debug for details)", err=True)

@@ -29,17 +29,19 @@ which at least one request was in that phase. Memory and hardware are the server
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 import platform
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from assay.errors import BackendError, DeployError
+from assay.evaluate.backends.openai import error_detail
 from assay.model.ref import ModelRef
 from assay.progress import NULL_PROGRESS, Progress
 
@@ -305,8 +307,8 @@ def _load(ref: ModelRef, *, backend: str, dtype: str, threads: int | None) -> tu
         if not (exc.name or "").startswith("assay"):
             raise
         t0 = time.perf_counter()
-        loaded = _load_inert(ref, dtype=dtype)
-        return (loaded, None, time.perf_counter() - t0,
+        inert: Any = _load_inert(ref, dtype=dtype)
+        return (inert, None, time.perf_counter() - t0,
                 "no scanner in this installation: only safetensors/GGUF checkpoints without remote code are loaded")
     if not ref.single_file and (ref.root / "adapter_config.json").is_file():
         t0 = time.perf_counter()
@@ -387,23 +389,21 @@ def _one_request(model: Any, ids: list[int], batch: int, output_tokens: int, dev
     """``(ttft, decode_seconds, latency)`` of one greedy request."""
     import torch
 
-    from assay.evaluate.backends.hf import cache_keyword, output_cache
-
-    keyword = cache_keyword(model)  # `cache` on transformers >= 5.25, where `past_key_values` warns
     x = torch.tensor([ids] * batch, dtype=torch.long, device=device)
     mask = torch.ones_like(x)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync: Callable[[], None] = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
     t0 = time.perf_counter()
     out = model(input_ids=x, attention_mask=mask, use_cache=True)
     nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
     sync()
     t1 = time.perf_counter()
-    past = output_cache(out)
+    # transformers 5 names the key/value cache `cache` (`past_key_values` before, now deprecated).
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     for _ in range(output_tokens - 1):
         mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
-        out = model(input_ids=nxt, attention_mask=mask, use_cache=True, **{keyword: past})
-        past = output_cache(out)
+        past = out.cache if cache_kw == "cache" else out.past_key_values
+        out = model(input_ids=nxt, attention_mask=mask, use_cache=True, **{cache_kw: past})
         nxt = out.logits[:, -1, :].argmax(-1, keepdim=True)
     sync()
     t2 = time.perf_counter()
@@ -523,10 +523,10 @@ def _worker(ref: ModelRef, backend: str, dtype: str, settings: BenchSettings, la
     import resource
 
     # ru_maxrss is the exact process peak (KiB on Linux), which the sampler can only approach.
-    peak = max(bench.peak_rss_bytes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = max(bench.peak_rss_bytes or 0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     data = asdict(bench)
     data["peak_rss_bytes"] = peak
-    data["model_rss_bytes"] = max(0, peak - bench.rss_before_load_bytes)
+    data["model_rss_bytes"] = max(0, peak - bench.rss_before_load_bytes) if bench.rss_before_load_bytes is not None else None
     return {"bench": data, "config": config}
 
 
@@ -655,6 +655,8 @@ def run_bench(ref: ModelRef, *, backend: str = "hf", prompt_tokens: int = 128, o
                 ratios[name] = a / b
     from assay.deploy.hardware import hardware_fit, shape_from_config
 
+    if cand.parameters is None:
+        raise DeployError(f"{ref.spec}: the model's parameters could not be counted, so no memory fit is estimated")
     fit = hardware_fit(shape_from_config(config, parameters=cand.parameters), batch=max(settings.batch_sizes))
     notes: tuple[str, ...] = ()
     if base is not None:
@@ -786,8 +788,9 @@ class _Server:
             conn.request("POST", self._prefix + "/completions", body=body, headers=self._headers("text/event-stream"))
             resp = conn.getresponse()
             if resp.status != 200:
-                detail = _detail(resp.read())
-                if resp.status == 400 and self.extras:
+                detail = error_detail(resp.read())
+                # Stricter servers refuse the non-standard extras: 400 (llama.cpp, TGI) or 422 (FastAPI-based).
+                if resp.status in (400, 422) and self.extras:
                     self.extras = {}
                     conn.close()
                     return self.stream(model, prompt, max_tokens, require_text=require_text)
@@ -848,18 +851,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _detail(body: bytes) -> str:
-    import json
-
-    try:
-        doc = json.loads(body)
-        err = doc.get("error", doc) if isinstance(doc, dict) else doc
-        text = str(err.get("message") if isinstance(err, dict) else err)
-    except ValueError:
-        text = body.decode("utf-8", "replace")
-    return text.strip().splitlines()[0][:300] if text.strip() else ""
-
-
 def _sse_data(resp: Any) -> Any:
     """The ``data`` of each server-sent event (lines of one event joined by newlines), as they arrive."""
     lines: list[str] = []
@@ -892,7 +883,11 @@ def _remote_prompt(server: _Server, model: str, n: int) -> tuple[str, int | None
 
     def by_tokenize(text: str) -> int | None:
         nonlocal context
-        status, doc = server.post_json("/tokenize", {"model": model, "prompt": text, "content": text}, root=True)
+        # vLLM reads "prompt", llama.cpp's server "content", TGI "inputs" (and answers with a list of tokens).
+        status, doc = server.post_json("/tokenize", {"model": model, "prompt": text, "content": text,
+                                                     "inputs": text}, root=True)
+        if status == 200 and isinstance(doc, list):
+            return len(doc)
         if status != 200 or not isinstance(doc, dict):
             return None
         ml = doc.get("max_model_len")
@@ -935,17 +930,18 @@ def _remote_prompt(server: _Server, model: str, n: int) -> tuple[str, int | None
 
 def _union(intervals: Sequence[tuple[float, float]]) -> float:
     """Total time covered by at least one interval."""
-    total, cur_lo, cur_hi = 0.0, None, None
-    for lo, hi in sorted(intervals):
-        if cur_hi is None or lo > cur_hi:
-            if cur_hi is not None:
-                total += cur_hi - cur_lo
+    spans = sorted(intervals)
+    if not spans:
+        return 0.0
+    total = 0.0
+    cur_lo, cur_hi = spans[0]
+    for lo, hi in spans[1:]:
+        if lo > cur_hi:
+            total += cur_hi - cur_lo
             cur_lo, cur_hi = lo, hi
         else:
             cur_hi = max(cur_hi, hi)
-    if cur_hi is not None:
-        total += cur_hi - cur_lo
-    return total
+    return total + (cur_hi - cur_lo)
 
 
 def _measure_remote(server: _Server, model: str, *, settings: BenchSettings, progress: Progress,
@@ -1032,14 +1028,17 @@ def _measure_remote(server: _Server, model: str, *, settings: BenchSettings, pro
 
 def run_remote_bench(model: str | None, *, base_url: str, api_key_env: str | None = None, base: str | None = None,
                      prompt_tokens: int = 128, output_tokens: int = 64, batch_sizes: Sequence[int] = (1,),
-                     repeats: int = 5, warmup: int = 1, timeout: float = 120.0,
+                     repeats: int = 5, warmup: int = 1, timeout: float = 120.0, tokenizer: Path | None = None,
                      progress: Progress = NULL_PROGRESS) -> BenchReport:
     """Measure ``model`` (and ``base``) served by the OpenAI-compatible server at ``base_url``.
 
     ``model`` is the served name (None or ``-``: the server's only model); ``base`` another name on the same
     server (e.g. the base of a LoRA adapter vLLM serves by name). The API key is read from the environment
     variable ``api_key_env`` (default ``OPENAI_API_KEY``). Nothing is loaded locally; memory, load time and
-    parameters are None in the result.
+    parameters are None in the result. The server is probed first (see
+    :class:`~assay.evaluate.backends.openai.ServerCapabilities`): a server that cannot generate is refused, one
+    that cannot stream or count tokens is noted, and with a local ``tokenizer`` (or a served name that is a local
+    folder) a server that counts tokens differently is warned about in the notes.
     """
     _check_request_shape(prompt_tokens=prompt_tokens, output_tokens=output_tokens, repeats=repeats, warmup=warmup,
                          batch_sizes=batch_sizes)
@@ -1051,7 +1050,10 @@ def run_remote_bench(model: str | None, *, base_url: str, api_key_env: str | Non
                              batch_sizes=tuple(sorted(set(batch_sizes))), repeats=repeats, warmup=warmup,
                              threads=None, dtype=None)
     try:
-        client = open_backend(model, base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_retries=1)
+        client = open_backend(model, base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_retries=1,
+                              tokenizer=tokenizer)
+        client.preflight({"generate"})
+        caps = client.capabilities
     except BackendError as exc:
         raise DeployError(exc.message, hint=exc.hint) from None
     server = _Server(base_url=client.base_url, api_key=client.api_key, timeout=timeout)
@@ -1070,5 +1072,10 @@ def run_remote_bench(model: str | None, *, base_url: str, api_key_env: str | Non
              "bench CHECKPOINT --fit-only` on the files it serves)"]
     if base_bench is not None:
         notes.append("candidate and base were measured one after the other on the same server")
+    if not caps.streaming:
+        notes.append("the server does not stream (stream: true): time to first token is the whole answer's time")
+    if not caps.token_counts:
+        notes.append("the server reports no token counts (usage): token figures are estimated")
+    notes.extend(caps.warnings)
     return BenchReport(settings=settings, hardware=None, candidate=cand, base=base_bench, ratios=ratios, fit=None,
                        notes=tuple(notes), backend="openai", base_url=server.base_url)

@@ -606,7 +606,7 @@ def claim_findings(checks: list[ClaimCheck]) -> list[CardFinding]:
 
 def card_document(r: CardReport, *, claims: list[ClaimCheck] | None = None) -> dict[str, Any]:
     """The ``assay.card/1`` JSON document."""
-    from assay.cli.common import to_jsonable
+    from assay.jsonable import to_jsonable
 
     doc: dict[str, Any] = {"schema": "assay.card/1"}
     body = to_jsonable(r)

@@ -234,8 +234,9 @@ def inputs_from_bench(doc: dict[str, Any], *, batch_size: int | None = None) -> 
     if not isinstance(doc, dict) or doc.get("schema") != "assay.bench/1":
         raise DeployError("the --bench file is not an assay bench document (expected \"schema\": \"assay.bench/1\"; "
                           "make one with `assay bench MODEL --json > bench.json`)")
-    cand = doc.get("candidate")
-    rows = cand.get("batches") if isinstance(cand, dict) else None
+    cand_doc = doc.get("candidate")
+    cand: dict[str, Any] = cand_doc if isinstance(cand_doc, dict) else {}
+    rows = cand.get("batches")
     if not isinstance(rows, list) or not rows:
         raise DeployError("the bench document has no throughput measurements (candidate.batches is empty)")
     try:
@@ -251,7 +252,8 @@ def inputs_from_bench(doc: dict[str, Any], *, batch_size: int | None = None) -> 
         prefill = float(row["prefill_tokens_per_s"]) if row.get("prefill_tokens_per_s") else None
     except (KeyError, TypeError, ValueError) as exc:
         raise DeployError(f"the bench document is malformed ({type(exc).__name__}: {exc})") from exc
-    hw = doc.get("hardware") if isinstance(doc.get("hardware"), dict) else {}
+    hw_doc = doc.get("hardware")
+    hw: dict[str, Any] = hw_doc if isinstance(hw_doc, dict) else {}
     return {"decode_tokens_per_s": decode, "prefill_tokens_per_s": prefill,
             "source": {"bench_model": cand.get("model"), "batch_size": row["batch_size"],
                        "hardware": hw.get("description")}}

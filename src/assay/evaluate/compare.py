@@ -1,17 +1,22 @@
 """Compare a candidate with its base, item by item, and build the ``assay.eval/1`` JSON document.
 
-For each task both models ran, and each metric: base and candidate values, the delta, a seeded 95% paired
-bootstrap interval, a p-value (exact McNemar for 0/1 metrics, a paired permutation test otherwise), the Holm
-adjustment of that p-value across tasks (one family per metric name), the minimum detectable effect for that
-many items (two-sided, alpha 0.05, power 0.8), and the items that flipped.
+For each task both models ran, and each metric: base and candidate values, the delta, a 95% paired interval
+(Tango's score interval for 0/1 metrics such as accuracy; a seeded BCa bootstrap over 10,000 paired resamples
+otherwise), a p-value (exact McNemar for 0/1 metrics, a paired permutation test otherwise), the Holm adjustment
+of that p-value across tasks (one family per metric name), the minimum detectable effect for that many items
+(two-sided, alpha 0.05, power 0.8), the items that flipped, and **the judgement**, :attr:`MetricComparison.change`,
+computed once here by :func:`assay.evaluate.stats.judge_change`: ``better`` / ``worse`` only when the interval
+lies entirely on that side of zero *and* the Holm-adjusted p-value is below alpha, ``no significant change``
+otherwise, ``not comparable`` for a per-token metric of two models with different tokenizers. The verdict, the
+JSON and every report render that field; none of them judges again.
 
     cmp = compare_results(base_results, cand_results, seed=0)
-    cmp["capitals"]["acc"].delta, cmp["capitals"]["acc"].ci, cmp["capitals"]["acc"].lost
+    cmp["capitals"]["acc"].change, cmp["capitals"]["acc"].ci, cmp["capitals"]["acc"].lost
     doc = eval_document(model="./ft", results=cand_results, base="./base", base_results=base_results,
                         comparison=cmp)
 
-A **regression** is a metric whose interval lies entirely on the worse side of zero (below it for accuracy,
-above it for perplexity): :func:`regressions` lists them.
+A **regression** (what ``assay eval`` exits 1 for) is a ``worse`` change: :func:`regressions` lists them. Under a
+policy, ``assay vet`` also requires the interval to lie beyond the metric's margin.
 """
 
 from __future__ import annotations
@@ -24,10 +29,18 @@ import numpy as np
 
 from assay.errors import EvalError
 from assay.evaluate.runner import TaskResult
-from assay.evaluate.stats import (aggregate, holm, is_binary, mcnemar_exact, mde_paired, metric_spec,
-                                  paired_bootstrap_ci, paired_permutation_p)
+from assay.evaluate.stats import (N_DRAWS, Change, aggregate, holm, is_binary, judge_change, mcnemar_exact,
+                                  mde_paired, metric_spec, paired_bootstrap_ci, paired_permutation_p, tango_interval)
 
 SCHEMA = "assay.eval/1"
+
+#: Metrics computed per token of the model's own tokenizer: comparing them across two tokenizers compares
+#: different units (a model with a coarser tokenizer has fewer, harder tokens), so they are not compared then.
+#: Accuracy and per-byte or per-word metrics (bits per byte, byte and word perplexity) do not depend on it.
+TOKEN_LEVEL_METRICS = frozenset({"token_perplexity", "kl_mean", "kl_p95", "kl_reverse_mean", "top1_agreement",
+                                 "mink_gap", "mink_published", "mink_control"})
+TOKENIZER_NOTE = ("not compared: the candidate's tokenizer differs from the base's, so a per-token metric counts "
+                  "different units; compare accuracy or bits per byte instead")
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ class MetricComparison:
     delta: float
     """candidate - base."""
     ci: tuple[float, float]
-    """Paired bootstrap interval of the delta (seeded)."""
+    """95% paired interval of the delta (see :attr:`interval`)."""
     p: float
     """Two-sided p-value: exact McNemar for 0/1 metrics, paired permutation otherwise."""
     p_holm: float
@@ -60,19 +73,33 @@ class MetricComparison:
     """0/1 metrics: ids of items the candidate gets right and the base wrong."""
     lost: tuple[str, ...] = ()
     """0/1 metrics: ids of items the base gets right and the candidate wrong."""
+    change: Change = "no significant change"
+    """The judgement (:func:`assay.evaluate.stats.judge_change`): ``better`` / ``worse`` only when the interval
+    lies entirely on that side of zero and ``p_holm`` is below :attr:`alpha`; ``not comparable`` when the
+    metric was not compared (:attr:`note` says why)."""
+    interval: str = "tango-score"
+    """How :attr:`ci` was computed: ``tango-score`` (0/1 metrics) or ``bca-bootstrap`` (10,000 paired resamples)."""
+    alpha: float = 0.05
+    """Significance level of :attr:`change`."""
+    note: str = ""
+    """Why a metric was not compared, or what limits it."""
 
     @property
     def regression(self) -> bool:
-        """True when the whole interval lies on the worse side of zero."""
-        lo, hi = self.ci
-        if np.isnan(lo) or np.isnan(hi):
-            return False
-        return hi < 0 if self.higher_is_better else lo > 0
+        """True when the change is significantly worse (interval and Holm-adjusted test agree)."""
+        return self.change == "worse"
 
 
 def compare_results(base: Mapping[str, TaskResult], cand: Mapping[str, TaskResult], *, seed: int = 0,
-                    n_boot: int = 2000, confidence: float = 0.95) -> dict[str, dict[str, MetricComparison]]:
-    """Paired comparison of every task and metric both result sets have (items paired by id)."""
+                    n_boot: int = N_DRAWS, confidence: float = 0.95, alpha: float = 0.05,
+                    same_tokenizer: bool | None = None) -> dict[str, dict[str, MetricComparison]]:
+    """Paired comparison of every task and metric both result sets have (items paired by id).
+
+    ``same_tokenizer``: whether both models tokenise text the same way (None: unknown, then the task results'
+    own :attr:`~assay.evaluate.runner.TaskResult.tokenizer` digests decide when both have one). When the
+    tokenizers differ, the metrics in :data:`TOKEN_LEVEL_METRICS` are reported ``not comparable`` with a note
+    and take no part in the Holm family or the judgement.
+    """
     out: dict[str, dict[str, MetricComparison]] = {}
     for name, c in cand.items():
         b = base.get(name)
@@ -86,6 +113,7 @@ def compare_results(base: Mapping[str, TaskResult], cand: Mapping[str, TaskResul
         if len(ids) != len(c.per_item) or len(ids) != len(b.per_item):
             raise EvalError(f"task {name}: base and candidate were not run on the same items")
         c_by_id = {r.id: r for r in c.per_item}
+        differ = _tokenizers_differ(same_tokenizer, b, c)
         out[name] = {}
         for metric in c.metrics:
             if metric not in b.metrics:
@@ -93,8 +121,14 @@ def compare_results(base: Mapping[str, TaskResult], cand: Mapping[str, TaskResul
             spec = metric_spec(metric)
             bv = {k: np.array([float(b_by_id[i].metrics[k]) for i in ids]) for k in spec.keys}
             cv = {k: np.array([float(c_by_id[i].metrics[k]) for i in ids]) for k in spec.keys}
-            ci = paired_bootstrap_ci(spec, bv, cv, seed=seed, n_boot=n_boot, confidence=confidence)
             base_val, cand_val = aggregate(spec, bv), aggregate(spec, cv)
+            nan = float("nan")
+            if differ and metric in TOKEN_LEVEL_METRICS:
+                out[name][metric] = MetricComparison(
+                    metric=metric, base=base_val, candidate=cand_val, delta=cand_val - base_val, ci=(nan, nan),
+                    p=nan, p_holm=nan, test="none", mde=nan, n=len(ids), higher_is_better=spec.higher_is_better,
+                    change="not comparable", interval="none", alpha=alpha, note=TOKENIZER_NOTE)
+                continue
             gained: tuple[str, ...] = ()
             lost: tuple[str, ...] = ()
             if spec.kind == "mean" and is_binary(bv[metric]) and is_binary(cv[metric]):
@@ -102,14 +136,33 @@ def compare_results(base: Mapping[str, TaskResult], cand: Mapping[str, TaskResul
                 test = "mcnemar-exact"
                 gained = tuple(i for i, x, y in zip(ids, bv[metric], cv[metric], strict=True) if y > x)
                 lost = tuple(i for i, x, y in zip(ids, bv[metric], cv[metric], strict=True) if y < x)
+                ci = tango_interval(len(gained), len(lost), len(ids), confidence=confidence)
+                interval = "tango-score"
             else:
+                ci = paired_bootstrap_ci(spec, bv, cv, seed=seed, n_boot=n_boot, confidence=confidence)
                 p = paired_permutation_p(spec, bv, cv, seed=seed, n_perm=n_boot)
-                test = "paired-permutation"
+                test, interval = "paired-permutation", "bca-bootstrap"
             out[name][metric] = MetricComparison(
                 metric=metric, base=base_val, candidate=cand_val, delta=cand_val - base_val, ci=ci, p=p,
                 p_holm=p, test=test, mde=_mde(spec, bv, cv, len(ids), seed=seed, n_boot=n_boot), n=len(ids),
-                higher_is_better=spec.higher_is_better, gained=gained, lost=lost)
-    return _holm_across_tasks(out)
+                higher_is_better=spec.higher_is_better, gained=gained, lost=lost, interval=interval, alpha=alpha)
+    return _judge(_holm_across_tasks(out))
+
+
+def _tokenizers_differ(same_tokenizer: bool | None, b: TaskResult, c: TaskResult) -> bool:
+    if same_tokenizer is not None:
+        return not same_tokenizer
+    tb, tc = getattr(b, "tokenizer", ""), getattr(c, "tokenizer", "")
+    return bool(tb and tc and tb != tc)
+
+
+def _judge(cmp: dict[str, dict[str, MetricComparison]]) -> dict[str, dict[str, MetricComparison]]:
+    for per in cmp.values():
+        for metric, mc in per.items():
+            if mc.change != "not comparable":
+                per[metric] = replace(mc, change=judge_change(mc.ci, mc.p_holm, higher_is_better=mc.higher_is_better,
+                                                              alpha=mc.alpha))
+    return cmp
 
 
 def _mde(spec: Any, bv: Mapping[str, np.ndarray], cv: Mapping[str, np.ndarray], n: int, *, seed: int,
@@ -126,8 +179,10 @@ def _mde(spec: Any, bv: Mapping[str, np.ndarray], cv: Mapping[str, np.ndarray], 
         if sd == 0.0:
             sd = max(float(np.std(bv[spec.name], ddof=1)), float(np.std(cv[spec.name], ddof=1)))
         return mde_paired(sd, n) if sd > 0 else float("nan")
-    # ratio metrics: the bootstrap standard error of the delta plays the role of sd / sqrt(n)
-    lo, hi = paired_bootstrap_ci(spec, bv, cv, seed=seed, n_boot=n_boot, confidence=0.6826894921370859)
+    # ratio metrics: the bootstrap standard error of the delta plays the role of sd / sqrt(n) (descriptive, not
+    # a judgement, so 2,000 draws are enough)
+    lo, hi = paired_bootstrap_ci(spec, bv, cv, seed=seed, n_boot=min(n_boot, 2000), confidence=0.6826894921370859,
+                                 method="percentile")
     se = (hi - lo) / 2.0
     return mde_paired(se * np.sqrt(n), n)
 
@@ -135,7 +190,7 @@ def _mde(spec: Any, bv: Mapping[str, np.ndarray], cv: Mapping[str, np.ndarray], 
 def _holm_across_tasks(cmp: dict[str, dict[str, MetricComparison]]) -> dict[str, dict[str, MetricComparison]]:
     metrics = {m for per in cmp.values() for m in per}
     for metric in metrics:
-        tasks = [t for t in cmp if metric in cmp[t]]
+        tasks = [t for t in cmp if metric in cmp[t] and cmp[t][metric].change != "not comparable"]
         adjusted = holm([cmp[t][metric].p for t in tasks])
         for t, ph in zip(tasks, adjusted, strict=True):
             cmp[t][metric] = replace(cmp[t][metric], p_holm=ph)
@@ -143,7 +198,7 @@ def _holm_across_tasks(cmp: dict[str, dict[str, MetricComparison]]) -> dict[str,
 
 
 def regressions(cmp: Mapping[str, Mapping[str, MetricComparison]]) -> list[tuple[str, str]]:
-    """(task, metric) pairs whose delta interval lies entirely on the worse side of zero."""
+    """(task, metric) pairs judged ``worse``: interval entirely on the worse side of zero and Holm p below alpha."""
     return [(t, m) for t, per in cmp.items() for m, mc in per.items() if mc.regression]
 
 
@@ -157,7 +212,8 @@ def comparison_document(mc: MetricComparison) -> dict[str, Any]:
     """The ``comparison`` entry of one task and metric."""
     return {"base": mc.base, "candidate": mc.candidate, "delta": mc.delta, "ci": list(mc.ci), "p": mc.p,
             "p_holm": mc.p_holm, "test": mc.test, "mde": mc.mde, "n": mc.n, "higher_is_better": mc.higher_is_better,
-            "regression": mc.regression, "gained": list(mc.gained), "lost": list(mc.lost)}
+            "regression": mc.regression, "change": mc.change, "interval": mc.interval, "alpha": mc.alpha,
+            "note": mc.note, "gained": list(mc.gained), "lost": list(mc.lost)}
 
 
 def eval_document(*, model: str, results: Mapping[str, TaskResult], base: str | None = None,

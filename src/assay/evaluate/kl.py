@@ -207,7 +207,8 @@ def _normalise(lp: np.ndarray) -> np.ndarray:
     """Round to float16 (as stored) and renormalise, in float32."""
     x = lp.astype(np.float16).astype(np.float32)
     m = x.max(axis=-1, keepdims=True)
-    return x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
+    out: np.ndarray = x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
+    return out
 
 
 @dataclass
@@ -290,6 +291,11 @@ class KLResult:
     """Mean KL of each document, in item order."""
     tokenizer: str
     """Fingerprint of the (shared) tokenizer."""
+    comparable: bool = True
+    """False when the candidate's tokenizer differs from the base's: KL per token is then undefined (the two
+    models predict different units), nothing was measured and :attr:`note` says why."""
+    note: str = ""
+    """Why the KL was not measured."""
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics for the result table: kl_mean, kl_p95, kl_reverse_mean, top1_agreement."""
@@ -312,8 +318,13 @@ def compare_with_base(source: DistributionSource, store: BaseDistributions, item
     """Run the candidate over the same documents and compare with the stored base distributions."""
     fp = source.tokenizer_fingerprint()
     if fp != store.fingerprint:
-        raise EvalError("KL needs the candidate and the base to share one tokenizer, and theirs differ "
-                        f"(fingerprints {fp[:12]} vs {store.fingerprint[:12]}); compare them with perplexity instead")
+        nan = float("nan")
+        return KLResult(direction="KL(candidate || base)", mean=nan, p95=nan, ci=(nan, nan), reverse_mean=nan,
+                        top1_agreement=nan, n_tokens=0, n_documents=len(items), per_document=(), tokenizer=fp,
+                        comparable=False,
+                        note=f"not compared: the candidate's tokenizer ({fp[:12]}) differs from the base's "
+                             f"({store.fingerprint[:12]}), so per-token KL is undefined; compare bits per byte "
+                             f"instead")
     fwd_all: list[np.ndarray] = []
     rev_all: list[np.ndarray] = []
     agree_all: list[np.ndarray] = []
@@ -453,7 +464,8 @@ def kl_document(result: KLResult) -> dict[str, Any]:
     """The JSON form of a :class:`KLResult` (``tasks.<name>`` of ``assay.eval/1``)."""
     return {"kind": "kl", "direction": result.direction, "n": result.n_documents, "tokens": result.n_tokens,
             "metrics": result.metrics(), "ci": {"kl_mean": list(result.ci)},
-            "per_document": list(result.per_document), "tokenizer": result.tokenizer}
+            "per_document": list(result.per_document), "tokenizer": result.tokenizer,
+            "comparable": result.comparable, "note": result.note}
 
 
 def _close(obj: object) -> None:

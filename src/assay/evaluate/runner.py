@@ -32,14 +32,14 @@ import random
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from assay.errors import EvalError
 from assay.evaluate.backends.base import Backend, GenerationRequest, LoglikelihoodRequest
-from assay.evaluate.cache import ResultCache
+from assay.evaluate.cache import ResultCache, library_versions
 from assay.evaluate.stats import aggregate, bootstrap_stderr, mean_stderr, metric_spec
 from assay.evaluate.tasks import Item, Task, TaskKind
 from assay.progress import NULL_PROGRESS, Progress
@@ -99,6 +99,8 @@ class TaskResult:
     """Where the items came from."""
     cached: int = 0
     """Items whose results came from the result cache."""
+    tokenizer: str = ""
+    """Digest of the tokenizer that produced these results (:attr:`BackendInfo.tokenizer`; empty if unknown)."""
 
     def values(self, metric: str) -> dict[str, np.ndarray]:
         """Per-item arrays for one metric's keys, in item order (what the statistics consume)."""
@@ -299,14 +301,27 @@ def _validate_mc_item(task: Task, item: Item) -> None:
 
 
 # --------------------------------------------------------------------------------------------- running
+#: The backend request each task kind sends (KL drift reads logits in process and is not listed).
+_REQUEST_KIND = {TaskKind.MULTIPLE_CHOICE: "loglikelihood", TaskKind.PERPLEXITY: "loglikelihood_rolling",
+                 TaskKind.GENERATE: "generate", TaskKind.PROBE: "generate"}
+
+
 def evaluate_model(backend: Backend, tasks: Sequence[Task], *, limit: int | None = None,
                    cache: ResultCache | None = None, progress: Progress = NULL_PROGRESS) -> dict[str, TaskResult]:
-    """Run every task on ``backend``; results by task name. Cached items are not recomputed."""
+    """Run every task on ``backend``; results by task name. Cached items are not recomputed.
+
+    Before the first item the backend is asked whether it can serve every task (a server that returns no prompt
+    log-probabilities cannot score multiple choice), so a task it cannot run is refused before any work."""
+    needs = {_REQUEST_KIND[t.kind] for t in tasks if t.kind in _REQUEST_KIND and not hasattr(t.scorer, "needs")}
+    needs |= {n for t in tasks for n in getattr(t.scorer, "needs", ())}  # a probe that names its own requests
+    backend.preflight(needs)
     out: dict[str, TaskResult] = {}
+    tokenizer = getattr(backend.info, "tokenizer", "")
     for task in tasks:
         if task.name in out:
             raise EvalError(f"task {task.name} is given twice")
-        out[task.name] = evaluate_task(backend, task, limit=limit, cache=cache, progress=progress)
+        result = evaluate_task(backend, task, limit=limit, cache=cache, progress=progress)
+        out[task.name] = replace(result, tokenizer=tokenizer) if tokenizer else result
     return out
 
 
@@ -451,8 +466,9 @@ def _aggregate(task: Task, results: list[ItemResult], *, cached: int) -> TaskRes
 
 
 # --------------------------------------------------------------------------------------------- cache glue
-#: Bump when scoring code changes in a way that changes cached numbers.
-SCORING_VERSION = "1"
+#: Bump when scoring code changes in a way that changes cached numbers (2: model identity covers config,
+#: tokenizer, chat template and adapter config; library versions in the key).
+SCORING_VERSION = "2"
 
 
 def _cache_key(backend: Backend, task: Task, item: Item, render: Mapping[str, Any]) -> str:
@@ -460,6 +476,7 @@ def _cache_key(backend: Backend, task: Task, item: Item, render: Mapping[str, An
     spec = task.generation
     payload = {
         "scoring": SCORING_VERSION, "backend": info.backend, "model": info.model_id, "settings": info.settings,
+        "libraries": library_versions(),
         "task": task.name, "version": task.version, "kind": task.kind.value, "item": item.digest(),
         "render": render, "metrics": list(task.metrics),
         "generation": [list(spec.extract), spec.ignore_case, spec.ignore_punctuation, list(spec.regexes_to_ignore)],

@@ -485,8 +485,8 @@ def _compare(name: str, tb: TensorInfo, tc: TensorInfo, a: np.ndarray, b: np.nda
     import numpy as np
 
     layer = _layer_of(name)
-    base_kw = dict(name=name, layer=layer, shape_base=tuple(tb.shape), shape_candidate=tuple(tc.shape),
-                   dtype_base=tb.dtype, dtype_candidate=tc.dtype)
+    base_kw: dict[str, Any] = dict(name=name, layer=layer, shape_base=tuple(tb.shape),
+                                   shape_candidate=tuple(tc.shape), dtype_base=tb.dtype, dtype_candidate=tc.dtype)
     note = ""
     kind: TensorKind | None = None
     if a.shape != b.shape:
@@ -624,8 +624,11 @@ def _iter_loaded(names: list[str], base_idx: dict[str, TensorInfo], cand_idx: di
 
 
 def compare_lineage(candidate: ModelRef, base: ModelRef, *, allow_pickle: bool = False,
-                    progress: Progress = NULL_PROGRESS) -> LineageReport:
+                    progress: Progress = NULL_PROGRESS, check_card: bool = True) -> LineageReport:
     """Compare the candidate's weights with the base's, tensor by tensor, and name the relation.
+
+    The card's base claims are checked too (:func:`_claim`); ``check_card=False`` skips checking a base the card
+    names that is not ``base`` (used for that check itself).
 
     Raises :class:`ModelError` when either side has no readable tensors (exit 2).
     """
@@ -659,9 +662,11 @@ def compare_lineage(candidate: ModelRef, base: ModelRef, *, allow_pickle: bool =
                                                                arch_b, arch_c, len(base_idx), len(cand_names))
     adapter_doc = _adapter_check(candidate, adapter, evidence, lora_rank)
     layers = _layers(evidence, layer_acc)
-    claim = _claim(candidate, base, relation)
+    claim = _claim(candidate, base, relation, allow_pickle=allow_pickle, check_named=check_card)
     if claim["consistent"] is False and claim.get("reason"):
         summary += f" The card's claim does not hold: {claim['reason']}."
+    elif claim.get("notes"):
+        summary += f" {claim['notes'][0][0].upper()}{claim['notes'][0][1:]}."
     kinds = [e.kind for e in evidence]
     total = total_acc.get("mat") or total_acc.get("vec") or _Acc()
     return LineageReport(
@@ -849,7 +854,22 @@ _CLAIM_FITS = {
 }
 
 
-def _claim(candidate: ModelRef, base: ModelRef, relation: Relation) -> dict[str, Any]:
+def _claim(candidate: ModelRef, base: ModelRef, relation: Relation, *, allow_pickle: bool = False,
+           check_named: bool = True) -> dict[str, Any]:
+    """What the card claims about the candidate's origin, and which claims the weights show to be false.
+
+    A card makes up to two claims: the base (``base_model``) and the relation (``base_model_relation``). Each
+    false one is listed once in ``false_claims`` (``{"claim": "base_model" | "base_model_relation", "message"}``):
+
+    - the base claim is false when the weights do not descend from the model it names;
+    - the relation claim is false when the weights are related to that base in another way (identical but
+      labelled a fine-tune, a quantized copy labelled a fine-tune, ...).
+
+    When the card names another model than the base compared against, nothing was claimed about that base: the
+    ``notes`` say "the card names X, you compared against Y". The claim is then checked against X itself when X
+    is available locally (``check_named``), and is false only if the weights rule X out too.
+    ``consistent`` is False when any claim is false, True when every claim holds, None when nothing was checked.
+    """
     card = card_metadata(candidate) or {}
     claimed = card.get("base_model")
     claimed_list = [claimed] if isinstance(claimed, str) else [str(c) for c in claimed] if isinstance(
@@ -859,31 +879,72 @@ def _claim(candidate: ModelRef, base: ModelRef, relation: Relation) -> dict[str,
         claimed_rel = claimed_rel[0] if claimed_rel else None
     out: dict[str, Any] = {"base_model": claimed_list[0] if len(claimed_list) == 1 else (claimed_list or None),
                            "base_model_relation": claimed_rel, "consistent": None, "reason": None,
-                           "base_is_claimed": None}
-    names = {base.hf_id, base.root.name if not base.single_file else None, base.name}
-    names.discard(None)
-    if claimed_list:
-        hit = any(c in names or any(c.endswith("/" + str(n)) for n in names) for c in claimed_list)
-        out["base_is_claimed"] = True if hit else None
+                           "base_is_claimed": None, "false_claims": [], "notes": []}
     if not claimed_list and not claimed_rel:
         out["reason"] = "the card makes no base_model claim"
         return out
+    if claimed_list and not _names_base(claimed_list, base):
+        out["base_is_claimed"] = False
+        named = claimed_list[0]
+        note = f"the card names {named} as its base, you compared against {base.name}"
+        other = _local_model(named) if check_named else None
+        if other is None or other.root.resolve() == base.root.resolve():
+            out["notes"].append(note + f"; the card's claim was not checked ({named} is not available locally)")
+            out["reason"] = out["notes"][-1]
+            return out
+        try:
+            rel_named = compare_lineage(candidate, other, allow_pickle=allow_pickle, check_card=False).relation
+        except ModelError as exc:
+            out["notes"].append(note + f"; the card's claim was not checked ({named}: {exc.message})")
+            out["reason"] = out["notes"][-1]
+            return out
+        out["notes"].append(note + f"; against its local copy the weights are {rel_named.value}")
+        out["false_claims"] = _false_claims(named, claimed_rel, rel_named)
+    else:
+        out["base_is_claimed"] = True if claimed_list else None
+        out["false_claims"] = _false_claims(claimed_list[0] if claimed_list else base.name, claimed_rel, relation,
+                                            base_named=bool(claimed_list))
+    out["consistent"] = not out["false_claims"]
+    if out["false_claims"]:
+        out["reason"] = "; ".join(f["message"] for f in out["false_claims"])
+    return out
+
+
+def _names_base(claimed: list[str], base: ModelRef) -> bool:
+    names = {base.hf_id, base.root.name if not base.single_file else None, base.name}
+    names.discard(None)
+    return any(c in names or any(c.endswith("/" + str(n)) for n in names) for c in claimed)
+
+
+def _local_model(name: str) -> ModelRef | None:
+    """The model a card names, if it is here (a folder or the local Hugging Face cache); never downloads."""
+    from assay.model.ref import resolve
+
+    try:
+        return resolve(name)
+    except ModelError:
+        return None
+
+
+def _false_claims(named: str, claimed_rel: Any, relation: Relation, *, base_named: bool = True
+                  ) -> list[dict[str, str]]:
+    """One entry per false claim of a card naming ``named`` with ``claimed_rel``, given the measured relation."""
     if relation in (Relation.UNRELATED, Relation.INCOMPATIBLE):
-        out["consistent"] = False
-        out["reason"] = (f"the card claims {', '.join(claimed_list) or 'a base'} ({claimed_rel or 'derived'}) but "
-                         f"the weights are {relation.value} to the given base")
-        return out
+        if base_named:
+            return [{"claim": "base_model", "message": f"the card names {named} as its base, but the weights do "
+                                                       f"not descend from it (relation: {relation.value})"}]
+        return [{"claim": "base_model_relation",
+                 "message": f"the card calls it a {claimed_rel} of its base, but the weights are {relation.value} "
+                            f"to {named}"}]
     if relation is Relation.IDENTICAL and claimed_rel in ("finetune", "adapter", "merge", "quantized"):
-        out["consistent"] = False
-        out["reason"] = f"the card claims a {claimed_rel} but the weights are identical to the base (a re-upload)"
-        return out
+        return [{"claim": "base_model_relation",
+                 "message": f"the card calls it a {claimed_rel} of {named}, but the weights are identical to "
+                            f"{named} (a re-upload)"}]
     fits = _CLAIM_FITS.get(str(claimed_rel)) if claimed_rel else None
     if fits is not None and relation not in fits and relation is not Relation.IDENTICAL:
-        out["consistent"] = False
-        out["reason"] = f"the card claims {claimed_rel} but the weights show {relation.value}"
-        return out
-    out["consistent"] = True
-    return out
+        return [{"claim": "base_model_relation",
+                 "message": f"the card calls it a {claimed_rel} of {named}, but the weights show {relation.value}"}]
+    return []
 
 
 def lineage_document(r: LineageReport) -> dict[str, Any]:

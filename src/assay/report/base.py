@@ -88,12 +88,16 @@ def evaluation_policy(doc: Mapping[str, Any]):  # type: ignore[no-untyped-def]
 def comparison_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per compared (task, metric): base, candidate, delta, interval, p, margin and how it moved.
 
-    ``status`` is ``regressed`` | ``improved`` | ``better`` | ``worse`` | ``unchanged`` | ``unknown``, decided by
-    the same test the verdict uses; ``direction`` is +1 when higher is better, -1 when lower is better.
+    ``status`` renders what was decided, never a new judgement: ``regressed`` when a verdict reason points at
+    the row (``reasons[].evidence``), else the comparison's own ``change`` field (``better`` | ``worse`` | ``no
+    significant change`` | ``not comparable``); ``note`` says why a row was not compared. ``direction`` is +1
+    when higher is better, -1 when lower is better.
     """
-    from assay.verdict import _metric_direction, classify_delta
+    from assay.verdict import _metric_direction, entry_change
 
     ev = evaluation_policy(doc)
+    failed = {str(r.get("evidence")) for r in doc.get("reasons") or []
+              if isinstance(r, Mapping) and str(r.get("level")).upper() == "FAIL"}
     rows: list[dict[str, Any]] = []
     for task, metrics in (doc.get("comparison") or {}).items():
         if not isinstance(metrics, Mapping):
@@ -102,14 +106,18 @@ def comparison_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
             if not isinstance(e, Mapping):
                 continue
             ci = e.get("ci") if isinstance(e.get("ci"), (list, tuple)) and len(e["ci"]) == 2 else None
+            evidence = f"comparison.{task}.{metric}"
+            change = entry_change(e, metric=metric)
             rows.append({
                 "task": task, "metric": metric, "base": e.get("base"), "candidate": e.get("candidate"),
                 "delta": e.get("delta"), "ci": ci, "p": e.get("p_holm", e.get("p")),
                 "margin": ev.margin(task, metric), "judged": ev.margin(task, metric) is not None,
-                "direction": _metric_direction(metric, e), "status": classify_delta(task, metric, e, ev),
+                "direction": _metric_direction(metric, e), "change": change,
+                "status": "regressed" if evidence in failed else change, "note": str(e.get("note") or ""),
+                "interval": e.get("interval"),
                 "gained": _count(e.get("gained")), "lost": _count(e.get("lost")),
                 "lost_items": list(e.get("lost") or [])[:50] if isinstance(e.get("lost"), list) else [],
-                "evidence": f"comparison.{task}.{metric}",
+                "evidence": evidence,
             })
     return rows
 
@@ -153,7 +161,12 @@ def stage_summary(name: str, sd: Any) -> str:
     if name == "lineage":
         claim = sd.get("claim") or {}
         text = f"relation: {sd.get('relation')}"
-        if claim.get("base_model"):
+        false_claims = [f for f in claim.get("false_claims") or [] if isinstance(f, Mapping)]
+        if false_claims:
+            text += "; " + "; ".join(f"false {f.get('claim')} claim: {f.get('message')}" for f in false_claims)
+        elif claim.get("notes"):
+            text += "; " + "; ".join(str(n) for n in claim["notes"])
+        elif claim.get("base_model"):
             agree = {True: "agrees", False: "contradicts", None: "unchecked"}.get(claim.get("consistent"), "?")
             text += f"; card claims {claim.get('base_model')} ({agree})"
         return text
@@ -339,7 +352,20 @@ BEHAVIOUR_MEASURES = (
     ("builtin:degeneration", "length_words", "average length (words)", "num"),
     ("builtin:stability", "greedy_identical", "repeated greedy generation identical", "rate"),
     ("builtin:stability", "batch_invariant", "log-likelihood same alone and batched", "rate"),
+    ("builtin:hallucination/fictional", "fabricated", "confident answers about non-existent entities", "rate"),
+    ("builtin:hallucination/unanswerable", "abstained", "abstains when the passage does not say", "rate"),
+    ("builtin:hallucination/passage", "supported", "answers supported by the passage", "rate"),
+    ("builtin:hallucination/passage", "invented", "answers not in the passage", "rate"),
+    ("builtin:hallucination/known", "over_abstained", "abstains on well-known facts", "rate"),
+    ("truthfulqa_mc1", "acc", "TruthfulQA MC1", "rate"),
+    ("truthfulqa_mc2", "mc2", "TruthfulQA MC2", "rate"),
 )
+
+
+def _entry_change(entry: Mapping[str, Any], metric: str) -> str:
+    from assay.verdict import entry_change
+
+    return entry_change(entry, metric=metric)
 
 
 def _fmt_measure(x: Any, kind: str, *, signed: bool = False) -> str:
@@ -382,6 +408,7 @@ def behaviour_view(doc: Mapping[str, Any]) -> dict[str, Any] | None:
                 "ci": (f"[{_fmt_measure(ci[0], kind, signed=True)}, {_fmt_measure(ci[1], kind, signed=True)}]"
                        if ci else ""),
                 "p": num(entry.get("p_holm", entry.get("p")), ".3g") if entry else "",
+                "change": _entry_change(entry, metric) if entry else "",
                 "evidence": cmp_ev if entry else own_ev,
                 "level": flagged.get(cmp_ev) or flagged.get(own_ev),
             })

@@ -54,10 +54,10 @@ _COST_METRICS = (("self_per_task", "self-hosted cost per task"), ("api_per_task"
 def _deploy_metrics(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Measured speed, memory and cost as performance metrics."""
     out: list[dict[str, Any]] = []
-    bench = doc.get("bench") if isinstance(doc.get("bench"), Mapping) else {}
-    cand = bench.get("candidate") if isinstance(bench.get("candidate"), Mapping) else {}
-    ratios = bench.get("ratios") if isinstance(bench.get("ratios"), Mapping) else {}
-    hw = (bench.get("hardware") or {}).get("description") if isinstance(bench.get("hardware"), Mapping) else None
+    bench = _mapping(doc.get("bench"))
+    cand = _mapping(bench.get("candidate"))
+    ratios = _mapping(bench.get("ratios"))
+    hw = _mapping(bench.get("hardware")).get("description")
     where = f"bench on {hw}" if hw else "bench"
     for key, name in _BENCH_METRICS:
         v = cand.get(key)
@@ -66,7 +66,7 @@ def _deploy_metrics(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         r = ratios.get(key)
         if isinstance(r, (int, float)) and not isinstance(r, bool):
             out.append({"type": f"{name} ratio vs base", "value": _s(r), "slice": where})
-    cost = doc.get("cost") if isinstance(doc.get("cost"), Mapping) else {}
+    cost = _mapping(doc.get("cost"))
     for key, name in _COST_METRICS:
         v = cost.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -138,9 +138,9 @@ class CycloneDxRenderer(Renderer):
         props = [("assay:verdict", doc.get("verdict")), ("assay:scan.verdict", (doc.get("scan") or {}).get("verdict")),
                  ("assay:lineage.relation", lineage.get("relation")),
                  ("assay:weights_root", lineage.get("candidate_weights_root") or inv.get("weights_root"))]
-        card_doc = doc.get("card") if isinstance(doc.get("card"), Mapping) else {}
+        card_doc = _mapping(doc.get("card"))
         props.append(("assay:card.transparency_score", card_doc.get("transparency_score")))
-        hw_doc = doc.get("hardware") if isinstance(doc.get("hardware"), Mapping) else {}
+        hw_doc = _mapping(doc.get("hardware"))
         for e in hw_doc.get("estimates") or []:
             if isinstance(e, Mapping) and e.get("bits") is not None:
                 props.append((f"assay:memory_estimate.{e['bits']}bit_bytes", e.get("total_bytes")))
@@ -161,3 +161,8 @@ class CycloneDxRenderer(Renderer):
             },
             "components": [component],
         }
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a mapping (a stage document), else an empty one (the stage did not run)."""
+    return value if isinstance(value, Mapping) else {}

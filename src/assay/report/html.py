@@ -97,7 +97,7 @@ def delta_chart(rows: Sequence[Mapping[str, Any]]) -> Markup:
     out.append(f'<text x="{width - 24}" y="{height - 4}" text-anchor="end" class="tick">better →</text>')
     for i, r in enumerate(rows):
         y = top + row_h * i + row_h / 2
-        colour = {"regressed": _BAD, "improved": _GOOD}.get(r["status"], _NEUTRAL)
+        colour = {"regressed": _BAD, "worse": _BAD, "better": _GOOD}.get(r["status"], _NEUTRAL)
         if i % 2 == 0:
             out.append(f'<rect x="0" y="{_f(y - row_h / 2)}" width="{width}" height="{row_h}" fill="#f6f8fa"/>')
         flip = " (lower is better)" if r["direction"] < 0 else ""
@@ -305,7 +305,7 @@ def evidence_anchor(anchor: str, evidence: str) -> str:
 
 #: Probe rates the Behaviour chart draws (all 0..1 per item, so they share a scale).
 _PROBE_RATES = ("refused", "over_refused", "loop_rate", "repetition", "empty_rate", "greedy_identical",
-                "batch_invariant")
+                "batch_invariant", "fabricated", "abstained", "supported", "invented", "over_abstained")
 
 
 def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
@@ -313,6 +313,10 @@ def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
     probes = doc.get("probes") if isinstance(doc.get("probes"), Mapping) else {}
     cmp = probes.get("comparison") if isinstance(probes.get("comparison"), Mapping) else {}
     flagged = {str(r.get("evidence")) for r in doc.get("reasons") or [] if isinstance(r, Mapping)}
+    from assay.verdict import entry_change
+
+    policy = doc.get("policy") if isinstance(doc.get("policy"), Mapping) else {}
+    probes_alpha = (policy.get("probes") or {}).get("alpha") if isinstance(policy.get("probes"), Mapping) else None
     rows = []
     for task, per in cmp.items():
         if not isinstance(per, Mapping):
@@ -323,10 +327,10 @@ def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
                 continue
             ci = e.get("ci") if isinstance(e.get("ci"), (list, tuple)) and len(e["ci"]) == 2 else None
             direction = 1 if e.get("higher_is_better", metric not in ("over_refused", "loop_rate", "repetition",
-                                                                        "empty_rate")) else -1
-            better = ci is not None and all(isinstance(c, (int, float)) for c in ci) and min(
-                direction * ci[0], direction * ci[1]) > 0
-            status = "regressed" if f"probes.comparison.{task}.{metric}" in flagged else "improved" if better else ""
+                                                                        "empty_rate", "fabricated", "invented",
+                                                                        "over_abstained")) else -1
+            status = ("regressed" if f"probes.comparison.{task}.{metric}" in flagged
+                      else entry_change(e, probes_alpha, metric))
             rows.append({"task": task, "metric": metric, "delta": 100 * e["delta"], "direction": direction,
                          "ci": [100 * c for c in ci] if ci and None not in ci else None, "margin": None,
                          "status": status})
@@ -382,7 +386,7 @@ def model_view(doc: Mapping[str, Any], *, anchor: str = "") -> dict[str, Any]:
         "relation": (lineage or {}).get("relation"),
         # the leaderboard's "measured" column: each judged metric's change, regressions first
         "headline": sorted((r for r in rows if r["judged"] and isinstance(r["delta"], (int, float))),
-                           key=lambda r: (r["status"] != "regressed", r["status"] != "improved"))[:4],
+                           key=lambda r: (r["status"] != "regressed", r["status"] not in ("worse", "better")))[:4],
     }
 
 

@@ -19,6 +19,6 @@ class JsonRenderer(Renderer):
     default_filename = "vet.json"
 
     def render(self, doc: Mapping[str, Any]) -> str:
-        from assay.cli.common import to_jsonable
+        from assay.jsonable import to_jsonable
 
         return json.dumps(to_jsonable(doc), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

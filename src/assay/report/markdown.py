@@ -96,7 +96,7 @@ def _behaviour(doc: Mapping[str, Any]) -> list[str]:
         lines += ["| probe | measure | base → candidate | change [95% CI] | p | |", "|---|---|---|---|---:|---|"]
         for r in view["rows"]:
             lines.append(f"| {code(r['task'])} | {r['label']} | {r['base']} → {r['candidate']} | {r['delta']} "
-                         f"{r['ci']} | {r['p']} | {('**' + r['level'] + '**') if r['level'] else ''} |")
+                         f"{r['ci']} | {r['p']} | {('**' + r['level'] + '**') if r['level'] else r['change']} |")
         lines.append("")
     for c in view["contamination"]:
         lines.append(f"- Contamination {code(c['task'])}: Min-K% gap {c['candidate_gap']} against the base's "
@@ -138,7 +138,7 @@ class MarkdownRenderer(Renderer):
         rows = comparison_rows(doc)
         if rows:
             shown = sorted(rows, key=lambda r: (r["status"] != "regressed", not r["judged"],
-                                                r["status"] != "improved"))[:_MAX_ROWS]
+                                                r["status"] not in ("worse", "better")))[:_MAX_ROWS]
             lines += ["<details><summary>Candidate vs base</summary>", "",
                       "| task | metric | base | candidate | delta [95% CI] | |", "|---|---|---:|---:|---|---|"]
             for r in shown:
@@ -147,6 +147,11 @@ class MarkdownRenderer(Renderer):
                              f"| {num(r['delta'], '+.4f')}{ci} | {r['status']} |")
             if len(rows) > len(shown):
                 lines.append(f"| | and {len(rows) - len(shown)} more | | | | |")
+            lines.append("")
+            lines.append("better / worse only when the paired 95% interval and the Holm-adjusted paired test agree; "
+                         "otherwise no significant change.")
+            for note in sorted({f"{r['metric']}: {r['note']}" for r in rows if r["note"]}):
+                lines.append(f"- {plain(note)}")
             lines += ["", "</details>", ""]
         lines += _behaviour(doc)
         lines += _deployment(doc)

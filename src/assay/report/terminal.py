@@ -17,8 +17,8 @@ from rich.text import Text
 from assay.report.base import (VERDICT_COLOURS, Renderer, behaviour_view, bench_rows, claim_rows, comparison_rows,
                                fit_rows, human_bytes, licence_terms, money, num, stage_rows)
 
-_STATUS_STYLE = {"regressed": "bold red", "improved": "bold green", "worse": "yellow", "better": "green",
-                 "unchanged": "dim", "unknown": "dim"}
+_STATUS_STYLE = {"regressed": "bold red", "worse": "red", "better": "green", "no significant change": "dim",
+                 "not comparable": "dim"}
 _LEVEL_STYLE = {"fail": "bold red", "undecided": "bold magenta", "warn": "yellow"}
 
 
@@ -56,7 +56,8 @@ class TerminalRenderer(Renderer):
         parts += [Text(""), st]
         rows = comparison_rows(doc)
         if rows:
-            ct = Table(title="Candidate vs base (paired, 95% interval)", title_justify="left", pad_edge=False,
+            ct = Table(title="Candidate vs base (paired: 95% interval and Holm-adjusted test must agree)",
+                       title_justify="left", pad_edge=False,
                        collapse_padding=True)
             ct.add_column("task · metric", overflow="fold", ratio=1)
             ct.add_column("", no_wrap=True)
@@ -68,6 +69,8 @@ class TerminalRenderer(Renderer):
                            Text(r["status"], style=_STATUS_STYLE.get(r["status"], "")),
                            f"{num(r['base'], '.4g')} → {num(r['candidate'], '.4g')}", num(r["delta"], "+.3g"), ci)
             parts += [Text(""), ct]
+            for note in sorted({f"{r['metric']}: {r['note']}" for r in rows if r["note"]}):
+                parts.append(Text(escape(note), style="dim"))
         parts += _behaviour_parts(doc) + _card_parts(doc) + _deploy_parts(doc)
         return Group(*parts)
 
@@ -89,13 +92,15 @@ def _behaviour_parts(doc: Mapping[str, Any]) -> list[Any]:
     if view["rows"]:
         t = Table(title="Behaviour (probes, candidate vs base, paired 95% interval)", title_justify="left",
                   pad_edge=False, collapse_padding=True)
-        t.add_column("probe · measure", overflow="fold", ratio=1)
+        t.add_column("measure · probe", no_wrap=True)
         for col in ("base → candidate", "change", "95% CI", "p"):
             t.add_column(col, justify="right")
-        t.add_column("", no_wrap=True)
+        t.add_column("", overflow="fold", max_width=14)
         for r in view["rows"]:
-            t.add_row(escape(f"{r['task']} · {r['label']}"), f"{r['base']} → {r['candidate']}", r["delta"], r["ci"],
-                      r["p"], Text(r["level"] or "", style=_LEVEL_STYLE.get(str(r["level"]), "")))
+            t.add_row(Text.assemble(str(r["label"]), "\n", (str(r["task"]), "dim")),
+                      f"{r['base']} → {r['candidate']}", r["delta"], r["ci"],
+                      r["p"], Text(r["level"] or r["change"] or "",
+                                   style=_LEVEL_STYLE.get(str(r["level"]), _STATUS_STYLE.get(r["change"], ""))))
         parts.append(t)
     else:
         parts.append(Text("Behaviour", style="bold"))

@@ -16,7 +16,7 @@ Backends are used one at a time (one model in memory at a time); call :meth:`Bac
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,9 @@ class BackendInfo:
     """A content identity of the model: the weights root for local models, the served model name otherwise."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Settings that change numbers (dtype, device, max length, server URL, ...)."""
+    tokenizer: str = ""
+    """A digest of the tokenizer (vocabulary, merges, special tokens); empty when the backend cannot tell (a
+    server). Two models with different digests are not compared on per-token metrics."""
 
 
 class Backend(abc.ABC):
@@ -105,6 +108,14 @@ class Backend(abc.ABC):
     def generate(self, requests: Sequence[GenerationRequest], *,
                  progress: Progress = NULL_PROGRESS) -> list[str]:
         """Generated text for every request, stop strings removed, in request order."""
+
+    def preflight(self, needs: Collection[str]) -> None:  # noqa: B027 - optional hook
+        """Refuse, before any work, request kinds this backend cannot serve.
+
+        ``needs`` holds the request kinds the tasks ahead will send: ``loglikelihood``, ``loglikelihood_rolling``,
+        ``generate``. A backend that can do everything (a local model) accepts all; a server backend probes the
+        server once and raises :class:`~assay.errors.BackendError` naming what is missing.
+        """
 
     def apply_chat_template(self, user_message: str) -> str:
         """The prompt a chat model sees for one user turn (default: the message itself)."""

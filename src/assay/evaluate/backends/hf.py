@@ -115,12 +115,17 @@ def output_cache(output: Any) -> Any:
 
 
 def model_identity(ref: ModelRef) -> str:
-    """A content identity of the model's weights (part of every result-cache key).
+    """A content identity of everything in the model that changes an output (part of every result-cache key).
 
-    The weights root of :mod:`assay.provenance.manifest` when it can be computed; otherwise a blake3 digest over
-    the names and bytes of the weight files. A PEFT adapter folder combines its own identity with its base's.
+    A digest over :func:`assay.evaluate.cache.model_inputs`: the weights root of :mod:`assay.provenance.manifest`
+    (or, when it cannot be computed, a blake3 digest over the names and bytes of the weight files), the digests
+    of ``config.json``, ``generation_config.json``, every tokenizer file, the chat template and the adapter
+    config, and of a GGUF file's whole content (its metadata holds the config and tokenizer). A PEFT adapter
+    folder adds its base's identity.
     """
     from blake3 import blake3
+
+    from assay.evaluate.cache import model_inputs
 
     root: str | None = None
     try:
@@ -129,23 +134,21 @@ def model_identity(ref: ModelRef) -> str:
         root = weights_root(ref)
     except Exception:  # noqa: BLE001 - fall back to hashing the files ourselves
         root = None
+    weight_suffixes = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
+    weight_files = [f for f in ref.files if f.name.endswith(weight_suffixes)]
     if not root:
         h = blake3()
-        weight_suffixes = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
-        names = [f for f in ref.files if f.name.endswith(weight_suffixes)] or list(ref.files)
-        for rel in names:
+        for rel in weight_files or list(ref.files):
             h.update(rel.as_posix().encode() + b"\0")
             with open(ref.path(rel), "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
         root = "blake3:" + h.hexdigest()
+    inputs = model_inputs(ref.root, root, weight_files=weight_files)
     adapter_cfg = ref.root / "adapter_config.json"
     if not ref.single_file and adapter_cfg.is_file():
-        base_ref = _adapter_base_ref(ref)
-        h = blake3()
-        h.update(f"adapter={root};base={model_identity(base_ref)}".encode())
-        root = "blake3:" + h.hexdigest()
-    return root
+        inputs["adapter_base"] = model_identity(_adapter_base_ref(ref))
+    return "blake3:" + blake3(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def load_after_scan(ref: ModelRef, *, dtype: str = "float32", device: str = "cpu", threads: int | None = None,
@@ -240,6 +243,7 @@ class HFBackend(Backend):
         self.pack = pack
         self._max_length = max_length
         self._model_id = model_id
+        self._tokenizer_digest: str | None = None
         if model is not None:
             model.eval()
         self._head_plan: tuple[Any, Any, str] | None = None
@@ -319,9 +323,16 @@ class HFBackend(Backend):
     # ----------------------------------------------------------------------------------------- identity
     @property
     def info(self) -> BackendInfo:
+        if getattr(self, "_tokenizer_digest", None) is None:
+            from assay.evaluate.kl import tokenizer_fingerprint
+
+            try:
+                self._tokenizer_digest = tokenizer_fingerprint(self.tokenizer)
+            except Exception:  # noqa: BLE001 - a tokenizer without a readable vocabulary: identity unknown
+                self._tokenizer_digest = ""
         return BackendInfo(backend="hf", model_id=self._model_id,
                            settings={"dtype": self.dtype, "device": self.device.split(":")[0],
-                                     "max_length": self.max_length})
+                                     "max_length": self.max_length}, tokenizer=self._tokenizer_digest)
 
     @property
     def max_length(self) -> int:

@@ -11,6 +11,8 @@ benchmark suites, so candidate and base are compared item by item with the same 
   greedy and sampled continuations;
 - ``builtin:stability`` (:mod:`.stability`): repeated greedy generation gives the same text, and log-likelihoods do
   not depend on the batch size;
+- ``builtin:hallucination`` (:mod:`.hallucination`): confident fabrication about non-existent entities, answers
+  supported by a passage or invented, abstention when the passage does not answer (offline, no judge model);
 - ``contamination:<task>`` (:mod:`.contamination`): Min-K% probability of a benchmark's published items against
   perturbed copies; :func:`possible_contamination` turns the comparison into evidence with numbers.
 
@@ -28,7 +30,7 @@ from collections.abc import Callable
 
 from assay.errors import EvalError
 from assay.evaluate import stats, tasks
-from assay.evaluate.probes import contamination, degeneration, refusal, stability
+from assay.evaluate.probes import contamination, degeneration, hallucination, refusal, stability
 from assay.evaluate.probes.contamination import (ContaminationFinding, load_contamination_tasks,
                                                  possible_contamination)
 from assay.evaluate.probes.refusal import RefusalSummary, alignment_stripped, judge_refusals, refusal_summary
@@ -41,6 +43,7 @@ PROBES: dict[str, Callable[[], list[Task]]] = {
     "refusal": refusal.refusal_tasks,
     "degeneration": lambda: [degeneration.degeneration_task()],
     "stability": lambda: [stability.stability_task()],
+    "hallucination": hallucination.hallucination_tasks,
 }
 """Probe name (after ``builtin:``) -> its tasks."""
 
@@ -56,7 +59,7 @@ def load_probe(name: str) -> list[Task]:
 
 def _register() -> None:
     lower = (*refusal.LOWER_IS_BETTER, *degeneration.LOWER_IS_BETTER, *stability.LOWER_IS_BETTER,
-             *contamination.LOWER_IS_BETTER)
+             *contamination.LOWER_IS_BETTER, *hallucination.LOWER_IS_BETTER)
     for name in lower:
         stats.register_metric(name, higher_is_better=False)
     tasks.register_suite(contamination.PREFIX, load_contamination_tasks)

@@ -52,6 +52,29 @@ def entry_ci(entry: Any) -> tuple[float, float]:
     return (float(ci[0]), float(ci[1]))
 
 
+def entry_change(entry: Any, *, alpha: float | None = None, higher_is_better: bool | None = None) -> str:
+    """The judgement of one comparison entry (``better`` | ``worse`` | ``no significant change`` |
+    ``not comparable``): its own ``change`` field, computed once by
+    :func:`assay.evaluate.compare.compare_results`. The rule itself (:func:`assay.evaluate.stats.judge_change`)
+    is applied here only to an entry that has no such field (a document from an older assay) or that was judged
+    at another ``alpha`` than the one asked for.
+    """
+    from assay.evaluate.stats import CHANGES, judge_change
+
+    change = entry_value(entry, "change")
+    own_alpha = entry_value(entry, "alpha")
+    if change in CHANGES and (alpha is None or change == "not comparable" or own_alpha == alpha):
+        return str(change)
+    p = entry_value(entry, "p_holm")
+    if p is None:
+        p = entry_value(entry, "p")
+    hib = entry_value(entry, "higher_is_better")
+    if not isinstance(hib, bool):
+        hib = higher_is_better if higher_is_better is not None else True
+    return judge_change(entry_ci(entry), p if isinstance(p, (int, float)) else None, higher_is_better=hib,
+                        alpha=alpha if alpha is not None else 0.05)
+
+
 def find_entry(comparison: Mapping[str, Any], task: str, metric: str) -> Any | None:
     """``comparison[task][metric]`` or None."""
     per = comparison.get(task) if isinstance(comparison, Mapping) else None

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from assay.errors import EvalError
-from assay.evaluate.probes.base import ProbeRunner, entry_ci, entry_value
+from assay.evaluate.probes.base import ProbeRunner, entry_change, entry_ci, entry_value
 from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def token_logprobs(backend: Backend, texts: Sequence[str]) -> list[list[float]]:
                         f"not provide; run them with the hf backend")
     import torch
 
-    out = []
+    out: list[Any] = []
     for text in texts:
         ids, lp = full(text)
         if len(ids) < 2:
@@ -280,10 +280,14 @@ class ContaminationFinding:
     n: int
     """Items compared."""
     flagged: bool
-    """Possible contamination: the gap rose and the interval lies above zero with p below alpha."""
+    """Possible contamination: the gap rose significantly (interval above zero and Holm-adjusted p below alpha)."""
+    note: str = ""
+    """Why the gap was not compared (the candidate's tokenizer differs from the base's: Min-K% is per token)."""
 
     def message(self) -> str:
         """One line a report can show."""
+        if self.note:
+            return f"{self.task}: {self.note}"
         lo, hi = self.ci
         what = "possible contamination" if self.flagged else "no sign of contamination"
         return (f"{self.task}: {what}: Min-K% gap (published - control) {self.candidate_gap:+.3f} against the "
@@ -298,11 +302,16 @@ def possible_contamination(comparison: Mapping[str, Any], *, alpha: float = 0.05
         if not task.startswith(PREFIX + ":") or not isinstance(per, Mapping) or "mink_gap" not in per:
             continue
         e = per["mink_gap"]
-        delta, p, ci = _num(entry_value(e, "delta")), _num(entry_value(e, "p")), entry_ci(e)
+        delta, ci = _num(entry_value(e, "delta")), entry_ci(e)
+        p = _num(entry_value(e, "p_holm"))
+        if math.isnan(p):
+            p = _num(entry_value(e, "p"))
+        change = entry_change(e, alpha=alpha, higher_is_better=False)  # a wider gap is the worse direction
         out.append(ContaminationFinding(
             task=task, base_gap=_num(entry_value(e, "base")), candidate_gap=_num(entry_value(e, "candidate")),
             delta=delta, ci=ci, p=p, n=int(entry_value(e, "n") or 0),
-            flagged=bool(delta > 0 and ci[0] > 0 and p < alpha)))
+            flagged=bool(change == "worse" and delta > 0),
+            note=str(entry_value(e, "note") or "") if change == "not comparable" else ""))
     return out
 
 
@@ -313,5 +322,5 @@ def _num(x: Any) -> float:
 def contamination_document(findings: Sequence[ContaminationFinding]) -> list[dict[str, Any]]:
     """JSON form of the findings (for reports)."""
     return [{"task": f.task, "base_gap": f.base_gap, "candidate_gap": f.candidate_gap, "delta": f.delta,
-             "ci": list(f.ci), "p": f.p, "n": f.n, "flagged": f.flagged, "message": f.message()}
+             "ci": list(f.ci), "p": f.p, "n": f.n, "flagged": f.flagged, "note": f.note, "message": f.message()}
             for f in findings]

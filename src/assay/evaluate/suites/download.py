@@ -132,7 +132,9 @@ def verify(folder: Path) -> VerifyResult:
         if not sep or len(digest) != 64 or not rel or rel.startswith("/") or ".." in Path(rel).parts:
             raise EvalError(f"{sums} line {n} is not '<sha256>  <relative path>'")
         listed[rel] = digest.lower()
-    ok, changed, missing = [], [], []
+    ok: list[str] = []
+    changed: list[str] = []
+    missing: list[str] = []
     for rel, digest in listed.items():
         path = folder / rel
         try:

@@ -1,6 +1,9 @@
-"""A small, real OpenAI-compatible HTTP server over a transformers model, for testing the ``openai`` backend.
+"""A stand-in for vLLM, for what the real server the tests start (``transformers serve``) cannot produce.
 
-It speaks the parts of the API assay uses, the way vLLM does: ``GET /v1/models``; ``POST /v1/completions`` with
+``transformers serve`` (see tests/evaluate/test_real_servers.py) ignores ``echo`` and ``logprobs``, so it cannot
+show the backend scoring multiple choice from prompt log-probabilities, nor can it be told to fail on cue. This
+HTTP server, written for the tests, answers those cases over a transformers model in the same process. It
+speaks the parts of the API assay uses, the way vLLM does: ``GET /v1/models``; ``POST /v1/completions`` with
 ``echo``/``logprobs``/``max_tokens=0`` (log-probabilities of the prompt tokens, ``text_offset`` character
 offsets, top-1 alternatives) and greedy generation with ``stop`` strings; ``POST /v1/chat/completions`` (the
 tokenizer's chat template, greedy). It binds to 127.0.0.1 on an ephemeral port and runs in a thread.
@@ -9,7 +12,9 @@ For ``assay bench``: ``stream: true`` completions answer with server-sent events
 ``POST /tokenize`` counts a prompt's tokens as vLLM's does; non-streamed completions carry ``usage``.
 
 Switches for tests: ``fail_next(status, n)`` answers the next ``n`` API calls with that HTTP status;
-``prompt_logprobs=False`` behaves like servers that ignore ``echo`` for log-probabilities (llama.cpp, OpenAI);
+``prompt_logprobs=False`` behaves like servers that ignore ``echo`` for log-probabilities (OpenAI's API);
+``prompt_logprobs="generated-only"`` ignores ``echo`` but returns the generated tokens' log-probabilities with
+offsets from 0 (as llama.cpp's server does), which a careless client takes for the prompt's;
 ``require_key`` demands ``Authorization: Bearer <key>``; ``min_max_tokens=1`` refuses ``max_tokens=0`` with HTTP 400
 (as servers that always generate do), and then echoes the generated token's log-probability after the prompt's.
 ``streaming=False`` ignores ``stream`` (one JSON answer, like servers that cannot stream); ``tokenize=False`` has no
@@ -36,7 +41,7 @@ class ModelServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str, prompt_logprobs: bool = True,
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, prompt_logprobs: bool | str = True,
                  require_key: str | None = None, min_max_tokens: int = 0, streaming: bool = True,
                  tokenize: bool = True, usage: bool = True, also_serves: tuple[str, ...] = (),
                  strict: bool = False) -> None:
@@ -222,9 +227,13 @@ class _Handler(BaseHTTPRequestHandler):
         if max_tokens > 0:
             text, finish = self.server.greedy(self.server.encode(prompt), max_tokens, stop)
         logprobs = None
-        if req.get("echo") and req.get("logprobs") is not None and self.server.prompt_logprobs:
+        echo = bool(req.get("echo")) and self.server.prompt_logprobs is True
+        if echo and req.get("logprobs") is not None:
             logprobs = self.server.prompt_logprobs_doc(prompt + text)
-        choice = {"index": 0, "text": (prompt + text) if req.get("echo") else text, "logprobs": logprobs,
+        elif self.server.prompt_logprobs == "generated-only" and req.get("logprobs") is not None and text:
+            # The generated text's log-probabilities alone, offsets from 0, prompt not echoed.
+            logprobs = self.server.prompt_logprobs_doc(text)
+        choice = {"index": 0, "text": (prompt + text) if echo else text, "logprobs": logprobs,
                   "finish_reason": finish}
         doc = {"id": "cmpl-test", "object": "text_completion", "model": req["model"], "choices": [choice]}
         if self.server.usage:
@@ -275,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve(model: Any, tokenizer: Any, *, name: str = "tiny", prompt_logprobs: bool = True,
+def serve(model: Any, tokenizer: Any, *, name: str = "tiny", prompt_logprobs: bool | str = True,
           require_key: str | None = None, min_max_tokens: int = 0, streaming: bool = True, tokenize: bool = True,
           usage: bool = True, also_serves: tuple[str, ...] = (), strict: bool = False) -> Iterator[ModelServer]:
     """Run a :class:`ModelServer` in a background thread for the duration of the block."""
