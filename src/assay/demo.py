@@ -211,11 +211,11 @@ def _gguf_progress(progress: Progress) -> Iterator[None]:
     if original is None:
         yield
         return
-    gguf_utils.tqdm = observed  # type: ignore[attr-defined]
+    gguf_utils.tqdm = observed
     try:
         yield
     finally:
-        gguf_utils.tqdm = original  # type: ignore[attr-defined]
+        gguf_utils.tqdm = original
 
 
 def _convert(gguf_path: Path, out: Path, *, progress: Progress) -> dict[str, Any]:
@@ -873,7 +873,7 @@ def _fingerprint(base_dir: Path) -> str:
     """Identity of a base folder: the conversion marker's GGUF digest, else a digest of its weight files."""
     marker = _read_marker(base_dir)
     if marker and isinstance(marker.get("gguf_sha256"), str):
-        return "gguf:" + marker["gguf_sha256"]
+        return "gguf:" + str(marker["gguf_sha256"])
     h = hashlib.sha256()
     for path in sorted(base_dir.glob("*.safetensors")):
         h.update(path.name.encode())

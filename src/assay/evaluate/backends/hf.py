@@ -332,7 +332,7 @@ class HFBackend(Backend):
                 self._tokenizer_digest = ""
         return BackendInfo(backend="hf", model_id=self._model_id,
                            settings={"dtype": self.dtype, "device": self.device.split(":")[0],
-                                     "max_length": self.max_length}, tokenizer=self._tokenizer_digest)
+                                     "max_length": self.max_length}, tokenizer=self._tokenizer_digest or "")
 
     @property
     def max_length(self) -> int:
@@ -448,8 +448,6 @@ class HFBackend(Backend):
 
     def _score_packed(self, groups: dict[tuple[int, ...], list[tuple[int, list[int]]]],
                       results: list[LoglikelihoodResult | None], progress: Progress, task: str) -> None:
-        import torch
-
         contexts = list(groups)
         p = self._shared_prefix(contexts)
         prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -570,7 +568,7 @@ class HFBackend(Backend):
     def _selected_logits(self, kwargs: dict[str, Any], rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits at (row, position) pairs; the vocabulary projection runs on those positions only when safe."""
         out, is_hidden = self._hidden(kwargs)
-        picked = out[rows, positions]
+        picked: torch.Tensor = out[rows, positions]
         return self._plan()[1](picked) if is_hidden else picked
 
     def _target_scores(self, kwargs: dict[str, Any], rows: torch.Tensor, positions: torch.Tensor,
