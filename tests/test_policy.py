@@ -140,7 +140,8 @@ def test_deploy_and_cost_defaults_and_overrides(tmp_path: Path) -> None:
                  "training_cost: 3000, max_cost_per_task: 0.02, on_exceed: warn}\n")
     q = load_policy(f)
     assert q.deploy.bench is True and q.deploy.max_slowdown is None
-    assert q.cost.configured() and (q.cost.api_per_task, q.cost.self_per_task, q.cost.training_cost) == (0.15, 0.01, 3000)
+    assert q.cost.configured()
+    assert (q.cost.api_per_task, q.cost.self_per_task, q.cost.training_cost) == (0.15, 0.01, 3000)
     assert (q.cost.max_cost_per_task, q.cost.on_exceed) == (0.02, "warn")
     assert _without_source(policy_from_document(policy_document(q))) == _without_source(q)
 

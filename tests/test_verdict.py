@@ -317,7 +317,8 @@ def test_unsupported_claim_is_one_reason_with_its_numbers() -> None:
 
 def test_licence_reasons_cite_their_clause() -> None:
     licence = {"licence": "llama3.1", "violations": [
-        {"rule": "LICENCE-DENIED", "severity": "fail", "message": "licence llama3.1 is denied", "clause": "licence.deny"},
+        {"rule": "LICENCE-DENIED", "severity": "fail", "message": "licence llama3.1 is denied",
+         "clause": "licence.deny"},
         {"rule": "LICENCE-MAU-CAP", "severity": "fail", "message": "900,000,000 users exceed the cap",
          "clause": "Llama 3.1 Community License, section 2"}]}
     v = decide(clean_stages(licence=licence), default_policy())

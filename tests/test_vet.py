@@ -210,12 +210,16 @@ def test_booby_trap_fails_without_being_loaded(vet_zoo: dict[str, Path], tmp_pat
     assert (rc, doc["verdict"]) == (1, "FAIL")
     assert doc["scan"]["verdict"] == "unsafe"
     scan_reasons = [r for r in doc["reasons"] if r["stage"] == "scan"]
-    assert scan_reasons and all(r["stage"] == "scan" for r in doc["reasons"])
+    assert scan_reasons and all(r["stage"] == "scan" for r in doc["reasons"] if r["level"] == "fail")
     finding = doc["scan"]["findings"][int(scan_reasons[0]["evidence"].split("[")[1].rstrip("]"))]
     assert finding["path"] == "pytorch_model.bin"
-    for stage in ("lineage", "evaluation", "comparison", "card", "licence"):
+    for stage in ("lineage", "evaluation", "comparison"):
         assert doc["stages"][stage]["status"] == "blocked" and "never loaded" in doc["stages"][stage]["reason"]
         assert doc[stage] is None
+    # The card and licence are read as text (nothing is unpickled), so they are shown for an unsafe model too.
+    assert doc["stages"]["card"]["status"] == doc["stages"]["licence"]["status"] == "ran"
+    assert doc["card"]["licence"] == doc["licence"]["licence"] == "apache-2.0"
+    assert BASE_CLAIM in doc["card"]["base_model"]
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["bom.cdx.json", "report.html", "report.md", "scan.sarif", "vet.json"]
     assert json.loads((tmp_path / "out" / "vet.json").read_text()) == doc
@@ -362,7 +366,8 @@ def test_bench_and_cost_end_to_end(vet_zoo: dict[str, Path], tmp_path: Path,
     est = {e["bits"]: e for e in doc["hardware"]["estimates"]}
     assert est[16]["weights_bytes"] == 2 * params and est[8]["weights_bytes"] < est[16]["weights_bytes"]
     for e in est.values():
-        assert e["total_bytes"] == e["weights_bytes"] + e["kv_cache_bytes"] + e["overhead_bytes"] and e["kv_cache_bytes"] > 0
+        assert e["total_bytes"] == e["weights_bytes"] + e["kv_cache_bytes"] + e["overhead_bytes"]
+        assert e["kv_cache_bytes"] > 0
     assert len(doc["hardware"]["devices"]) == 3 * len({d["device"] for d in doc["hardware"]["devices"]})
 
     # the bench measured both models in one run; the ratios are the ratios of the figures

@@ -1163,7 +1163,7 @@ def run_demo(*, out: Path, limit: int | None = DEFAULT_LIMIT, rebuild: bool = Fa
     """
     from assay.report import write_atomic
     from assay.report.html import render_leaderboard
-    from assay.vet import check_out_dir
+    from assay.report.io import check_out_dir
 
     t0 = time.perf_counter()
     out = Path(out)

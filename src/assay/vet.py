@@ -1,15 +1,20 @@
 """``assay vet``: every stage in order, one verdict under a policy, and the evidence behind it.
 
-Stages, in order: inventory; hardware fit (memory at 16/8/4 bits and the devices it fits, from the headers);
-scan (candidate, and the base before it is ever loaded); signature (when a ``model.sig`` is present or the policy
-requires one); lineage against the base; evaluation of candidate and base on the policy's tasks (base results
-come from the result cache when present) and their paired comparison; the behaviour probes of the policy's
-``probes`` section (refusal, degeneration, stability, contamination) and the KL drift of its ``drift`` section,
-run while each model is loaded for the evaluation (the base first, then the candidate); card (transparency,
-claimed scores against the measured ones) and licence; the optional bench of speed and memory (``deploy.bench``
-or ``bench=True``, candidate and base in the same run); cost per task and break-even (the policy's ``cost``
-section). An ``unsafe`` or ``not verified`` candidate is never loaded: every later stage is *blocked* with that
-reason. A stage that cannot run (no base, a stage not installed) is recorded with why, and the verdict says so.
+``vet`` is a table of stages (:data:`STAGE_TABLE`), run in order by a loop. Each :class:`Stage` has a name, what it
+requires (:class:`Requirement`: "candidate scanned safe", "a base that scanned safe", "evaluation ran"...) and a
+``run(context) -> StageOutcome``. A stage whose requirement is not met is recorded as blocked, skipped or not
+applicable with the requirement's reason, and the vet goes on; a stage that fails records an ``error`` and the vet
+goes on. Adding a stage is one entry in the table (and its document in the verdict's rules).
+
+    inventory -> hardware -> scan -> base_scan -> signature -> lineage -> evaluation -> comparison -> probes
+    -> drift -> card -> licence -> bench -> cost
+
+An ``unsafe`` or ``not verified`` candidate is never loaded: every stage after ``scan`` that could load it requires
+"candidate scanned safe" and is *blocked* with that reason (the card and licence, read as text, are still shown).
+The base (``--base``, else the card's ``base_model`` in the local Hugging Face cache) is scanned before it is ever
+loaded. Evaluation, probes and KL drift load each model once (:func:`assay.evaluate.pair.compare_models`: the base
+first, its results possibly from the cache, then the candidate). docs/DESIGN.md draws the table with what each
+stage requires and produces.
 
     >>> from assay.policy import default_policy
     >>> result = run_vet("./my-finetune", base="./base-model", policy=default_policy(), out_dir=Path("vet-out"))
@@ -18,42 +23,49 @@ reason. A stage that cannot run (no base, a stage not installed) is recorded wit
     'assay.vet/1'
 
 Bad input (a base that does not exist, a candidate that is not a model, an unwritable ``out_dir``) raises an
-:class:`~assay.errors.AssayError` before any long work starts. Reports are written atomically, so an interrupted
-vet never leaves a half-written report under its final name.
+:class:`~assay.errors.AssayError` before any long work starts. Reports are written atomically
+(:mod:`assay.report.io`), so an interrupted vet never leaves a half-written report under its final name.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import importlib.metadata
-import json
+import importlib.util
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from assay import __version__
-from assay.errors import AssayError, ModelError, PolicyError, ReportError, debugging
+from assay.deploy.claims import card_with_claims, match_claims
+from assay.deploy.training_log import read_training_log
+from assay.evaluate.policy_tasks import kl_tasks, probe_tasks, probes_document
+from assay.errors import AssayError, ModelError, PolicyError, debugging
 from assay.model.formats import Format, detect
 from assay.model.ref import ModelRef, resolve
 from assay.policy import CostPolicy, Policy, policy_document
 from assay.progress import NULL_PROGRESS, Progress
+from assay.report.io import VET_SCHEMA, check_out_dir, write_reports
 from assay.verdict import Status, StageOutcome, Verdict, decide, reason_document
 
-SCHEMA = "assay.vet/1"
-#: The order stages run (and appear in reports).
-STAGES = ("inventory", "hardware", "scan", "base_scan", "signature", "lineage", "evaluation", "comparison", "probes",
-          "drift", "card", "licence", "bench", "cost")
+if TYPE_CHECKING:
+    from assay.evaluate.pair import ModelComparison
+    from assay.evaluate.tasks import Task
+    from assay.model.inventory import Inventory
+    from assay.scan import ScanReport
+
+__all__ = ["SCHEMA", "STAGES", "STAGE_TABLE", "VET_FORMATS", "Requirement", "Stage", "VetContext", "VetResult",
+           "environment", "match_claims", "run_vet", "vet_document"]
+
+SCHEMA = VET_SCHEMA
 #: Weight formats ``assay vet`` can take as a candidate (others are refused as bad input).
 VET_FORMATS = frozenset({Format.SAFETENSORS, Format.GGUF, Format.TORCH_ZIP, Format.PICKLE})
-#: Largest trainer_state.json read for the loss curve.
-_TRAINER_STATE_MAX = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,18 +105,6 @@ class VetResult:
         return self.verdict.exit_code(strict=strict)
 
 
-def check_out_dir(out_dir: Path) -> Path:
-    """Create ``out_dir`` if needed and prove it writable now, before any long work. Raises ReportError."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".assay-probe-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ReportError(f"cannot write reports to {out_dir}: {exc.strerror or exc}") from exc
-    return out_dir
-
-
 def _weight_formats(ref: ModelRef) -> set[Format]:
     found: set[Format] = set()
     for rel in ref.files:
@@ -123,9 +123,16 @@ def _weight_formats(ref: ModelRef) -> set[Format]:
 def _require_model(ref: ModelRef, role: str) -> None:
     """Refuse, as bad input, a reference with no weights file vet can read (e.g. a lone ONNX or text file)."""
     if not _weight_formats(ref):
-        what = f"{ref.spec} is a single file" if ref.single_file else f"folder {ref.spec} has no weights file"
-        raise ModelError(f"the {role} is not a model assay can vet: {what} in a supported format "
-                         f"(safetensors, GGUF, torch archive or pickle)")
+        if ref.single_file:
+            try:
+                content = detect(ref.path(ref.files[0])).value
+            except AssayError:
+                content = "unreadable"
+            what = f"{ref.spec} is not a weights file (its content is {content})"
+        else:
+            what = f"folder {ref.spec} has no weights file"
+        raise ModelError(f"the {role} is not a model assay can vet: {what}; supported formats are safetensors, "
+                         "GGUF, torch archive and pickle")
 
 
 def environment() -> dict[str, Any]:
@@ -167,17 +174,6 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _available(module: str, attr: str | None = None) -> bool:
-    """True when a stage's module (and ``attr`` in it) exists in this install (stages are optional extras)."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module.startswith(exc.name) or exc.name.split(".")[0] in ("torch", "transformers")):
-            return False
-        raise
-    return attr is None or hasattr(mod, attr)
-
-
 def _timed(name: str, fn: Callable[[], Mapping[str, Any]], progress: Progress) -> StageOutcome:
     """Run one stage; an AssayError inside it becomes an ``error`` outcome (the vet goes on)."""
     progress.start(f"vet: {name}")
@@ -207,23 +203,203 @@ def _plain(doc: Any) -> Any:
     return to_jsonable(doc)
 
 
+def _why(exc: BaseException) -> str:
+    return exc.diagnostics() if isinstance(exc, AssayError) else _internal(exc)
+
+
+# --- the context stages read ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VetSettings:
+    """What to evaluate, fixed before the first stage (bad task, probe or KL specs are refused before it)."""
+
+    tasks: tuple[str, ...]
+    """Evaluation task specs (``--task``, else the policy's ``evaluation.tasks``)."""
+    eval_tasks: tuple[Task, ...]
+    """Those tasks, loaded and checked as ``assay eval`` checks them."""
+    limit: int | None
+    """Items per evaluation task (``--limit``, else the policy's ``evaluation.limit``)."""
+    probes: tuple[Task, ...]
+    """The behaviour probe tasks of the policy's ``probes`` section, already cut to ``probes.limit``."""
+    kl: tuple[Task, ...]
+    """The KL drift task of the policy's ``drift.kl`` (empty when off)."""
+
+    @property
+    def anything_to_evaluate(self) -> bool:
+        """True when a model will be loaded for evaluation, probes or drift."""
+        return bool(self.tasks or self.probes or self.kl)
+
+
+@dataclass
+class VetState:
+    """What stages hand on to later stages besides their documents: live objects, the base chosen, the models'
+    results. One per vet, written by the stage that produces each field."""
+
+    base: ModelRef | None
+    """The base: from ``--base``, else chosen by ``base_scan`` from the card's ``base_model``."""
+    base_source: str
+    """``--base``, ``card`` or ``none: why``."""
+    inventory: Inventory | None = None
+    """The candidate's inventory (``inventory``)."""
+    scans: dict[str, ScanReport] = field(default_factory=dict)
+    """Scan reports by ``candidate`` / ``base`` (the evaluation backend is handed the report it loads under)."""
+    models: ModelComparison | None = None
+    """Evaluation, probes and drift of both models, run once by the first stage that needs them."""
+
+
+@dataclass(frozen=True)
+class VetContext:
+    """What a stage reads: the refs, policy, settings, progress observer and the outcomes so far."""
+
+    candidate: ModelRef
+    """The candidate's files."""
+    policy: Policy
+    """The policy applied (with ``bench`` and ``cost`` overrides already in it)."""
+    settings: VetSettings
+    """What to evaluate."""
+    progress: Progress
+    """The observer every stage reports progress to."""
+    state: VetState
+    """What earlier stages handed on."""
+    outcomes: Mapping[str, StageOutcome] = field(default_factory=dict)
+    """The outcomes of the stages before this one, by name (read-only)."""
+
+    @property
+    def base(self) -> ModelRef | None:
+        """The base, if there is one (safe or not)."""
+        return self.state.base
+
+    @property
+    def candidate_safe(self) -> bool:
+        """True when the candidate's scan ran and said ``safe``."""
+        return _scan_is_safe(self.outcomes.get("scan"))
+
+    @property
+    def base_ok(self) -> bool:
+        """True when there is a base and it scanned safe (so it may be loaded)."""
+        return self.base is not None and _scan_is_safe(self.outcomes.get("base_scan"))
+
+    @property
+    def safe_base(self) -> ModelRef | None:
+        """The base when it may be loaded, else None."""
+        return self.base if self.base_ok else None
+
+    @property
+    def no_base_reason(self) -> str | None:
+        """Why there is no base (None when there is one)."""
+        return self.state.base_source.split(": ", 1)[1] if self.base is None else None
+
+    @property
+    def bad_base(self) -> str | None:
+        """Why the base is not loaded although there is one (None when it is safe, or there is none)."""
+        if self.base is None or self.base_ok:
+            return None
+        outcome = self.outcomes.get("base_scan")
+        word = ((outcome.document if outcome else None) or {}).get("verdict") or "not scanned"
+        return f"the base {self.base.name} scanned {word}, so it is not loaded"
+
+    def document(self, stage: str) -> Mapping[str, Any] | None:
+        """The document of an earlier stage, None when it produced none."""
+        outcome = self.outcomes.get(stage)
+        return outcome.document if outcome is not None else None
+
+
+def _scan_is_safe(outcome: StageOutcome | None) -> bool:
+    return (outcome is not None and outcome.status is Status.RAN
+            and str((outcome.document or {}).get("verdict")) == "safe")
+
+
+# --- requirements -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What a stage needs before it can run, and what it is marked when that is missing."""
+
+    label: str
+    """What is required, as docs/DESIGN.md and the table below name it."""
+    unmet: Callable[[VetContext], str | None]
+    """Why it is not met in this context, or None when it is."""
+    status: Status = Status.BLOCKED
+    """The stage's status when it is not met."""
+    reason: str = "{why}"
+    """The stage's reason when it is not met; ``{why}`` is what :attr:`unmet` said."""
+
+    def but(self, *, status: Status | None = None, reason: str | None = None) -> Requirement:
+        """The same requirement, marking a stage differently when it is not met."""
+        return replace(self, status=status or self.status, reason=self.reason if reason is None else reason)
+
+    def check(self, stage: str, ctx: VetContext) -> StageOutcome | None:
+        """The outcome of ``stage`` when this requirement is not met, else None."""
+        why = self.unmet(ctx)
+        if why is None:
+            return None
+        return StageOutcome(stage, self.status, None, self.reason.format(why=why))
+
+
+def _eval_extra_missing() -> str | None:
+    """The eval extra (torch, transformers) is the one part of assay that may be missing from an install."""
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    return ", ".join(missing) or None
+
+
+_EVAL_EXTRA = "evaluation needs the eval extra (torch, transformers): pip install 'assay[eval]'"
+_PROBES_OFF = "off (policy probes.run and probes.contamination are empty)"
+_DRIFT_OFF = "off (policy drift.kl)"
+_NO_TASKS = "no evaluation tasks in the policy"
+
+
+def _candidate_unsafe(ctx: VetContext) -> str | None:
+    if ctx.candidate_safe:
+        return None
+    word = (ctx.document("scan") or {}).get("verdict") or "not scanned"
+    return f"the candidate scanned {word.replace('_', ' ')}, so it is never loaded"
+
+
+CANDIDATE_SAFE = Requirement("candidate scanned safe", _candidate_unsafe)
+A_BASE = Requirement("a base", lambda ctx: ctx.no_base_reason, Status.SKIPPED, "no base model to compare with ({why})")
+SAFE_BASE = Requirement("a base that scanned safe", lambda ctx: ctx.bad_base, Status.ERROR)
+EVAL_EXTRA = Requirement("the eval extra, when anything is evaluated",
+                         lambda ctx: _EVAL_EXTRA if ctx.settings.anything_to_evaluate and _eval_extra_missing()
+                         else None, Status.SKIPPED)
+TASKS = Requirement("evaluation tasks", lambda ctx: None if ctx.settings.tasks else _NO_TASKS, Status.NOT_APPLICABLE)
+EVALUATION_RAN = Requirement("evaluation ran", lambda ctx: None if (
+    (o := ctx.outcomes.get("evaluation")) is not None and o.status is Status.RAN) else "the evaluation failed",
+    Status.ERROR)
+PROBES_ASKED = Requirement("probes in the policy", lambda ctx: None if ctx.settings.probes else _PROBES_OFF,
+                           Status.NOT_APPLICABLE)
+DRIFT_ASKED = Requirement("drift.kl in the policy", lambda ctx: None if ctx.settings.kl else _DRIFT_OFF,
+                          Status.NOT_APPLICABLE)
+CARD_READ = Requirement("a model card read", lambda ctx: None if ctx.document("card") is not None else
+                        "no model card was read, so the licence is unknown", Status.SKIPPED)
+BENCH_ASKED = Requirement("deploy.bench in the policy", lambda ctx: None if ctx.policy.deploy.bench else
+                          "off (policy deploy.bench is false; `assay vet --bench` measures speed and memory)",
+                          Status.NOT_APPLICABLE)
+BENCH_EXTRA = Requirement("the eval extra", lambda ctx: "the bench needs the eval extra (torch, transformers): "
+                          "pip install 'assay[eval]'" if _eval_extra_missing() else None, Status.SKIPPED)
+
+
 # --- stages -----------------------------------------------------------------------------------------------
 
 
-def _inventory(ref: ModelRef, keep: dict[str, Any]) -> Mapping[str, Any]:
-    """The inventory document; the :class:`~assay.model.inventory.Inventory` is kept in ``keep["inventory"]``."""
+def _inventory(ctx: VetContext) -> StageOutcome:
+    """The inventory document (headers only); the :class:`~assay.model.inventory.Inventory` is handed on."""
     from assay.model.inventory import inventory_document, open_model
 
-    inv = open_model(ref.spec)
-    keep["inventory"] = inv
-    return inventory_document(inv)
+    def run() -> Mapping[str, Any]:
+        ctx.state.inventory = open_model(ctx.candidate.spec)
+        return inventory_document(ctx.state.inventory)
+
+    return _timed("inventory", run, ctx.progress)
 
 
-def _hardware(inv: Any, policy: Policy) -> StageOutcome:
+def _hardware(ctx: VetContext) -> StageOutcome:
     """Memory at 16/8/4 bits plus the key/value cache, and the devices it fits (from the headers alone)."""
     from assay.deploy.bench import fit_document
     from assay.deploy.hardware import hardware_fit, shape_from_inventory
 
+    inv, policy = ctx.state.inventory, ctx.policy
     if inv is None:
         return StageOutcome.skipped("hardware", "no inventory, so the model's size is unknown")
     if getattr(inv, "adapter", None) is not None:
@@ -240,23 +416,42 @@ def _hardware(inv: Any, policy: Policy) -> StageOutcome:
     return _timed("hardware", run, NULL_PROGRESS)
 
 
-def _scan(ref: ModelRef, policy: Policy, progress: Progress, keep: dict[str, Any], key: str) -> Mapping[str, Any]:
-    """Scan ``ref``; the report object is kept in ``keep[key]`` (the evaluation backend asks for it)."""
-    from assay.scan import scan_document, scan_model
+def _scan(ctx: VetContext, ref: ModelRef, role: str) -> Mapping[str, Any]:
+    """Scan ``ref``; the report is handed on as ``state.scans[role]`` (the evaluation backend asks for it)."""
+    from assay.scan import Severity, scan_document, scan_model
 
-    from assay.scan.findings import Severity
-
+    policy = ctx.policy
     report = scan_model(ref, fail_on=Severity(policy.scan.fail_on), allow_globals=list(policy.scan.allow_globals),
-                        allow_remote_code=policy.scan.allow_remote_code, deep=False, progress=progress)
-    keep[key] = report
+                        allow_remote_code=policy.scan.allow_remote_code, deep=False, progress=ctx.progress)
+    ctx.state.scans[role] = report
     return scan_document(report)
 
 
-def _scan_is_safe(outcome: StageOutcome) -> bool:
-    return outcome.status is Status.RAN and str((outcome.document or {}).get("verdict")) == "safe"
+def _scan_candidate(ctx: VetContext) -> StageOutcome:
+    """Scan the candidate; nothing later loads it unless it is safe."""
+    return _timed("scan", lambda: _scan(ctx, ctx.candidate, "candidate"), ctx.progress)
 
 
-def _signature(ref: ModelRef, policy: Policy) -> StageOutcome:
+def _scan_base(ctx: VetContext) -> StageOutcome:
+    """Choose the base (``--base``, else the card's ``base_model`` in the local HF cache) and scan it before it is
+    ever loaded."""
+    state = ctx.state
+    if state.base is None:
+        state.base, state.base_source = _base_from_card(ctx.document("inventory"))
+        if state.base is not None:
+            try:
+                _require_model(state.base, "base")
+            except ModelError as exc:
+                state.base, state.base_source = None, f"none: {exc.message}"
+    base = state.base
+    if base is None:
+        return StageOutcome.not_applicable("base_scan", f"no base: {ctx.no_base_reason}")
+    return _timed("base_scan", lambda: _scan(ctx, base, "base"), ctx.progress)
+
+
+def _signature(ctx: VetContext) -> StageOutcome:
+    """Verify ``model.sig`` (or ``FILE.sig``) against the policy's trusted keys, when there is one."""
+    ref, policy = ctx.candidate, ctx.policy
     sig = ref.root / (ref.files[0].name + ".sig") if ref.single_file else ref.root / "model.sig"
     if not sig.is_file():
         if policy.signature.required:
@@ -266,9 +461,6 @@ def _signature(ref: ModelRef, policy: Policy) -> StageOutcome:
     if not policy.signature.trusted_keys:
         return StageOutcome.skipped("signature", f"{sig.name} is present but the policy trusts no public key "
                                                  "(signature.trusted_keys), so it was not verified")
-    if not _available("assay.provenance.signing", "verify_model"):
-        return StageOutcome.skipped("signature", "signature verification is not available in this install")
-
     from assay.provenance.signing import verify_document, verify_model
 
     def run() -> Mapping[str, Any]:
@@ -311,10 +503,38 @@ def _lineage(cand: ModelRef, base: ModelRef, progress: Progress) -> Mapping[str,
     return lineage_document(compare_lineage(cand, base, allow_pickle=True, progress=progress))
 
 
-def _load_tasks(specs: Sequence[str]) -> list[Any]:
+def _lineage_stage(ctx: VetContext) -> StageOutcome:
+    """Lineage of the candidate against the base (both scanned safe)."""
+    cand, base = ctx.candidate, ctx.safe_base
+    assert base is not None  # required: a base that scanned safe
+    return _timed("lineage", lambda: _lineage(cand, base, ctx.progress), ctx.progress)
+
+
+def _load_tasks(specs: Sequence[str]) -> list[Task]:
+    """The evaluation tasks, each checked as `assay eval` checks it; a bad spec raises (bad input, exit 2)."""
+    from assay.evaluate.runner import validate_task
     from assay.evaluate.tasks import load_tasks
 
-    return [t for s in specs for t in load_tasks(s)]
+    loaded = [t for s in specs for t in load_tasks(s)]
+    for t in loaded:
+        validate_task(t)
+    return loaded
+
+
+def _check_trusted_keys(policy: Policy) -> None:
+    """Refuse a ``signature.trusted_keys`` entry that is not a readable PEM public key, before any work."""
+    if not policy.signature.trusted_keys:
+        return
+    from assay.provenance.signing import _load_public
+
+    for key in policy.signature.trusted_keys:
+        try:
+            _load_public(Path(key).read_bytes())
+        except OSError as exc:
+            raise PolicyError(f"cannot read trusted key {key} (signature.trusted_keys): "
+                              f"{exc.strerror or exc}") from exc
+        except AssayError as exc:
+            raise PolicyError(f"trusted key {key} (signature.trusted_keys): {exc.message}") from exc
 
 
 def _open_backend(ref: ModelRef, scanned: Any, progress: Progress) -> Any:
@@ -328,139 +548,97 @@ def _open_backend(ref: ModelRef, scanned: Any, progress: Progress) -> Any:
     return HFBackend.from_ref(ref, scanned=scanned, dtype="float32", lazy=True)
 
 
-def probe_tasks(policy: Policy) -> list[Any]:
-    """The behaviour probe tasks the policy asks for (``probes.run``, ``probes.contamination``), each cut to
-    ``probes.limit`` prompts. Raises :class:`~assay.errors.EvalError` for a task that cannot be probed."""
-    from assay.evaluate.probes import degeneration, stability
-    from assay.evaluate.tasks import load_tasks
+def _models(ctx: VetContext) -> ModelComparison:
+    """Evaluation, probes and KL drift with each model loaded once: the base first (its results may come from
+    the cache; its KL distributions are recorded while it is loaded), then the candidate. Run by the first stage
+    that needs it; the others read the same result."""
+    state, settings = ctx.state, ctx.settings
+    if state.models is None:
+        from assay.evaluate.cache import ResultCache
+        from assay.evaluate.pair import compare_models
 
-    n = policy.probes.limit
-    out: list[Any] = []
-    for name in policy.probes.run:
-        if n and name == "degeneration":  # each prompt greedy and sampled: keep both halves of the first n
-            out.append(degeneration.degeneration_task(prompts=degeneration.PROMPTS[:n]))
-        elif n and name == "stability":
-            out.append(stability.stability_task(cases=stability.CASES[:n]))
-        else:
-            out += [replace(t, items=t.items[:n]) if n else t for t in load_tasks(f"builtin:{name}")]
-    for spec in policy.probes.contamination:
-        out += [replace(t, items=t.items[:n]) if n else t for t in load_tasks(f"contamination:{spec}")]
-    return out
-
-
-def kl_tasks(policy: Policy) -> list[Any]:
-    """The KL drift task of ``drift.kl`` (none when off). Raises EvalError for a spec that is not a KL text."""
-    if policy.drift.kl is None:
-        return []
-    from assay.evaluate.tasks import TaskKind, load_tasks
-
-    tasks = load_tasks(policy.drift.kl)
-    bad = [t.name for t in tasks if t.kind is not TaskKind.KL]
-    if bad:
-        raise PolicyError(f"policy key drift.kl: {policy.drift.kl} is not a KL task (use kl:builtin:reference or "
-                          f"kl:PATH)")
-    return tasks
+        cache = ResultCache()
+        try:
+            state.models = compare_models(
+                ctx.candidate, ctx.safe_base, open_backend=lambda role, ref: _open_backend(ref, state.scans.get(role),
+                                                                                         ctx.progress),
+                tasks=settings.eval_tasks or None, probes=settings.probes, kl=settings.kl, limit=settings.limit,
+                kl_limit=ctx.policy.drift.limit, seed=0, cache=cache, progress=ctx.progress, explain=_why,
+                label="vet: ")
+        finally:
+            cache.close()
+    return state.models
 
 
-#: Names model cards use in ``model-index`` for the benchmarks assay runs (measured task -> dataset ids / names).
-CLAIM_ALIASES: Mapping[str, tuple[str, ...]] = {
-    "arc_challenge": ("ai2_arc", "allenai/ai2_arc", "arc", "arc-challenge", "ARC-Challenge",
-                      "AI2 Reasoning Challenge"),
-    "arc_easy": ("arc-easy", "ARC-Easy", "ARC Easy"),
-    "hellaswag": ("Rowan/hellaswag", "HellaSwag"),
-    "mmlu": ("cais/mmlu", "hails/mmlu_no_train", "lukaemon/mmlu", "MMLU"),
-    "truthfulqa_mc2": ("truthful_qa", "truthfulqa", "TruthfulQA"),
-    "winogrande": ("allenai/winogrande", "WinoGrande"),
-    "gsm8k": ("openai/gsm8k", "GSM8K"),
-}
-#: Metric names cards use -> the metric assay reports.
-METRIC_ALIASES: Mapping[str, str] = {"accuracy": "acc", "normalizedaccuracy": "acc_norm", "accnorm": "acc_norm",
-                                     "em": "exact_match", "exactmatch": "exact_match", "mc2": "mc2", "acc": "acc"}
+def _evaluation(ctx: VetContext) -> StageOutcome:
+    """The candidate (and the base) on the evaluation tasks: an ``assay.eval/1`` document with the comparison."""
+    from assay.evaluate.compare import eval_document
+
+    models = _models(ctx)
+    secs = round(models.seconds["evaluation"], 3)
+    why = models.errors.get("evaluation")
+    if why is not None:
+        return StageOutcome.error("evaluation", why, seconds=secs)
+    base_results = models.base.results if models.base is not None else None
+    base = ctx.base
+    try:
+        doc = _plain(eval_document(model=ctx.candidate.spec, results=models.candidate.results or {},
+                                   base=base.spec if base_results is not None and base is not None else None,
+                                   base_results=base_results, comparison=models.comparison,
+                                   settings={"backend": "hf", "dtype": "float32", "limit": ctx.settings.limit,
+                                             "tasks": list(ctx.settings.tasks)}))
+    except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
+        return StageOutcome.error("evaluation", _why(exc), seconds=secs)
+    return StageOutcome.ran("evaluation", doc, seconds=secs)
 
 
-def _name_key(text: str | None) -> str:
-    """Letters and digits only, lower case, without a parenthesised suffix (``ARC (25-Shot)`` -> ``arc``)."""
-    import re
-
-    return re.sub(r"[^a-z0-9]+", "", re.sub(r"\(.*?\)", "", (text or "").lower()))
+def _comparison(ctx: VetContext) -> StageOutcome:
+    """The paired comparison, as the evaluation document holds it."""
+    return StageOutcome.ran("comparison", (ctx.document("evaluation") or {}).get("comparison") or {})
 
 
-def _claim_names(claim: Any) -> set[str]:
-    names: set[str] = set()
-    for raw in (claim.dataset_type, claim.dataset, claim.task):
-        if raw:
-            names |= {_name_key(raw), _name_key(str(raw).rsplit("/", 1)[-1])}
-    return names - {""}
+def _probes(ctx: VetContext) -> StageOutcome:
+    """The behaviour probes: an ``assay.probes/1`` document (see :func:`probes_document`)."""
+    models = _models(ctx)
+    secs = round(models.seconds["probes"], 3)
+    if "probes" in models.errors:
+        return StageOutcome.error("probes", models.errors["probes"], seconds=secs)
+    try:
+        return StageOutcome.ran("probes", probes_document(
+            ctx.candidate, ctx.safe_base, models.candidate.probes or {},
+            models.base.probes if models.base is not None else None, ctx.policy), seconds=secs)
+    except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
+        return StageOutcome.error("probes", _why(exc), seconds=secs)
 
 
-def _task_names(task: str) -> set[str]:
-    short = task.rsplit(":", 1)[-1]
-    names = {_name_key(task), _name_key(short)}
-    for alias in CLAIM_ALIASES.get(short, ()):
-        names |= {_name_key(alias), _name_key(alias.rsplit("/", 1)[-1])}
-    return names - {""}
+def _drift(ctx: VetContext) -> StageOutcome:
+    """KL drift of the candidate from the base on the policy's ``drift.kl`` text."""
+    from assay.evaluate.kl import kl_document
+
+    models = _models(ctx)
+    secs = round(models.seconds["drift"], 3)
+    if "drift" in models.errors or models.kl is None:
+        return StageOutcome.error("drift", models.errors.get("drift", "the KL comparison did not run"), seconds=secs)
+    doc = {"schema": "assay.drift/1", "tasks": {name: kl_document(r) for name, r in models.kl.items()}}
+    return StageOutcome.ran("drift", _plain(doc), seconds=secs)
 
 
-def _metric_key(metric: str) -> str:
-    base = metric.split(",", 1)[0]
-    return METRIC_ALIASES.get(_name_key(base), base.lower())
+def _card(ctx: VetContext) -> StageOutcome:
+    """The card review, its claimed scores checked against what this vet measured. The card is read as text
+    (nothing is loaded or unpickled), so a reviewer still sees what an unsafe model claims to be; the base's
+    licence is read only from a base that scanned safe."""
+    return _timed("card", lambda: card_with_claims(ctx.candidate, base=ctx.safe_base,
+                                                   evaluation=ctx.document("evaluation")), ctx.progress)
 
 
-def measured_scores(evaluation: Mapping[str, Any] | None) -> dict[tuple[str, str], float]:
-    """``(task, metric) -> value`` of the candidate's higher-is-better scores in 0..1 (what card claims state)."""
-    from assay.verdict import _metric_direction
-
-    out: dict[tuple[str, str], float] = {}
-    for task, t in ((evaluation or {}).get("tasks") or {}).items():
-        for metric, value in ((t or {}).get("metrics") or {}).items():
-            if (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
-                    and _metric_direction(metric) > 0):
-                out[(str(task), str(metric))] = float(value)
-    return out
+def _licence(ctx: VetContext) -> StageOutcome:
+    """The licence the card declares, against the policy's allow and deny lists."""
+    card_doc = ctx.document("card")
+    assert card_doc is not None  # required: a model card read
+    return _timed("licence", lambda: _licence_document(card_doc, ctx.policy), ctx.progress)
 
 
-def match_claims(report: Any, measured: Mapping[tuple[str, str], float]) -> tuple[list[Any], list[Any]]:
-    """Pair each ``model-index`` claim of a card with what vet measured; ``(checks, unmatched claims)``.
-
-    A claim matches a measured task when its dataset id, dataset name or task name is the task's name (or its
-    name after the suite prefix, or a name cards use for that benchmark, :data:`CLAIM_ALIASES`) and its metric
-    is the same metric (:data:`METRIC_ALIASES`). The comparison itself is :func:`assay.deploy.card.check_claims`
-    (percentages scaled, a claim more than its tolerance above the measurement is unsupported); the returned
-    checks name the measured ``task/metric``.
-    """
-    from assay.deploy.card import check_claims
-
-    checks: list[Any] = []
-    unmatched: list[Any] = []
-    for claim in report.eval_results:
-        names = _claim_names(claim)
-        hit = next(((task, metric, value) for (task, metric), value in measured.items()
-                    if names & _task_names(task) and _metric_key(metric) == _metric_key(claim.metric)), None)
-        if hit is None:
-            unmatched.append(claim)
-            continue
-        task, metric, value = hit
-        # check_claims matches on the claim's own names: hand it the measurement under one of them
-        label = next(_name_key(x) for x in (claim.dataset_type, claim.dataset, claim.task) if _name_key(x))
-        found = check_claims(replace(report, eval_results=(claim,)), {f"{label}/{claim.metric}": value})
-        checks += [replace(c, measured_key=f"{task}/{metric}") for c in found]
-    return checks, unmatched
-
-
-def _card(ref: ModelRef, base: ModelRef | None, evaluation: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    from assay.deploy.card import card_document, read_card
-
-    report = read_card(ref, base=base)
-    measured = measured_scores(evaluation)
-    claims, unmatched = match_claims(report, measured) if measured else ([], list(report.eval_results))
-    doc = dict(card_document(report, claims=claims))
-    doc["claims_unmatched"] = _plain(unmatched)
-    doc["claims_basis"] = ("the candidate's scores measured by this vet" if measured
-                           else "nothing measured (evaluation did not run), so no claim was checked")
-    return doc
-
-
-def _licence(card_doc: Mapping[str, Any], policy: Policy) -> Mapping[str, Any]:
+def _licence_document(card_doc: Mapping[str, Any], policy: Policy) -> Mapping[str, Any]:
     from assay.deploy.licences import check_licence, lookup, normalise
 
     lic = card_doc.get("licence")
@@ -471,8 +649,16 @@ def _licence(card_doc: Mapping[str, Any], policy: Policy) -> Mapping[str, Any]:
             "base_licence": card_doc.get("base_licence"), "base_licence_source": card_doc.get("base_licence_source")}
 
 
-def _bench(cand: ModelRef, base: ModelRef | None, base_note: str | None, policy: Policy,
-           progress: Progress) -> Mapping[str, Any]:
+def _bench(ctx: VetContext) -> StageOutcome:
+    """Speed and memory (optional, slow): only models that scanned safe are loaded."""
+    bench_base = ctx.safe_base
+    note = None if bench_base is not None else f"no base measured ({ctx.bad_base or ctx.no_base_reason}): no ratios"
+    return _timed("bench", lambda: _bench_document(ctx.candidate, bench_base, note, ctx.policy, ctx.progress),
+                  ctx.progress)
+
+
+def _bench_document(cand: ModelRef, base: ModelRef | None, base_note: str | None, policy: Policy,
+                    progress: Progress) -> Mapping[str, Any]:
     """Speed and memory of the candidate (and its base, in the same run); both scanned safe before this."""
     from assay.deploy.bench import bench_document, run_bench
 
@@ -485,26 +671,9 @@ def _bench(cand: ModelRef, base: ModelRef | None, base_note: str | None, policy:
     return doc
 
 
-def cost_inputs(cost: CostPolicy, bench: Mapping[str, Any] | None) -> Any:
-    """The :class:`~assay.deploy.cost.CostInputs` of the policy's ``cost`` section and the bench document."""
-    from assay.deploy.cost import CostInputs, inputs_from_bench
-
-    derived: dict[str, Any] = {}
-    if cost.self_per_task is None and bench is not None:
-        derived = inputs_from_bench(dict(bench))
-    return CostInputs(api_per_task=cost.api_per_task, api_input_per_mtok=cost.api_input_per_mtok,
-                      api_output_per_mtok=cost.api_output_per_mtok, self_per_task=cost.self_per_task,
-                      decode_tokens_per_s=derived.get("decode_tokens_per_s"),
-                      prefill_tokens_per_s=derived.get("prefill_tokens_per_s"),
-                      hardware_per_hour=cost.gpu_price_per_hour if cost.self_per_task is None else None,
-                      utilisation=cost.utilisation, tokens_in=cost.tokens_in, tokens_out=cost.tokens_out,
-                      training_cost=cost.training_cost, monthly_tasks=cost.monthly_volume,
-                      source=derived.get("source", {"self_per_task": "given by the policy"}))
-
-
-def _cost(policy: Policy, bench: StageOutcome | None) -> StageOutcome:
+def _cost(ctx: VetContext) -> StageOutcome:
     """Cost per task self-hosted and via the API, and break-even, from the policy's prices and the bench."""
-    c = policy.cost
+    c, bench = ctx.policy.cost, ctx.outcomes.get("bench")
     if not c.configured():
         return StageOutcome.not_applicable("cost", "no cost inputs (the policy's cost section, or --cost-from FILE)")
     if c.api_per_task is None and c.api_input_per_mtok is None and c.api_output_per_mtok is None:
@@ -526,35 +695,64 @@ def _cost(policy: Policy, bench: StageOutcome | None) -> StageOutcome:
         bench_doc = bench.document
 
     def run() -> Mapping[str, Any]:
-        from assay.deploy.cost import compute_cost, cost_document
+        from assay.deploy.cost import compute_cost, cost_document, inputs_from_policy
 
-        return cost_document(compute_cost(cost_inputs(c, bench_doc)))
+        return cost_document(compute_cost(inputs_from_policy(c, bench_doc)))
 
     return _timed("cost", run, NULL_PROGRESS)
 
 
-def read_training_log(ref: ModelRef) -> dict[str, Any] | None:
-    """``log_history`` from ``trainer_state.json`` (read as JSON data only), or None."""
-    if ref.single_file:
-        return None
-    path = ref.root / "trainer_state.json"
-    try:
-        if not path.is_file() or path.is_symlink() or path.stat().st_size > _TRAINER_STATE_MAX:
-            return None
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    history = state.get("log_history") if isinstance(state, dict) else None
-    if not isinstance(history, list):
-        return None
-    keep = ("step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm")
-    rows = [{k: h[k] for k in keep if isinstance(h, dict) and isinstance(h.get(k), (int, float))}
-            for h in history if isinstance(h, dict)]
-    rows = [r for r in rows if "step" in r and ("loss" in r or "eval_loss" in r)]
-    return {"path": "trainer_state.json", "log_history": rows} if rows else None
+# --- the table and its runner -----------------------------------------------------------------------------
 
 
-# --- the orchestrator -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stage:
+    """One step of ``assay vet``: its name (and key in the document), what it requires, what it does."""
+
+    name: str
+    """Stage name, also the key of its document in ``assay.vet/1``."""
+    action: Callable[[VetContext], StageOutcome]
+    """What it does once its requirements are met."""
+    requires: tuple[Requirement, ...] = ()
+    """Checked in order; the first one not met decides the stage's outcome instead of :attr:`action`."""
+    produces: str = ""
+    """What its document holds (for docs and the progress)."""
+
+    def unmet(self, ctx: VetContext) -> StageOutcome | None:
+        """The outcome when a requirement is not met, else None."""
+        return next((o for r in self.requires if (o := r.check(self.name, ctx)) is not None), None)
+
+    def run(self, ctx: VetContext) -> StageOutcome:
+        """The stage's outcome in ``ctx``: its first unmet requirement's, else what :attr:`action` returns."""
+        return self.unmet(ctx) or self.action(ctx)
+
+
+_SAFE = (CANDIDATE_SAFE,)
+STAGE_TABLE: tuple[Stage, ...] = (
+    Stage("inventory", _inventory, produces="assay.inventory/1: files, formats, tensors, parameters, config, card"),
+    Stage("hardware", _hardware, produces="assay.fit/1: memory at 16/8/4 bits and the devices it fits"),
+    Stage("scan", _scan_candidate, produces="assay.scan/1 of the candidate"),
+    Stage("base_scan", _scan_base, _SAFE, produces="the base chosen, and its assay.scan/1"),
+    Stage("signature", _signature, _SAFE, produces="the model.sig verification"),
+    Stage("lineage", _lineage_stage, (*_SAFE, A_BASE, SAFE_BASE), produces="assay.lineage/1 against the base"),
+    Stage("evaluation", _evaluation, (*_SAFE, EVAL_EXTRA, TASKS),
+          produces="assay.eval/1 of candidate and base on the tasks"),
+    Stage("comparison", _comparison, (*_SAFE, EVAL_EXTRA.but(reason="no evaluation"),
+                                      TASKS.but(status=Status.SKIPPED), EVALUATION_RAN, A_BASE, SAFE_BASE),
+          produces="the paired comparison, task -> metric"),
+    Stage("probes", _probes, (*_SAFE, PROBES_ASKED, EVAL_EXTRA),
+          produces="assay.probes/1: refusal, degeneration, stability, contamination"),
+    Stage("drift", _drift, (*_SAFE, DRIFT_ASKED, EVAL_EXTRA, A_BASE.but(reason="KL drift needs a base model ({why})"),
+                            SAFE_BASE), produces="assay.drift/1: KL from the base"),
+    # read as text (README front matter, config, GGUF metadata), nothing loaded: shown for an unsafe model too
+    Stage("card", _card, produces="assay.card/1 with the claims checked against the evaluation"),
+    Stage("licence", _licence, (CARD_READ,), produces="assay.licence/1"),
+    Stage("bench", _bench, (*_SAFE, BENCH_ASKED, BENCH_EXTRA), produces="assay.bench/1: speed and memory"),
+    Stage("cost", _cost, _SAFE, produces="assay.cost/1: cost per task and break-even"),
+)
+"""Every stage of ``assay vet``, in the order they run (and appear in reports)."""
+#: The order stages run (and appear in reports).
+STAGES = tuple(s.name for s in STAGE_TABLE)
 
 
 def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: Sequence[str] | None = None,
@@ -566,360 +764,51 @@ def run_vet(candidate: str, *, base: str | None = None, policy: Policy, tasks: S
 
     ``tasks`` and ``limit`` override the policy's evaluation tasks and item limit; ``bench`` overrides
     ``deploy.bench`` and ``cost`` the policy's cost section (the document's policy shows what was applied). With
-    ``out_dir``, the reports in ``formats`` are written there atomically (see :func:`write_reports`). Raises
-    :class:`AssayError` for bad input (unresolvable candidate or base, a candidate that is not a model, an
-    unwritable ``out_dir``).
+    ``out_dir``, the reports in ``formats`` are written there atomically (see
+    :func:`assay.report.io.write_reports`). Raises :class:`AssayError` for bad input (unresolvable candidate or
+    base, a candidate that is not a model, an unwritable ``out_dir``).
     """
     if bench is not None and bench != policy.deploy.bench:
         policy = replace(policy, deploy=replace(policy.deploy, bench=bench))
     if cost is not None:
         policy = replace(policy, cost=cost)
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     if out_dir is not None:
         check_out_dir(out_dir)
     cand_ref = resolve(candidate, revision=revision, download=download)
     _require_model(cand_ref, "candidate")
     base_ref: ModelRef | None = None
-    base_source = "--base"
     if base is not None:
         base_ref = resolve(base, download=download)
         _require_model(base_ref, "base")
+    # Bad input is refused here, before any scan or model load: evaluation, probe and KL task specs, trusted keys.
+    specs = tuple(tasks) if tasks else tuple(policy.evaluation.tasks)
+    settings = VetSettings(tasks=specs, eval_tasks=tuple(_load_tasks(specs)) if specs else (),
+                           limit=limit if limit is not None else policy.evaluation.limit,
+                           probes=tuple(probe_tasks(policy)) if policy.probes.specs() else (),
+                           kl=tuple(kl_tasks(policy)))
+    _check_trusted_keys(policy)
+    ctx = VetContext(candidate=cand_ref, policy=policy, settings=settings, progress=progress,
+                     state=VetState(base=base_ref, base_source="--base"))
 
-    pre = {"probes": probe_tasks(policy) if policy.probes.specs() else [],
-           "drift": kl_tasks(policy)}  # bad probe or KL specs are bad input: refused before any long work
-
-    stage_names = list(STAGES)
-    progress.start("vet", total=len(stage_names))
+    progress.start("vet", total=len(STAGE_TABLE))
     outcomes: dict[str, StageOutcome] = {}
-    reports: dict[str, Any] = {}  # scan reports by "candidate" / "base", and the "inventory" object
-
-    def done(outcome: StageOutcome) -> None:
+    for stage in STAGE_TABLE:
+        outcome = stage.run(replace(ctx, outcomes=MappingProxyType(dict(outcomes))))
         outcomes[outcome.name] = outcome
         progress.advance("vet")
         state = outcome.status.value if outcome.reason is None else f"{outcome.status.value}: {outcome.reason}"
         progress.note(f"{outcome.name}: {state}")
-
-    def block_rest(reason: str) -> None:
-        for name in stage_names:
-            if name not in outcomes:
-                done(StageOutcome.blocked(name, reason))
-
-    # 1. inventory (headers only; an unreadable model is bad input)
-    if _available("assay.model.inventory", "open_model"):
-        done(_timed("inventory", lambda: _inventory(cand_ref, reports), progress))
-    else:
-        done(StageOutcome.skipped("inventory", "the inventory stage is not available in this install"))
-    inventory_doc = outcomes["inventory"].document
-
-    # 1b. hardware fit: an estimate from the headers, so it runs whatever the scan finds
-    if _available("assay.deploy.hardware", "hardware_fit"):
-        done(_hardware(reports.get("inventory"), policy))
-    else:
-        done(StageOutcome.skipped("hardware", "the hardware-fit estimate is not available in this install"))
-
-    # 2. scan the candidate; nothing later loads it unless it is safe
-    if _available("assay.scan", "scan_model"):
-        done(_timed("scan", lambda: _scan(cand_ref, policy, progress, reports, "candidate"), progress))
-    else:
-        done(StageOutcome.error("scan", "the scanner is not available in this install"))
-    training = read_training_log(cand_ref)
-    if not _scan_is_safe(outcomes["scan"]):
-        verdict_word = (outcomes["scan"].document or {}).get("verdict") or "not scanned"
-        block_rest(f"the candidate scanned {verdict_word.replace('_', ' ')}, so it is never loaded")
-        return _finish(cand_ref, base_ref, base_source, policy, outcomes, training, started, t0, out_dir,
-                       formats, progress)
-
-    # the base: from --base, else the card's base_model in the local HF cache
-    if base_ref is None:
-        base_ref, base_source = _base_from_card(inventory_doc)
-        if base_ref is not None:
-            try:
-                _require_model(base_ref, "base")
-            except ModelError as exc:
-                base_ref, base_source = None, f"none: {exc.message}"
-    no_base_reason = base_source.split(": ", 1)[1] if base_ref is None else None
-
-    # 2b. scan the base before it is ever loaded
-    base_ok = False
-    if base_ref is None:
-        done(StageOutcome.not_applicable("base_scan", f"no base: {no_base_reason}"))
-    else:
-        b0 = base_ref
-        done(_timed("base_scan", lambda: _scan(b0, policy, progress, reports, "base"), progress))
-        base_ok = _scan_is_safe(outcomes["base_scan"])
-
-    bad_base: str | None = None
-    if base_ref is not None and not base_ok:
-        word = (outcomes["base_scan"].document or {}).get("verdict") or "not scanned"
-        bad_base = f"the base {base_ref.name} scanned {word}, so it is not loaded"
-
-    # 3. signature
-    done(_signature(cand_ref, policy))
-
-    # 4. lineage
-    if base_ref is None:
-        done(StageOutcome.skipped("lineage", f"no base model to compare with ({no_base_reason})"))
-    elif bad_base is not None:
-        done(StageOutcome.error("lineage", bad_base))
-    elif not _available("assay.provenance.lineage", "compare_lineage"):
-        done(StageOutcome.skipped("lineage", "lineage is not available in this install"))
-    else:
-        assert base_ref is not None
-        b = base_ref
-        done(_timed("lineage", lambda: _lineage(cand_ref, b, progress), progress))
-
-    # 5. evaluation and comparison, behaviour probes, KL drift: each model is loaded once (base, then candidate)
-    task_specs = list(tasks) if tasks else list(policy.evaluation.tasks)
-    eff_limit = limit if limit is not None else policy.evaluation.limit
-    if not (task_specs or pre["probes"] or pre["drift"]):
-        done(StageOutcome.not_applicable("evaluation", "no evaluation tasks in the policy"))
-        done(StageOutcome.skipped("comparison", "no evaluation tasks in the policy"))
-        done(StageOutcome.not_applicable("probes", _PROBES_OFF))
-        done(StageOutcome.not_applicable("drift", _DRIFT_OFF))
-    elif not (_available("assay.evaluate.runner", "evaluate_model")
-              and _available("assay.evaluate.backends.hf", "HFBackend")):
-        why = "evaluation needs the eval extra (torch, transformers): pip install 'assay[eval]'"
-        done(StageOutcome.skipped("evaluation", why))
-        done(StageOutcome.skipped("comparison", "no evaluation"))
-        done(StageOutcome.skipped("probes", why) if pre["probes"] else
-             StageOutcome.not_applicable("probes", _PROBES_OFF))
-        done(StageOutcome.skipped("drift", why) if pre["drift"] else StageOutcome.not_applicable("drift", _DRIFT_OFF))
-    else:
-        _run_models(cand_ref, base_ref, reports, bad_base, no_base_reason, task_specs, eff_limit, policy, pre,
-                    progress, done)
-
-    # 6. card and licence
-    if _available("assay.deploy.card", "read_card"):
-        ev = outcomes["evaluation"].document if "evaluation" in outcomes else None
-        done(_timed("card", lambda: _card(cand_ref, base_ref if base_ok else None, ev), progress))
-    else:
-        done(StageOutcome.skipped("card", "the model-card review is not available in this install"))
-    card_doc = outcomes["card"].document
-    if card_doc is None:
-        done(StageOutcome.skipped("licence", "no model card was read, so the licence is unknown"))
-    elif not _available("assay.deploy.licences", "check_licence"):
-        done(StageOutcome.skipped("licence", "licence checks are not available in this install"))
-    else:
-        c = card_doc
-        done(_timed("licence", lambda: _licence(c, policy), progress))
-
-    # 7. bench (optional, slow): only models that scanned safe are loaded
-    if not policy.deploy.bench:
-        done(StageOutcome.not_applicable("bench", "off (policy deploy.bench is false; `assay vet --bench` measures "
-                                                  "speed and memory)"))
-    elif not _available("assay.deploy.bench", "run_bench") or not _available("assay.evaluate.backends.hf",
-                                                                             "HFBackend"):
-        done(StageOutcome.skipped("bench", "the bench needs the eval extra (torch, transformers): "
-                                           "pip install 'assay[eval]'"))
-    else:
-        bench_base = base_ref if base_ok else None
-        note = None if bench_base is not None else (
-            f"no base measured ({bad_base or no_base_reason}): no ratios")
-        done(_timed("bench", lambda: _bench(cand_ref, bench_base, note, policy, progress), progress))
-
-    # 8. cost per task and break-even
-    if _available("assay.deploy.cost", "compute_cost"):
-        done(_cost(policy, outcomes.get("bench")))
-    else:
-        done(StageOutcome.skipped("cost", "the cost model is not available in this install"))
-
-    return _finish(cand_ref, base_ref, base_source, policy, outcomes, training, started, t0, out_dir, formats,
-                   progress)
-
-
-_PROBES_OFF = "off (policy probes.run and probes.contamination are empty)"
-_DRIFT_OFF = "off (policy drift.kl)"
-
-
-def _why(exc: BaseException) -> str:
-    return exc.diagnostics() if isinstance(exc, AssayError) else _internal(exc)
-
-
-def _run_models(cand: ModelRef, base: ModelRef | None, reports: Mapping[str, Any], bad_base: str | None,
-                no_base_reason: str | None, specs: Sequence[str], limit: int | None, policy: Policy,
-                pre: Mapping[str, list[Any]], progress: Progress, done: Callable[[StageOutcome], None]) -> None:
-    """Evaluation, probes and KL drift with each model loaded once: the base first (its results may come from
-    the cache; its KL distributions are recorded while it is loaded), then the candidate."""
-    from contextlib import ExitStack
-
-    from assay.evaluate.cache import ResultCache
-    from assay.evaluate.runner import evaluate_model
-
-    probes, kl = pre["probes"], pre["drift"]
-    use_base = base is not None and bad_base is None
-    errors: dict[str, str] = {}
-    seconds = {"evaluation": 0.0, "probes": 0.0, "drift": 0.0}
-    results: dict[str, dict[str, Any]] = {"base": {}, "candidate": {}}
-    kl_results: dict[str, Any] | None = None
-    cache = ResultCache()
-    eval_tasks: list[Any] = []
-    if specs:
-        try:
-            eval_tasks = _load_tasks(specs)
-        except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
-            errors["evaluation"] = _why(exc)
-
-    def timed(stage: str, fn: Callable[[], Any]) -> Any:
-        if stage in errors:
-            return None
-        t0 = time.perf_counter()
-        progress.start(f"vet: {stage}")
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - one stage's failure is recorded; the others go on
-            errors[stage] = _why(exc)
-            return None
-        finally:
-            progress.finish(f"vet: {stage}")
-            seconds[stage] += time.perf_counter() - t0
-
-    roles = ([("base", base, reports.get("base"))] if use_base else []) + [("candidate", cand, reports["candidate"])]
-    with ExitStack() as stack:
-        session = None
-        if kl and use_base:
-            from assay.evaluate.kl import KLSession
-
-            session = timed("drift", lambda: stack.enter_context(KLSession(kl, limit=policy.drift.limit, seed=0)))
-        for role, ref, scanned in roles:
-            assert ref is not None
-            t0 = time.perf_counter()
-            try:
-                backend = _open_backend(ref, scanned, progress)
-            except Exception as exc:  # noqa: BLE001 - a model that cannot be loaded fails every stage that needs it
-                why = f"the {role} could not be loaded: {_why(exc)}"
-                for stage in ("evaluation", "probes", "drift"):
-                    errors.setdefault(stage, why)
-                break
-            seconds["evaluation"] += time.perf_counter() - t0
-            try:
-                if eval_tasks:
-                    results[role]["eval"] = timed("evaluation", lambda b=backend: evaluate_model(
-                        b, eval_tasks, limit=limit, cache=cache, progress=progress))
-                if probes:
-                    results[role]["probes"] = timed("probes", lambda b=backend: evaluate_model(
-                        b, probes, cache=cache, progress=progress))
-                if session is not None:
-                    if role == "base":
-                        timed("drift", lambda b=backend: session.record_base(b, progress=progress))
-                    else:
-                        kl_results = timed("drift", lambda b=backend: session.compare(b, progress=progress))
-            finally:
-                backend.close()
-
-    _eval_outcomes(cand, base, bad_base, no_base_reason, specs, limit, results, errors, seconds, done)
-    _probe_outcome(cand, base if use_base else None, probes, results, errors, seconds, policy, done)
-    _drift_outcome(base, bad_base, no_base_reason, kl, kl_results, errors, seconds, done)
-
-
-def _eval_outcomes(cand: ModelRef, base: ModelRef | None, bad_base: str | None, no_base_reason: str | None,
-                   specs: Sequence[str], limit: int | None, results: Mapping[str, Mapping[str, Any]],
-                   errors: Mapping[str, str], seconds: Mapping[str, float],
-                   done: Callable[[StageOutcome], None]) -> None:
-    from assay.evaluate.compare import compare_results, eval_document
-
-    secs = round(seconds["evaluation"], 3)
-    if not specs:
-        done(StageOutcome.not_applicable("evaluation", "no evaluation tasks in the policy"))
-        done(StageOutcome.skipped("comparison", "no evaluation tasks in the policy"))
-        return
-    if "evaluation" in errors:
-        done(StageOutcome.error("evaluation", errors["evaluation"], seconds=secs))
-        done(StageOutcome.error("comparison", "the evaluation failed"))
-        return
-    cand_results, base_results = results["candidate"].get("eval"), results["base"].get("eval")
-    try:
-        comparison = compare_results(base_results, cand_results) if base_results is not None else None
-        doc = _plain(eval_document(model=cand.spec, results=cand_results,
-                                   base=base.spec if base_results is not None and base is not None else None,
-                                   base_results=base_results, comparison=comparison,
-                                   settings={"backend": "hf", "dtype": "float32", "limit": limit,
-                                             "tasks": list(specs)}))
-    except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
-        done(StageOutcome.error("evaluation", _why(exc), seconds=secs))
-        done(StageOutcome.error("comparison", "the evaluation failed"))
-        return
-    done(StageOutcome.ran("evaluation", doc, seconds=secs))
-    if base is None:
-        done(StageOutcome.skipped("comparison", f"no base model to compare with ({no_base_reason})"))
-    elif bad_base is not None:
-        done(StageOutcome.error("comparison", bad_base))
-    else:
-        done(StageOutcome.ran("comparison", doc.get("comparison") or {}))
-
-
-def _probe_outcome(cand: ModelRef, base: ModelRef | None, probes: Sequence[Any],
-                   results: Mapping[str, Mapping[str, Any]], errors: Mapping[str, str],
-                   seconds: Mapping[str, float], policy: Policy, done: Callable[[StageOutcome], None]) -> None:
-    """The ``probes`` stage: an ``assay.eval/1``-shaped document of the probe tasks, plus the refusal summary
-    and the contamination evidence read from their comparison."""
-    if not probes:
-        done(StageOutcome.not_applicable("probes", _PROBES_OFF))
-        return
-    secs = round(seconds["probes"], 3)
-    if "probes" in errors:
-        done(StageOutcome.error("probes", errors["probes"], seconds=secs))
-        return
-    try:
-        done(StageOutcome.ran("probes", probes_document(cand, base, results["candidate"]["probes"],
-                                                        results["base"].get("probes"), policy), seconds=secs))
-    except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
-        done(StageOutcome.error("probes", _why(exc), seconds=secs))
-
-
-def probes_document(cand: ModelRef, base: ModelRef | None, cand_results: Mapping[str, Any],
-                    base_results: Mapping[str, Any] | None, policy: Policy) -> dict[str, Any]:
-    """The probes stage document: ``tasks``, ``base_tasks``, ``comparison`` (paired, Holm across the probe tasks),
-    ``refusal`` (rates of both sets, candidate against base) and ``contamination`` (each task's Min-K% gap)."""
-    import dataclasses
-
-    from assay.evaluate.compare import compare_results, eval_document
-    from assay.evaluate.probes import possible_contamination, refusal_summary
-    from assay.evaluate.probes.contamination import contamination_document
-
-    comparison = compare_results(base_results, cand_results) if base_results is not None else None
-    doc = eval_document(model=cand.spec, results=cand_results, base=base.spec if base_results is not None and base
-                        else None, base_results=base_results, comparison=comparison,
-                        settings={"backend": "hf", "dtype": "float32", "limit": policy.probes.limit,
-                                  "probes": list(policy.probes.specs()), "alpha": policy.probes.alpha})
-    doc["schema"] = "assay.probes/1"
-    summary = refusal_summary(comparison, alpha=policy.probes.alpha) if comparison is not None else None
-    doc["refusal"] = dataclasses.asdict(summary) if summary is not None else None
-    doc["contamination"] = (contamination_document(possible_contamination(comparison, alpha=policy.probes.alpha))
-                            if comparison is not None else [])
-    return _plain(doc)
-
-
-def _drift_outcome(base: ModelRef | None, bad_base: str | None, no_base_reason: str | None, kl: Sequence[Any],
-                   kl_results: Mapping[str, Any] | None, errors: Mapping[str, str], seconds: Mapping[str, float],
-                   done: Callable[[StageOutcome], None]) -> None:
-    from assay.evaluate.kl import kl_document
-
-    secs = round(seconds["drift"], 3)
-    if not kl:
-        done(StageOutcome.not_applicable("drift", _DRIFT_OFF))
-    elif base is None:
-        done(StageOutcome.skipped("drift", f"KL drift needs a base model ({no_base_reason})"))
-    elif bad_base is not None:
-        done(StageOutcome.error("drift", bad_base))
-    elif "drift" in errors or kl_results is None:
-        done(StageOutcome.error("drift", errors.get("drift", "the KL comparison did not run"), seconds=secs))
-    else:
-        doc = {"schema": "assay.drift/1", "tasks": {name: kl_document(r) for name, r in kl_results.items()}}
-        done(StageOutcome.ran("drift", _plain(doc), seconds=secs))
-
-
-def _finish(cand: ModelRef, base: ModelRef | None, base_source: str, policy: Policy,
-            outcomes: Mapping[str, StageOutcome], training: Mapping[str, Any] | None, started: str, t0: float,
-            out_dir: Path | None, formats: Sequence[str], progress: Progress) -> VetResult:
     progress.finish("vet")
-    if base is None and base_source == "--base":
+
+    base_ref, base_source = ctx.state.base, ctx.state.base_source
+    if base_ref is None and base_source == "--base":
         base_source = "none: no base given"
     stages = tuple(outcomes[n] for n in STAGES if n in outcomes)
-    verdict = decide({s.name: s for s in stages}, policy)
-    result = VetResult(candidate=cand, base=base, base_source=base_source, policy=policy, stages=stages,
-                       verdict=verdict, training=training, environment=environment(), started_at=started,
-                       seconds=round(time.perf_counter() - t0, 3))
+    result = VetResult(candidate=cand_ref, base=base_ref, base_source=base_source, policy=policy, stages=stages,
+                       verdict=decide({s.name: s for s in stages}, policy), training=read_training_log(cand_ref),
+                       environment=environment(), started_at=started, seconds=round(time.perf_counter() - t0, 3))
     if out_dir is not None:
         write_reports(vet_document(result), out_dir, formats=formats)
     return result
@@ -958,34 +847,5 @@ def vet_document(result: VetResult) -> dict[str, Any]:
     doc["environment"] = dict(result.environment)
     doc["started_at"] = result.started_at
     doc["seconds"] = result.seconds
-    return _plain(doc)
-
-
-def load_vet_document(path: Path) -> dict[str, Any]:
-    """Read a saved ``assay.vet/1`` document (for ``assay report``). Raises ReportError on anything else."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ReportError(f"no such file: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"cannot read {path}: {exc}") from exc
-    except ValueError as exc:
-        raise ReportError(f"{path} is not JSON ({exc}); expected a saved `assay vet --json` result") from exc
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise ReportError(f"{path} is not an {SCHEMA} document (schema: {found!r}); save one with "
-                          f"`assay vet MODEL --json > vet.json`")
-    return doc
-
-
-def write_reports(doc: Mapping[str, Any], out_dir: Path, *, formats: Sequence[str]) -> dict[str, Path]:
-    """Write each report format into ``out_dir`` atomically; returns format -> path."""
-    from assay.report import get_renderer, write_atomic
-
-    written: dict[str, Path] = {}
-    for fmt in formats:
-        renderer = get_renderer(fmt)
-        path = out_dir / renderer.default_filename
-        write_atomic(path, renderer.render(doc))
-        written[fmt] = path
-    return written
+    out: dict[str, Any] = _plain(doc)
+    return out

@@ -69,8 +69,7 @@ def test_quality_from_eval_and_vet_documents(tmp_path: Path, capsys: pytest.Capt
     assert cand == pytest.approx((0.9 + 0.5) / 2) and base == pytest.approx((0.5 + 0.3) / 2)
     assert "2 task" in what
     assert quality_from_document(eval_doc, metric="a/acc")[:2] == (0.7, 0.4)
-    vet_doc = {"schema": "assay.vet/1", "evaluation": {"candidate": {"tasks": eval_doc["tasks"]},
-                                                       "base": {"tasks": eval_doc["base_tasks"]}}}
+    vet_doc = {"schema": "assay.vet/1", "evaluation": eval_doc}  # a vet carries its evaluation stage's document
     assert quality_from_document(vet_doc)[:2] == (cand, base)
     path = tmp_path / "vet.json"
     path.write_text(json.dumps(vet_doc))
@@ -81,6 +80,32 @@ def test_quality_from_eval_and_vet_documents(tmp_path: Path, capsys: pytest.Capt
     assert doc["recommendation"] == "fine-tune"
     with pytest.raises(DeployError):
         quality_from_document({"schema": "assay.scan/1"})
+
+
+@pytest.mark.slow
+def test_real_vet_and_eval_documents_are_read_alike(tiny_model_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`advise --eval` takes what `assay vet --json` and `assay eval --json` really print, with the same figures."""
+    task = ["--task", "builtin:knowledge", "--limit", "6"]
+    assert main(["vet", str(tiny_model_dir), "--base", str(tiny_model_dir), *task, "--json"]) in (0, 1)
+    vet_path = tmp_path / "vet.json"
+    vet_path.write_text(capsys.readouterr().out)
+    assert main(["eval", str(tiny_model_dir), "--base", str(tiny_model_dir), *task, "--no-cache", "--json"]) in (0, 1)
+    eval_path = tmp_path / "eval.json"
+    eval_path.write_text(capsys.readouterr().out)
+    acc = json.loads(eval_path.read_text())["tasks"]["builtin:knowledge"]["metrics"]["acc_norm"]
+    for path in (vet_path, eval_path):
+        doc = run(capsys, [*BASE, "--monthly-tasks", "5000", "--eval", str(path)])
+        opts = {o["name"]: o for o in doc["options"]}
+        assert opts["fine-tune"]["quality"] == pytest.approx(acc)
+        assert opts["few-shot"]["quality"] == pytest.approx(acc)  # the base is the same model
+    # A vet without evaluation tasks says so and names the way out.
+    no_eval = {**json.loads(vet_path.read_text()), "evaluation": None,
+               "stages": {"evaluation": {"status": "not_applicable", "reason": "no evaluation tasks in the policy"}}}
+    vet_path.write_text(json.dumps(no_eval))
+    assert main(["advise", *BASE, "--monthly-tasks", "5000", "--eval", str(vet_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no evaluation tasks in the policy" in err and "--quality-candidate" in err
 
 
 def test_human_output_and_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -119,7 +119,8 @@ def test_bad_inputs_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], arg
     rc = main(["cost", *args, "--json"])
     captured = capsys.readouterr()
     assert rc == 2
-    assert captured.out == ""
+    doc = json.loads(captured.out)  # --json: the refusal as one assay.error/1 document
+    assert doc["schema"] == "assay.error/1" and message in doc["error"] and doc["exit_code"] == 2
     assert message in captured.err
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
 

@@ -19,7 +19,8 @@ offsets from 0 (as llama.cpp's server does), which a careless client takes for t
 (as servers that always generate do), and then echoes the generated token's log-probability after the prompt's.
 ``streaming=False`` ignores ``stream`` (one JSON answer, like servers that cannot stream); ``tokenize=False`` has no
 ``/tokenize``; ``usage=False`` reports no token counts; ``strict=True`` refuses the non-standard request fields
-``ignore_eos`` and ``stream_options`` with HTTP 400 (as stricter servers do); ``also_serves`` lists more names for the same weights (as
+``ignore_eos`` and ``stream_options`` with HTTP 400 (as stricter servers do); ``also_serves`` lists more names
+for the same weights (as
 vLLM serves LoRA adapters by name).
 
     with serve(model, tokenizer, name="tiny") as server:
@@ -132,7 +133,7 @@ class ModelServer(ThreadingHTTPServer):
     def greedy(self, ids: list[int], max_tokens: int, stop: list[str]) -> tuple[str, str]:
         """The whole greedy completion and its finish reason."""
         text, finish = "", "length"
-        for text, reason in self._decode_greedily(ids, max_tokens, stop, ignore_eos=False):
+        for text, reason in self._decode_greedily(ids, max_tokens, stop, ignore_eos=False):  # noqa: B007 - the last text is the whole answer
             finish = reason or finish
         return text, finish
 

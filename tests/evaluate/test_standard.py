@@ -15,7 +15,9 @@ from assay.evaluate.suites import load_suite
 from assay.evaluate.suites.standard import TRUTHFULQA_PRIMER, hellaswag_preprocess, mmlu_description
 from assay.evaluate.tasks import TaskKind
 
-GSM8K_TEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "test.jsonl"
+# The first 40 items of GSM8K's real test split (MIT, see tests/data/gsm8k/), inside the repository.
+GSM8K_TEST = Path(__file__).resolve().parents[1] / "data" / "gsm8k" / "test.jsonl"
+GSM8K_ITEMS = 40
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -38,7 +40,7 @@ def _parquet(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def test_gsm8k_real_test_file() -> None:
     task = load_suite(f"gsm8k:{GSM8K_TEST}")
-    assert task.kind is TaskKind.GENERATE and len(task.items) == 1319
+    assert task.kind is TaskKind.GENERATE and len(task.items) == GSM8K_ITEMS
     first = task.items[0]
     assert first.context.startswith("Question: Janet\u2019s ducks lay 16 eggs per day.")
     assert first.context.endswith("farmers' market?\nAnswer:")
@@ -54,7 +56,7 @@ def test_gsm8k_five_shot_from_a_sibling_train_split(tmp_path: Path) -> None:
                                       for i in range(7)])
     for spec in (f"gsm8k:{tmp_path / 'test.jsonl'}", f"gsm8k:{tmp_path}"):
         task = load_suite(spec)
-        assert len(task.items) == 1319 and task.num_fewshot == 5 and len(task.fewshot_pool) == 7
+        assert len(task.items) == GSM8K_ITEMS and task.num_fewshot == 5 and len(task.fewshot_pool) == 7
         assert task.fewshot_pool[0].context == "Question: What is 0 + 1?\nAnswer:"
         assert task.fewshot_pool[0].gold == "0 + 1 = 1\n#### 1"
 
@@ -94,7 +96,8 @@ def test_gsm8k_malformed_line_names_file_and_line(tmp_path: Path) -> None:
 
 MMLU_ROWS = [
     {"question": " What is 2 + 2? ", "subject": "elementary_mathematics", "choices": ["3", "4", "5", "6"], "answer": 1},
-    {"question": "Which is a prime?", "subject": "elementary_mathematics", "choices": ["4", "6", "7", "9"], "answer": 2},
+    {"question": "Which is a prime?", "subject": "elementary_mathematics", "choices": ["4", "6", "7", "9"],
+     "answer": 2},
     {"question": "H2O is?", "subject": "high_school_chemistry", "choices": ["water", "salt", "air", "gold"],
      "answer": 0},
 ]

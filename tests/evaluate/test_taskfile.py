@@ -73,7 +73,7 @@ def test_lm_eval_yaml_with_every_supported_field(data: Path) -> None:
     assert task.metrics == ("acc", "acc_norm", "acc_bytes", "exact_match")
     assert [i.gold for i in task.items] == [0, 1, 2]
     assert task.items[0].choices == ("Paris", "Rome", "Oslo")
-    assert task.num_fewshot == 2 and task.fewshot_sampler == "first_n"
+    assert task.num_fewshot == 2 and task.fewshot_sampler == "lm_eval_first_n"
     # the prompt lm-evaluation-harness builds: description, k examples, delimiters, the question
     assert build_context(task, task.items[2]) == (
         "Geography.\n\n"
@@ -178,12 +178,12 @@ def test_lm_eval_generate_until_with_gsm8k_filters(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("extra", "message"), [
     ("process_docs: !function utils.process_docs", "!function"),
-    ("process_results: foo", "unsupported lm-evaluation-harness field"),
+    ("process_results: foo", "process_results must be"),
     ("use_prompt: 'promptsource:x'", "use_prompt"),
-    ("num_fewshot: 3", "sampler 'default' is not supported"),
-    ("metric_list: [{metric: f1}]", "metric 'f1' is not supported"),
+    ("fewshot_config: {sampler: balanced}", "sampler 'balanced' is not supported"),
+    ("metric_list: [{metric: mcc}]", "metric 'mcc' is not supported"),
     ("metric_list: [{metric: acc, aggregation: median}]", "aggregation 'median'"),
-    ("fewshot_config: {sampler: first_n, samples: []}", "fewshot_config supports only"),
+    ("fewshot_config: {sampler: first_n, bogus: 1}", "fewshot_config field.s. bogus"),
     ("repeats: 4", "repeats"),
 ])
 def test_unsupported_lm_eval_fields_are_refused(data: Path, extra: str, message: str) -> None:

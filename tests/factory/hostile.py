@@ -344,7 +344,7 @@ def build_hostile(root: Path) -> list[Sample]:
         ("ZIP-FLAGS",))
     add("torchscript-code", raw_zip([Member("archive/data.pkl", HONEST_DATA_PKL),
                                      Member("archive/constants.pkl", b"\x80\x02)."),
-                                     Member("archive/code/__torch__.py", "def forward(self):\n  return 1\n".encode()),
+                                     Member("archive/code/__torch__.py", b"def forward(self):\n  return 1\n"),
                                      Member("archive/version", b"3\n")]), ("TORCHSCRIPT-CODE",), "model.pt")
     add("zip-member-evil-by-content", raw_zip([Member("weights/readme.txt", P2_GLOBAL)]), dangerous, "bundle.zip")
     add("zip-in-zip", raw_zip([Member("inner.zip", raw_zip([Member("w.bin", P2_GLOBAL)]))]), dangerous, "outer.zip")
@@ -419,7 +419,8 @@ def build_hostile(root: Path) -> list[Sample]:
         "bad-metadata": (safetensors_bytes({"__metadata__": {"format": {"nested": 1}}, "a": f32}, b"\x00" * 16),
                          ("SAFETENSORS-METADATA",)),
         "hidden-trailing-bytes": (safetensors_bytes({"a": f32}, b"\x00" * 16 + P2_GLOBAL), ("SAFETENSORS-GAP",)),
-        "invalid-json": (safetensors_bytes('{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]', b"\x00" * 16),
+        "invalid-json": (safetensors_bytes('{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]',
+                                           b"\x00" * 16),
                          ("SAFETENSORS-HEADER",)),
         "negative-shape": (safetensors_bytes({"a": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}},
                                              b"\x00" * 16), ("SAFETENSORS-HEADER",)),

@@ -199,7 +199,7 @@ def test_gguf_metadata_and_tensor_names(zoo: Zoo) -> None:
     for path, weight_type in expected_type.items():
         reader = gguf.GGUFReader(path)
 
-        def field(key: str) -> Any:
+        def field(key: str, reader: Any = reader) -> Any:
             return reader.fields[key].contents()
 
         assert field("general.architecture") == "llama"

@@ -46,9 +46,12 @@ def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
 
 
 def assert_one_line_error(run: Run, *fragments: str) -> None:
-    """Exit 2, nothing on stdout, exactly one `error:` line on stderr naming every fragment, no traceback."""
+    """Exit 2, exactly one `error:` line on stderr naming every fragment, no traceback; on stdout nothing, or
+    (with --json) the same error as one assay.error/1 document."""
     assert run.rc == 2, (run.rc, run.out, run.err)
-    assert run.out == ""
+    if run.out:
+        doc = json.loads(run.out)
+        assert doc["schema"] == "assay.error/1" and doc["exit_code"] == 2 and doc["error"] in run.err, run.out
     lines = [ln for ln in run.err.splitlines() if ln.strip()]
     assert len(lines) == 1, run.err
     assert lines[0].startswith("error: "), run.err

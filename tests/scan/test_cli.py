@@ -92,6 +92,7 @@ def test_sarif_validates_for_unsafe_and_safe(hostile, zoo, tmp_path, capsys) -> 
         (folder / name).mkdir(parents=True)
         shutil.copy(src, folder / name / src.name)
     out = tmp_path / "out" / "scan.sarif"
+    out.parent.mkdir()  # assay does not create a missing folder for --sarif (tests/test_cli_errors.py)
     rc = main(["scan", str(folder), "--sarif", str(out)])
     assert rc == 1
     doc = _validate_sarif(out)

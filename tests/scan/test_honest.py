@@ -95,11 +95,11 @@ def test_stock_chat_templates_pass_clean(template: str) -> None:
 
 
 def test_stock_templates_in_tokenizer_config_and_jinja_file(tmp_path: Path) -> None:
-    text = (TEMPLATES / "llama3.1-tools.jinja").read_text()
+    text = (TEMPLATES / "llama-3.1-8b-instruct.jinja").read_text()
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({
         "chat_template": [{"name": "default", "template": (TEMPLATES / "chatml.jinja").read_text()},
                           {"name": "tool_use", "template": text}]}))
-    (tmp_path / "chat_template.jinja").write_text((TEMPLATES / "qwen2.5-tools.jinja").read_text())
+    (tmp_path / "chat_template.jinja").write_text((TEMPLATES / "qwen2.5-7b-instruct.jinja").read_text())
     _assert_clean(scan_model(resolve(str(tmp_path))))
 
 

@@ -118,14 +118,11 @@ def test_hugging_face_cache_links_into_blobs_are_fine(tmp_path: Path, zoo, monke
 
 
 def test_torch_storage_crc_is_checked_only_when_deep(tmp_path: Path, zoo) -> None:  # type: ignore[no-untyped-def]
-    from assay.scan.containers import read_central_directory
+    from assay.model.zipread import read_zip
 
     data = bytearray((zoo.bin_dir / "pytorch_model.bin").read_bytes())
-    entries, *_ = read_central_directory(bytes(data))
-    storage = next(e for e in entries if "/data/" in e.name and e.usize >= 64)
-    start = storage.local_offset + 30 + len(storage.name.encode()) + int.from_bytes(
-        data[storage.local_offset + 28:storage.local_offset + 30], "little")
-    data[start + 10] ^= 0xFF  # torch ignores CRCs and would load the changed weights
+    storage = next(e for e in read_zip(bytes(data)).miniz.members if "/data/" in e.name and e.usize >= 64)
+    data[storage.data_start + 10] ^= 0xFF  # torch ignores CRCs and would load the changed weights
     (tmp_path / "pytorch_model.bin").write_bytes(bytes(data))
     assert scan_model(resolve(str(tmp_path / "pytorch_model.bin"))).verdict is ScanVerdict.SAFE
     report = scan_model(resolve(str(tmp_path / "pytorch_model.bin")), deep=True)

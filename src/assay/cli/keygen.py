@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
-from assay.cli.common import EXIT_PASS, console, emit_json, json_option
+from assay.cli.common import EXIT_PASS, check_output_file, console, emit_json, json_option
 from assay.errors import ProvenanceError, UsageError
 
 
 @click.command("keygen")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("assay-key.pem"),
-              show_default=True, help="Private key file; the public key goes to the same name + .pub.")
+              show_default=True,
+              help="Private key file; the public key goes to the same name + .pub. Its folder must exist.")
 @click.option("--kind", type=click.Choice(["ecdsa-p256", "ed25519"]), default="ecdsa-p256", show_default=True,
               help="ECDSA P-256 interoperates with the OpenSSF model-signing tool; Ed25519 is verified by "
                    "assay only (model-signing cannot verify Ed25519 signatures).")
@@ -31,17 +32,18 @@ def command(out: Path, kind: str, force: bool, as_json: bool) -> int:
       assay sign ./my-model --key release-key.pem
       assay verify ./my-model --key release-key.pem.pub
 
-    Exit codes: 0 written, 2 bad input (key files exist without --force, unwritable path).
+    Exit codes: 0 written, 2 bad input (key files exist without --force, a folder that does not exist (it is
+    never created), unwritable path).
     """
     from assay.provenance.signing import generate_keypair, key_hint
 
+    check_output_file(out, "--out")
     pub_path = out.with_name(out.name + ".pub")
     for p in (out, pub_path):
         if p.exists() and not force:
             raise UsageError(f"{p} already exists", hint="pass --force to overwrite it")
     priv, pub = generate_keypair(kind=kind)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(priv)

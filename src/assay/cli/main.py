@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import click
 
 from assay import __version__
+from assay.cli import common
 from assay.errors import AssayError, debugging, set_debug
 
 #: Command name -> module under assay.cli that defines ``command``. Order is the order in ``--help``.
@@ -40,6 +41,8 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "schema": "schema",
     "demo": "demo",
+    "hub": "hub",
+    "reproduce": "reproduce",
 }
 
 class _Group(click.Group):
@@ -87,18 +90,23 @@ def cli(debug: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit code (never raises for user errors)."""
+    """Run the CLI and return its exit code (never raises for user errors).
+
+    Every refusal is one line ``error: ...`` on stderr. With ``--json`` it is also one ``assay.error/1`` document
+    on stdout (``error``, ``hint``, ``exit_code``), so a script reading stdout always gets a document.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     set_debug("--debug" in args)
     if "--debug" in args:  # accepted anywhere, as the error messages suggest: `assay inspect X --debug`
         args = ["--debug"] + [a for a in args if a != "--debug"]
+    wants_json = "--json" in args and "--help" not in args and "-h" not in args
+    common.reset_emitted()
     try:
         rv = cli.main(args=args, prog_name="assay", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("error: interrupted", err=True)
-        return 2
+        return _fail("interrupted", None, 2, wants_json)
     except click.ClickException as exc:
         if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # `assay` alone: the help answers
             exc.show()
@@ -106,28 +114,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line, like every other refusal: click's own "Usage: ... Try ... Error: ..." block is three.
         message = " ".join(exc.format_message().split())
         ctx = getattr(exc, "ctx", None)
-        hint = f" (see `{ctx.command_path} --help`)" if isinstance(exc, click.UsageError) and ctx else ""
-        click.echo(f"error: {message}{hint}", err=True)
-        return 2
+        hint = f"see `{ctx.command_path} --help`" if isinstance(exc, click.UsageError) and ctx else None
+        return _fail(message, hint, 2, wants_json)
     except AssayError as exc:
         if debugging():
             traceback.print_exc()
-        click.echo(f"error: {exc.diagnostics()}", err=True)
-        return exc.exit_code
+        return _fail(exc.message, exc.hint, exc.exit_code, wants_json)
     except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-        return 2
+        return _fail("interrupted", None, 2, wants_json)
     except BrokenPipeError:
         return 2
     except Exception as exc:  # noqa: BLE001 - a bug must still not spill a traceback on users
         if debugging():
             traceback.print_exc()
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        click.echo(f"error: internal error: {type(exc).__name__}: {msg} (run with --debug for details)", err=True)
-        return 2
+        return _fail(f"internal error: {type(exc).__name__}: {msg}", "run with --debug for details", 2, wants_json)
     if isinstance(rv, int):
         return rv
     return 0
+
+
+def _fail(message: str, hint: str | None, exit_code: int, as_json: bool) -> int:
+    """Report a refusal once: ``error: message (hint)`` on stderr and, with ``--json``, an ``assay.error/1``
+    document on stdout (unless the command already printed its own document there)."""
+    click.echo(f"error: {message}" + (f" ({hint})" if hint else ""), err=True)
+    if as_json and not common.emitted():
+        common.emit_json(error_document(message, hint=hint, exit_code=exit_code))
+    return exit_code
+
+
+def error_document(message: str, *, hint: str | None = None, exit_code: int = 2) -> dict[str, object]:
+    """The ``assay.error/1`` document printed on stdout when a ``--json`` run is refused."""
+    return {"schema": "assay.error/1", "error": message, "hint": hint, "exit_code": exit_code}
 
 
 def entry() -> None:

@@ -37,7 +37,7 @@ def command(results: tuple[str, ...], fmt: str, out_file: str | None) -> int:
     from assay.errors import UsageError
     from assay.report import get_renderer, write_atomic
     from assay.report.terminal import TerminalRenderer
-    from assay.vet import load_vet_document
+    from assay.report.io import load_vet_document
 
     docs = [load_vet_document(Path(p)) for p in results]
     if len(docs) > 1 and fmt != "html":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from assay.cli.common import (console, download_option, emit_json, err_console, json_option,
+from assay.cli.common import (check_output_file, console, download_option, emit_json, err_console, json_option,
                               progress, revision_option)
 from assay.errors import ReportError, UsageError
 
@@ -33,7 +33,7 @@ _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cya
 @click.option("--deep", is_flag=True, default=False,
               help="Also read tensor data: NaN/Inf and all-zero tensors, CRCs of torch storages.")
 @click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              metavar="FILE", help="Also write the findings as SARIF 2.1.0 to FILE.")
+              metavar="FILE", help="Also write the findings as SARIF 2.1.0 to FILE (its folder must exist).")
 @revision_option
 @download_option
 @json_option
@@ -67,6 +67,8 @@ def command(ref: str, fail_on: str, allow_globals: tuple[str, ...], allow_remote
         if not dot or not module or not qualname or any(c.isspace() or c == ":" for c in name):
             raise UsageError(f"--allow-global wants the exact MODULE.QUALNAME a pickle imports "
                              f"(e.g. collections.OrderedDict), got {name!r}")
+    if sarif_path is not None:
+        check_output_file(sarif_path, "--sarif")
     model = resolve(ref, revision=revision, download=download)
     if as_json or not err_console().is_terminal:  # no bar to draw: skip loading rich.progress
         report = scan_model(model, fail_on=Severity(fail_on), allow_globals=allow_globals,
@@ -80,7 +82,6 @@ def command(ref: str, fail_on: str, allow_globals: tuple[str, ...], allow_remote
         from assay.report.sarif import sarif_document
 
         try:
-            sarif_path.parent.mkdir(parents=True, exist_ok=True)
             sarif_path.write_text(json.dumps(sarif_document(report), indent=2, ensure_ascii=False) + "\n",
                                   encoding="utf-8")
         except OSError as exc:

@@ -29,7 +29,10 @@ def read_key(path: Path, what: str) -> bytes:
 @click.option("--signature", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
               help="Where to write the signature [default: model.sig inside the model folder].")
 @click.option("--algorithm", type=click.Choice(["sha256", "blake3"]), default="sha256", show_default=True,
-              help="File digest algorithm in the signature (both are understood by model-signing).")
+              help="File digest algorithm in the signature. sha256 verifies everywhere: assay, the "
+                   "model_signing CLI and its Python API. blake3 verifies with assay and with the model_signing "
+                   "Python API (verifying.Config().verify), but NOT with the `model_signing verify` CLI, which "
+                   "re-hashes with SHA-256 and reports every file as mismatched.")
 @json_option
 @revision_option
 @download_option
@@ -39,10 +42,12 @@ def command(ref: str, key: Path, signature: Path | None, algorithm: str, as_json
 
     Writes a Sigstore bundle in the OpenSSF model signing format v1.0 (DSSE envelope around an in-toto
     statement, predicate https://model_signing/signature/v1.0), so `model_signing verify key` accepts it
-    for ECDSA P-256 keys. The signature file and git metadata (.git/, .gitattributes, .github/, .gitignore)
-    are left out, as the reference tool does. The signed predicate also carries assay.weights_root (to
-    match a re-sharded copy later) and assay.card (the model card's base_model, licence, ...).
-    Ed25519 keys work with assay only: model-signing cannot verify them.
+    for ECDSA P-256 keys and SHA-256 digests. The signature file and git metadata (.git/, .gitattributes,
+    .github/, .gitignore) are left out, as the reference tool does, and recorded in the signature's
+    ignore_paths, which `assay verify` honours. Symbolic links inside the folder are signed as the files
+    they lead to (allow_symlinks is then recorded); a link out of the folder is refused. The signed
+    predicate also carries assay.weights_root (to match a re-sharded copy later) and assay.card (the model
+    card's base_model, licence, ...). Ed25519 keys work with assay only: model-signing cannot verify them.
 
     \b
     Example:

@@ -18,8 +18,9 @@ from assay.cli.sign import read_key
 @click.option("--signature", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
               help="The signature file [default: model.sig inside the model folder].")
 @click.option("--trust-ignore-paths", is_flag=True,
-              help="Accept unsigned files under the signature's ignore_paths and git metadata (.git/, ...), "
-                   "as the reference tool does. Off by default: such files are reported as extra.")
+              help="Also leave out git metadata (.git/, .gitattributes, .github/, .gitignore) when the signature "
+                   "does not record it in ignore_paths, as the reference tool does. Paths the signature records "
+                   "as ignored are always left out (and listed).")
 @json_option
 @revision_option
 @download_option
@@ -28,10 +29,14 @@ def command(ref: str, key: Path, signature: Path | None, trust_ignore_paths: boo
     """Verify MODEL against its signature and name exactly what differs.
 
     Reads signatures made by `assay sign` or by the OpenSSF `model_signing sign key` tool (file or shard
-    serialization; SHA-256, BLAKE2b or BLAKE3 digests). Reports extra files (including files hidden in
-    .git/ or other folders the reference tool ignores), missing files, modified files with both digests,
-    and a tampered, foreign or wrong-key signature. When files differ, the weights root recorded by
-    `assay sign` tells whether the weights are still the signed ones (a re-sharded copy).
+    serialization; SHA-256, BLAKE2b or BLAKE3 digests). Reports extra files, missing files, modified files
+    with both digests, and a tampered, foreign or wrong-key signature. Paths the signature records in
+    ignore_paths (git metadata, the signature itself) are left out and listed, except Python files
+    transformers would import. A signed file that is now a symbolic link fails unless the signature
+    allows links (allow_symlinks), and a link out of the folder always fails and is never read; in a
+    Hugging Face cache snapshot, links into the repository's own blobs/ are its files. When files
+    differ, the weights root recorded by `assay sign` tells whether the weights are still the signed
+    ones (a re-sharded copy).
 
     \b
     Example:

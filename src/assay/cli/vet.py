@@ -38,12 +38,15 @@ _WRITE_FORMATS = ("json", "html", "md", "sarif", "cyclonedx")
               help="Cost inputs (YAML/JSON with the policy's cost keys, a policy file, or an `assay cost --json` "
                    "document); replaces the policy's cost section.")
 @click.option("--strict", is_flag=True, help="Exit 1 on WARN too (default: WARN exits 0).")
+@click.option("--publish", "publish_url", default=None, metavar="URL",
+              help="Sign the result and publish it to the assay hub at URL (token and key: $ASSAY_HUB_TOKEN and "
+                   "$ASSAY_SIGNING_KEY).")
 @revision_option
 @download_option
 @json_option
 def command(candidate: str, base: str | None, policy_path: str | None, tasks: tuple[str, ...], limit: int | None,
             out_dir: str | None, formats: tuple[str, ...], bench: bool | None, cost_from: str | None, strict: bool,
-            revision: str | None, download: bool, as_json: bool) -> int:
+            revision: str | None, download: bool, as_json: bool, publish_url: str | None = None) -> int:
     """Vet CANDIDATE: scan, signature, lineage, evaluation against the base, card and licence, hardware fit,
     optionally speed, memory and cost; one verdict.
 
@@ -74,6 +77,10 @@ def command(candidate: str, base: str | None, policy_path: str | None, tasks: tu
 
     if formats and not out_dir:
         raise UsageError("--format chooses the files written with --out; give --out DIR too")
+    if publish_url:  # refuse missing credentials before the long work
+        from assay.cli.hub import resolve_credentials
+
+        hub_token, hub_key = resolve_credentials(None, None)
     policy = load_policy(Path(policy_path)) if policy_path else default_policy()
     cost = load_cost_file(Path(cost_from), keep=policy.cost) if cost_from else None
     with progress(enabled=True) as prog:
@@ -87,4 +94,9 @@ def command(candidate: str, base: str | None, policy_path: str | None, tasks: tu
         TerminalRenderer().print(doc, console())
         if out_dir:
             err_console().print(f"reports written to {out_dir}")
+    if publish_url:
+        from assay.cli.hub import publish_vet
+
+        reply = publish_vet(doc, url=publish_url, token=hub_token, key_pem=hub_key)
+        err_console().print(f"published to {publish_url.rstrip('/')}{reply.get('url', '')}")
     return result.exit_code(strict=strict)

@@ -7,7 +7,9 @@
 - :mod:`.cost` turns throughput and prices into cost per task, monthly cost and break-even volume
   (``compute_cost``, ``cost_document``: ``assay cost``).
 - :mod:`.card` reads the model card offline: transparency score, loss curve, licence laundering, claims against
-  measurements (``read_card``, ``check_claims``, ``card_document``: ``assay card``).
+  measurements (``read_card``, ``check_claims``, ``card_document``: ``assay card``); :mod:`.claims` pairs a
+  card's ``model-index`` claims with the tasks a vet measured (``match_claims``, ``card_with_claims``);
+  :mod:`.training_log` reads the loss curve from ``trainer_state.json``.
 - :mod:`.licences` is the licence table (``data/licences.yaml``) and the licence policy checks
   (``lookup``, ``check_licence``).
 - :mod:`.advise` recommends API, few-shot open model or fine-tune from the numbers (``advise``: ``assay advise``).

@@ -222,13 +222,19 @@ def quality_from_document(doc: Any, *, metric: str | None = None) -> tuple[float
     """
     schema = doc.get("schema") if isinstance(doc, Mapping) else None
     if schema == "assay.eval/1":
-        cand, base = _task_metrics(doc.get("tasks")), _task_metrics(doc.get("base_tasks"))
+        ev: Any = doc
     elif schema == "assay.vet/1":
-        ev = doc.get("evaluation") if isinstance(doc.get("evaluation"), Mapping) else {}
-        cand = _task_metrics((ev.get("candidate") or {}).get("tasks") if isinstance(ev.get("candidate"), Mapping) else None)
-        base = _task_metrics((ev.get("base") or {}).get("tasks") if isinstance(ev.get("base"), Mapping) else None)
+        # A vet document carries its evaluation stage's `assay.eval/1` document under "evaluation".
+        ev = doc.get("evaluation")
+        if not isinstance(ev, Mapping):
+            stage = doc.get("stages", {}).get("evaluation") if isinstance(doc.get("stages"), Mapping) else None
+            why = stage.get("reason") if isinstance(stage, Mapping) else None
+            raise DeployError("the --eval vet document has no evaluation results"
+                              + (f" (its evaluation stage: {why})" if why else "")
+                              + "; vet with evaluation tasks (--task) or pass --quality-candidate")
     else:
         raise DeployError("the --eval file is neither an `assay eval --json` nor an `assay vet --json` document")
+    cand, base = _task_metrics(ev.get("tasks")), _task_metrics(ev.get("base_tasks"))
     if not cand:
         raise DeployError("the --eval document has no evaluation results for the candidate")
     c, described = _score(cand, metric)

@@ -285,7 +285,8 @@ def describe_hardware(*, device: str = "cpu") -> Hardware:
                     torch_threads=threads, python=platform.python_version(), os=platform.platform())
 
 
-def _load(ref: ModelRef, *, backend: str, dtype: str, threads: int | None) -> tuple[Any, float | None, float, str | None]:
+def _load(ref: ModelRef, *, backend: str, dtype: str,
+          threads: int | None) -> tuple[Any, float | None, float, str | None]:
     """``(loaded, scan seconds, load seconds, note)``: a backend with ``.model`` and ``.tokenizer``.
 
     The model is scanned first (:func:`assay.scan.scan_model`) and loaded by the hf backend only if it scanned
@@ -487,7 +488,8 @@ def _measure(ref: ModelRef, *, backend: str, dtype: str, settings: BenchSettings
         config = model.config.to_dict()
         dtype_name = str(param.dtype).replace("torch.", "")
         notes: list[str] = [load_note] if load_note else []
-        if any(ref.path(f).suffix.lower() == ".gguf" for f in ref.files) and dtype_name in ("float32", "bfloat16", "float16"):
+        gguf = any(ref.path(f).suffix.lower() == ".gguf" for f in ref.files)
+        if gguf and dtype_name in ("float32", "bfloat16", "float16"):
             notes.append(f"GGUF weights were dequantised to {dtype_name} by transformers: llama.cpp would run the "
                          "quantised weights faster and smaller")
         close = getattr(loaded, "close", None)
@@ -526,7 +528,8 @@ def _worker(ref: ModelRef, backend: str, dtype: str, settings: BenchSettings, la
     peak = max(bench.peak_rss_bytes or 0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     data = asdict(bench)
     data["peak_rss_bytes"] = peak
-    data["model_rss_bytes"] = max(0, peak - bench.rss_before_load_bytes) if bench.rss_before_load_bytes is not None else None
+    before = bench.rss_before_load_bytes
+    data["model_rss_bytes"] = max(0, peak - before) if before is not None else None
     return {"bench": data, "config": config}
 
 

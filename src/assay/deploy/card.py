@@ -30,7 +30,6 @@ Cross-checks (findings, rule ids stable):
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -41,12 +40,14 @@ from typing import Any
 import yaml
 
 from assay.deploy.licences import Licence, card_licence, guess_licence_from_name, lookup
+from assay.deploy.training_log import TRAINER_STATE_MAX, read_trainer_state
 from assay.model.ref import ModelRef
+from assay.jsonable import as_mapping
 
 #: Largest README read (bytes); a bigger one is read up to this size and flagged.
 MAX_CARD_BYTES = 2 * 1024 * 1024
-#: Largest trainer_state.json parsed (bytes).
-MAX_STATE_BYTES = 64 * 1024 * 1024
+#: Largest trainer_state.json parsed (bytes): one limit, the reader's (:mod:`assay.deploy.training_log`).
+MAX_STATE_BYTES = TRAINER_STATE_MAX
 #: Claimed and measured scores further apart than this (on a 0..1 scale) make a claim unsupported.
 CLAIM_TOLERANCE = 0.05
 
@@ -270,8 +271,8 @@ def _eval_claims(model_index: Any) -> list[EvalClaim]:
         for res in results if isinstance(results, list) else []:
             if not isinstance(res, dict):
                 continue
-            task = res.get("task") if isinstance(res.get("task"), dict) else {}
-            ds = res.get("dataset") if isinstance(res.get("dataset"), dict) else {}
+            task = as_mapping(res.get("task"))
+            ds = as_mapping(res.get("dataset"))
             for met in res.get("metrics") or []:
                 if not isinstance(met, dict):
                     continue
@@ -477,15 +478,12 @@ def read_card(ref: ModelRef, *, base: ModelRef | None = None) -> CardReport:
         datasets = ("(described in the card text)",)
 
     curve: LossCurve | None = None
-    state_path = None if ref.single_file else _find(ref, "trainer_state.json")
-    if state_path is not None:
-        try:
-            text, truncated = _read_text(state_path, MAX_STATE_BYTES)
-            state = None if truncated else json.loads(text)
-        except (OSError, ValueError) as exc:
+    trainer = read_trainer_state(ref)
+    if trainer is not None:
+        if trainer.error is not None:
             findings.append(CardFinding("CARD-TRAINER-STATE-INVALID", "low", "trainer_state.json", None,
-                                        f"trainer_state.json could not be read ({type(exc).__name__})"))
-            state = None
+                                        f"trainer_state.json could not be read ({trainer.error})"))
+        state = trainer.state
         curve = _loss_curve(state)
         if isinstance(state, dict):
             for key in ("max_steps", "num_train_epochs", "train_batch_size", "total_flos"):

@@ -20,9 +20,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from assay.errors import DeployError
+
+if TYPE_CHECKING:
+    from assay.policy import CostPolicy
 
 #: Utilisation levels the sweep shows (share of paid hardware time doing useful work).
 SWEEP_UTILISATIONS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
@@ -150,7 +154,8 @@ def _api_per_task(inp: CostInputs) -> tuple[float, str]:
         if price is None:
             continue
         if tokens is None:
-            raise DeployError(f"an API price per million {what} tokens needs --tokens-{'in' if what == 'input' else 'out'}")
+            flag = "--tokens-in" if what == "input" else "--tokens-out"
+            raise DeployError(f"an API price per million {what} tokens needs {flag}")
         cost += tokens * price / 1e6
     return cost, "per-token prices"
 
@@ -176,7 +181,8 @@ def compute_cost(inputs: CostInputs) -> CostReport:
     for name in ("tokens_in", "tokens_out", "monthly_tasks"):
         _positive(name.replace("_", "-"), getattr(inp, name))
     if not (0 < inp.utilisation <= 1):
-        raise DeployError(f"utilisation must be in (0, 1], got {inp.utilisation} (0.5 means half the paid hours do work)")
+        raise DeployError(f"utilisation must be in (0, 1], got {inp.utilisation} "
+                          "(0.5 means half the paid hours do work)")
 
     api, api_basis = _api_per_task(inp)
     notes: list[str] = []
@@ -282,3 +288,18 @@ def cost_document(r: CostReport) -> dict[str, Any]:
         "curve": [asdict(p) for p in r.curve],
         "notes": list(r.notes),
     }
+
+
+def inputs_from_policy(cost: CostPolicy, bench: Mapping[str, Any] | None) -> CostInputs:
+    """The :class:`~assay.deploy.cost.CostInputs` of the policy's ``cost`` section and the bench document."""
+    derived: dict[str, Any] = {}
+    if cost.self_per_task is None and bench is not None:
+        derived = inputs_from_bench(dict(bench))
+    return CostInputs(api_per_task=cost.api_per_task, api_input_per_mtok=cost.api_input_per_mtok,
+                      api_output_per_mtok=cost.api_output_per_mtok, self_per_task=cost.self_per_task,
+                      decode_tokens_per_s=derived.get("decode_tokens_per_s"),
+                      prefill_tokens_per_s=derived.get("prefill_tokens_per_s"),
+                      hardware_per_hour=cost.gpu_price_per_hour if cost.self_per_task is None else None,
+                      utilisation=cost.utilisation, tokens_in=cost.tokens_in, tokens_out=cost.tokens_out,
+                      training_cost=cost.training_cost, monthly_tasks=cost.monthly_volume,
+                      source=derived.get("source", {"self_per_task": "given by the policy"}))

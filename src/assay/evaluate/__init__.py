@@ -7,4 +7,7 @@
 - :mod:`.suites` holds the built-in suites and loaders for standard benchmarks from local files.
 - :mod:`.stats` paired bootstrap, exact McNemar, Holm; :mod:`.compare` builds the comparison;
   :mod:`.cache` is the SQLite result cache.
+- :mod:`.pair` runs a candidate and its base on the same tasks, each loaded once (``compare_models``: what
+  ``assay eval --base`` and ``assay vet`` both run); :mod:`.policy_tasks` turns a policy's probes and
+  ``drift.kl`` into tasks and builds the probes document.
 """

@@ -17,7 +17,10 @@ Scoring follows lm-evaluation-harness:
 
 Few-shot examples come before the context: ``description + (example + target_delimiter + answer +
 fewshot_delimiter) * k + context``. The ``first_n`` sampler takes the first k of the pool; ``random`` samples k
-with a generator seeded by (seed, item id), so an item's prompt does not depend on which other items run.
+with a generator seeded by (seed, item id), so an item's prompt does not depend on which other items run;
+lm-evaluation-harness's samplers (``lm_eval_default``, ``lm_eval_first_n``) are reproduced draw for draw (see
+:func:`fewshot_examples`). A pool item with a rendered ``meta["shot"]`` (lm-evaluation-harness task files) is
+shown as that text.
 An item's ``meta["description"]`` replaces the task's description (MMLU with several subjects in one file) and its
 ``meta["fewshot_group"]`` limits the pool to examples of the same group (the subject's dev split). An item with
 per-choice :attr:`~assay.evaluate.tasks.Item.contexts` (Winogrande) scores choice ``i`` after
@@ -40,7 +43,7 @@ import numpy as np
 from assay.errors import EvalError
 from assay.evaluate.backends.base import Backend, GenerationRequest, LoglikelihoodRequest
 from assay.evaluate.cache import ResultCache, library_versions
-from assay.evaluate.stats import aggregate, bootstrap_stderr, mean_stderr, metric_spec
+from assay.evaluate.stats import aggregate, bootstrap_stderr, mean_stderr, metric_spec, register_metric
 from assay.evaluate.tasks import Item, Task, TaskKind
 from assay.progress import NULL_PROGRESS, Progress
 
@@ -50,7 +53,13 @@ CHUNK_ITEMS = 128
 DEFAULT_METRICS: dict[TaskKind, tuple[str, ...]] = {
     TaskKind.MULTIPLE_CHOICE: ("acc", "acc_norm", "acc_bytes"),
     TaskKind.PERPLEXITY: ("token_perplexity", "word_perplexity", "bits_per_byte"),
+    TaskKind.LOGLIKELIHOOD: ("perplexity", "acc"),
 }
+
+# lm-evaluation-harness's aggregations that are ratios of per-item sums: perplexity of a continuation
+# (exp of minus the mean log-likelihood over documents) and binary F1 (2TP / (2TP + FP + FN)).
+register_metric("perplexity", higher_is_better=False, kind="ratio", num="logprob", den="docs", transform="exp_neg")
+register_metric("f1", higher_is_better=True, kind="ratio", num="f1_num", den="f1_den")
 
 STRICT_PATTERN = r"#### (\-?[0-9\.\,]+)"
 FLEXIBLE_PATTERN = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"
@@ -130,10 +139,32 @@ def answer_text(task: Task, item: Item) -> str:
 
 
 def fewshot_examples(task: Task, item: Item) -> list[Item]:
-    """The few-shot examples put before ``item`` (never the item itself)."""
+    """The few-shot examples put before ``item``.
+
+    assay's samplers never show an item as its own example: ``first_n`` takes the first k of the pool,
+    ``random`` samples k with a generator seeded by (seed, item id). lm-evaluation-harness's samplers are
+    reproduced draw for draw: ``lm_eval_default`` is one ``random.Random(fewshot_seed)`` shared by the task's
+    items in order, drawing ``sample(pool, k)``, or, when the item may not be its own example
+    (:attr:`Task.fewshot_exclude_self`), ``sample(pool, k + 1)`` minus the documents equal to the item, cut to k;
+    ``lm_eval_first_n`` takes the first k of the pool minus the item's equals. Equality is that of the
+    documents (``meta["doc_key"]``), as lm-evaluation-harness compares dicts.
+    """
     k = task.num_fewshot
     if k <= 0:
         return []
+    if task.fewshot_sampler == "lm_eval_default":
+        draws = _lm_eval_draws(task)
+        if item.id not in draws:
+            raise EvalError(f"task {task.name}: item {item.id} is not one of the task's items, so lm-evaluation-"
+                            f"harness's sampler has no draw for it")
+        return [task.fewshot_pool[j] for j in draws[item.id]]
+    if task.fewshot_sampler == "lm_eval_first_n":
+        key = _doc_key(item)
+        pool = [ex for ex in task.fewshot_pool if not (task.fewshot_exclude_self and _doc_key(ex) == key)]
+        if len(pool) < k:
+            raise EvalError(f"task {task.name}: {k} few-shot examples requested but the few-shot pool has "
+                            f"{len(pool)}")
+        return pool[:k]
     digest = item.digest()
     pool = [ex for ex in task.fewshot_pool if ex.digest() != digest]
     group = item.meta.get("fewshot_group")
@@ -151,6 +182,45 @@ def fewshot_examples(task: Task, item: Item) -> list[Item]:
     raise EvalError(f"task {task.name}: unknown few-shot sampler {task.fewshot_sampler!r} (first_n or random)")
 
 
+def _doc_key(item: Item) -> str:
+    return str(item.meta.get("doc_key") or item.digest())
+
+
+_DRAWS: list[tuple[Task, dict[str, list[int]]]] = []
+
+
+def _lm_eval_draws(task: Task) -> dict[str, list[int]]:
+    """Pool indices lm-evaluation-harness's default sampler draws for each item (all items, in order)."""
+    for known, draws in _DRAWS:
+        if known is task:
+            return draws
+    k, n = task.num_fewshot, len(task.fewshot_pool)
+    keys = [_doc_key(ex) for ex in task.fewshot_pool]
+    rnd = random.Random(task.fewshot_seed)
+    draws = {}
+    for item in task.items:
+        need = k + 1 if task.fewshot_exclude_self else k
+        if need > n:
+            raise EvalError(f"task {task.name}: {k} few-shot examples requested but the few-shot pool has {n} "
+                            f"(lm-evaluation-harness's sampler draws {need})")
+        # random.sample picks positions from the population's length alone, so sampling range(n) gives the
+        # positions lm-evaluation-harness's sample over the documents gives.
+        picked = rnd.sample(range(n), need)
+        if task.fewshot_exclude_self:
+            key = _doc_key(item)
+            picked = [j for j in picked if keys[j] != key][:k]
+            if len(picked) < k:  # the pool holds several copies of the item: draw again without any of them
+                allowed = [j for j in range(n) if keys[j] != key]
+                if len(allowed) < k:
+                    raise EvalError(f"task {task.name}: item {item.id} has only {len(allowed)} few-shot examples "
+                                    f"other than itself; {k} requested")
+                picked = rnd.sample(allowed, k)
+        draws[item.id] = picked
+    _DRAWS.insert(0, (task, draws))
+    del _DRAWS[4:]
+    return draws
+
+
 def fewshot_prefix(task: Task, item: Item) -> str:
     """What comes before an item's own context: its description, then its few-shot examples.
 
@@ -160,6 +230,9 @@ def fewshot_prefix(task: Task, item: Item) -> str:
     """
     parts = [str(item.meta.get("description", task.description))]
     for ex in fewshot_examples(task, item):
+        if "shot" in ex.meta:  # rendered by the task loader (lm-evaluation-harness's few-shot turn)
+            parts.append(str(ex.meta["shot"]))
+            continue
         shown = ex.context
         if ex.contexts and isinstance(ex.gold, int) and 0 <= ex.gold < len(ex.contexts):
             shown = ex.contexts[ex.gold]
@@ -186,11 +259,19 @@ def _wrap(task: Task, text: str, backend: Backend | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------- scoring
-def score_choices(item: Item, lls: Sequence[float], greedy: Sequence[bool]) -> dict[str, float]:
-    """Per-item multiple-choice metrics from the choices' log-likelihoods, as lm-evaluation-harness defines them."""
+def score_choices(item: Item, lls: Sequence[float], greedy: Sequence[bool],
+                  unconditional: Sequence[float] | None = None) -> dict[str, float]:
+    """Per-item multiple-choice metrics from the choices' log-likelihoods, as lm-evaluation-harness defines them.
+
+    ``acc_norm`` and ``acc_bytes`` divide by the length of what ``doc_to_choice`` gives: the choices, or the
+    per-choice contexts of an item that has them (Winogrande). ``unconditional`` (each choice's log-likelihood
+    after an empty context) adds ``acc_mutual_info``. ``f1_num`` and ``f1_den`` are the per-item parts of the
+    binary F1 of the predictions (2TP / (2TP + FP + FN), summed over items).
+    """
     ll = np.asarray(lls, dtype=float)
-    chars = np.array([float(len(c)) for c in item.choices])
-    nbytes = np.array([float(len(c.encode("utf-8"))) for c in item.choices])
+    texts = item.contexts or item.choices
+    chars = np.array([float(len(c)) for c in texts])
+    nbytes = np.array([float(len(c.encode("utf-8"))) for c in texts])
     pred = int(np.argmax(ll))
     pred_norm = int(np.argmax(ll / chars))
     pred_bytes = int(np.argmax(ll / nbytes))
@@ -209,6 +290,13 @@ def score_choices(item: Item, lls: Sequence[float], greedy: Sequence[bool]) -> d
         out["acc_norm"] = float(pred_norm == gold)
         out["acc_bytes"] = float(pred_bytes == gold)
         out["exact_match"] = float(bool(greedy[gold]))
+        tp2 = 2.0 * float(gold == 1 and pred == 1)
+        out["f1_num"] = tp2
+        out["f1_den"] = tp2 + float(pred != gold)
+    if unconditional is not None:
+        mutual = ll - np.asarray(unconditional, dtype=float)
+        best = int(np.argmax(mutual))
+        out["acc_mutual_info"] = float(best in gold) if isinstance(gold, tuple) else float(best == gold)
     return out
 
 
@@ -224,17 +312,51 @@ def extract_answer(text: str, how: str) -> str:
         return _regex_extract(text, FLEXIBLE_PATTERN, -1)
     if how.startswith("regex:"):
         return _regex_extract(text, how[len("regex:"):], 0)
+    if how.startswith(PIPELINE):
+        return _run_pipeline(text, json.loads(how[len(PIPELINE):])["steps"])
     raise EvalError(f"unknown answer filter {how!r} (exact, none, strict, flexible, regex:PATTERN)")
 
 
-def _regex_extract(text: str, pattern: str, group_select: int) -> str:
+#: Prefix of an answer filter that is an lm-evaluation-harness filter pipeline: ``pipeline:{"name": ...,
+#: "steps": [["regex", {"regex_pattern": ...}], ["lowercase", {}], ["take_first", {}]]}``.
+PIPELINE = "pipeline:"
+#: lm-evaluation-harness filter functions assay applies, with the options each takes.
+PIPELINE_STEPS: dict[str, frozenset[str]] = {
+    "regex": frozenset({"regex_pattern", "group_select", "fallback"}), "take_first": frozenset(),
+    "lowercase": frozenset(), "uppercase": frozenset(), "remove_whitespace": frozenset(),
+}
+
+
+def _run_pipeline(text: str, steps: Sequence[Sequence[Any]]) -> str:
+    """lm-evaluation-harness's filters on one response (a list of one until ``take_first``)."""
+    value: Any = [text]
+    for fn, kw in steps:
+        if fn == "take_first":
+            value = value[0]
+            continue
+        assert isinstance(value, list), "take_first must come last"
+        if fn == "regex":
+            value = [_regex_extract(v, kw.get("regex_pattern", STRICT_PATTERN), int(kw.get("group_select", 0)),
+                                    str(kw.get("fallback", INVALID))) for v in value]
+        elif fn == "lowercase":
+            value = [v.lower() for v in value]
+        elif fn == "uppercase":
+            value = [v.upper() for v in value]
+        elif fn == "remove_whitespace":
+            value = [v.strip() for v in value]
+        else:
+            raise EvalError(f"unknown answer filter step {fn!r}")
+    return str(value)
+
+
+def _regex_extract(text: str, pattern: str, group_select: int, fallback: str = INVALID) -> str:
     matches = re.findall(pattern, text)
     if not matches:
-        return INVALID
+        return fallback
     m = matches[group_select]
     if isinstance(m, tuple):
         nonempty = [g for g in m if g]
-        m = nonempty[0] if nonempty else INVALID
+        m = nonempty[0] if nonempty else fallback
     return m.strip()
 
 
@@ -256,6 +378,8 @@ def generation_metric_name(how: str, index: int, extract: Sequence[str]) -> str:
     """Metric name of an answer filter: ``exact_match`` for exact/none, else ``exact_match_<filter>``."""
     if how in ("exact", "none"):
         return "exact_match"
+    if how.startswith(PIPELINE):
+        return f"exact_match_{json.loads(how[len(PIPELINE):])['name']}"
     base = "exact_match_regex" if how.startswith("regex:") else f"exact_match_{how}"
     same = [h for h in extract if (h.startswith("regex:") if how.startswith("regex:") else h == how)]
     return base if len(same) == 1 else f"{base}_{index}"
@@ -277,8 +401,10 @@ def validate_task(task: Task) -> None:
             raise EvalError(f"task {task.name}: item {item.id} has no target text")
         elif task.kind == TaskKind.PERPLEXITY and not (item.text or item.context):
             raise EvalError(f"task {task.name}: item {item.id} has no text")
+        elif task.kind == TaskKind.LOGLIKELIHOOD and not (isinstance(item.gold, str) and item.gold):
+            raise EvalError(f"task {task.name}: item {item.id} has no continuation to score")
     for ex in task.fewshot_pool if task.num_fewshot else ():
-        if task.kind == TaskKind.MULTIPLE_CHOICE:
+        if task.kind == TaskKind.MULTIPLE_CHOICE and "shot" not in ex.meta:  # a rendered shot was checked by its loader
             _validate_mc_item(task, ex)
 
 
@@ -303,7 +429,7 @@ def _validate_mc_item(task: Task, item: Item) -> None:
 # --------------------------------------------------------------------------------------------- running
 #: The backend request each task kind sends (KL drift reads logits in process and is not listed).
 _REQUEST_KIND = {TaskKind.MULTIPLE_CHOICE: "loglikelihood", TaskKind.PERPLEXITY: "loglikelihood_rolling",
-                 TaskKind.GENERATE: "generate", TaskKind.PROBE: "generate"}
+                 TaskKind.GENERATE: "generate", TaskKind.PROBE: "generate", TaskKind.LOGLIKELIHOOD: "loglikelihood"}
 
 
 def evaluate_model(backend: Backend, tasks: Sequence[Task], *, limit: int | None = None,
@@ -335,7 +461,7 @@ def evaluate_task(backend: Backend, task: Task, *, limit: int | None = None, cac
     label = task.name
     progress.start(label, total=len(items))
     if task.kind in _KIND_RUNNERS and task.kind not in (TaskKind.MULTIPLE_CHOICE, TaskKind.GENERATE,
-                                                        TaskKind.PERPLEXITY):
+                                                        TaskKind.PERPLEXITY, TaskKind.LOGLIKELIHOOD):
         results = _KIND_RUNNERS[task.kind](backend, task, items, progress)
         progress.finish(label)
         return _aggregate(task, results, cached=0)
@@ -374,6 +500,8 @@ def _render(task: Task, item: Item, backend: Backend) -> dict[str, Any]:
         if item.contexts:
             return {"contexts": build_choice_contexts(task, item, backend), "continuations": continuations}
         return {"context": build_context(task, item, backend), "continuations": continuations}
+    if task.kind == TaskKind.LOGLIKELIHOOD:
+        return {"context": build_context(task, item, backend), "continuation": str(item.gold)}
     context = build_context(task, item, backend)
     return {"prompt": context, "until": list(task.generation.until), "max_tokens": task.generation.max_tokens}
 
@@ -382,27 +510,49 @@ def _score(backend: Backend, task: Task, items: list[Item], renders: list[dict[s
     if task.kind == TaskKind.MULTIPLE_CHOICE:
         # Choice i is scored after its own context when the item has one per choice (Winogrande), else all
         # choices share the item's context (and the backend runs that context once for all of them).
-        reqs = [LoglikelihoodRequest(ctx, c) for r in renders
-                for ctx, c in zip(r.get("contexts") or [r["context"]] * len(r["continuations"]),
-                                  r["continuations"], strict=True)]
+        # acc_mutual_info also scores each choice after an empty context (lm-evaluation-harness's "unconditional").
+        mutual = "acc_mutual_info" in task.metrics
+        reqs = []
+        for r in renders:
+            contexts = r.get("contexts") or [r["context"]] * len(r["continuations"])
+            reqs += [LoglikelihoodRequest(ctx, c) for ctx, c in zip(contexts, r["continuations"], strict=True)]
+            if mutual:
+                reqs += [LoglikelihoodRequest("", c) for c in r["continuations"]]
         res = backend.loglikelihood(reqs)
         out, pos = [], 0
         for item in items:
-            chunk = res[pos:pos + len(item.choices)]
-            pos += len(item.choices)
+            n = len(item.choices)
+            chunk = res[pos:pos + n]
+            uncond = [x.logprob for x in res[pos + n:pos + 2 * n]] if mutual else None
+            pos += 2 * n if mutual else n
             lls = tuple(r.logprob for r in chunk)
             greedy = tuple(r.is_greedy for r in chunk)
-            out.append(ItemResult(id=item.id, metrics=score_choices(item, lls, greedy), loglikelihoods=lls,
-                                  is_greedy=greedy, prediction=int(np.argmax(lls))))
+            metrics = score_choices(item, lls, greedy, uncond)
+            if task.process_results is not None:
+                raw = [(x.logprob, x.is_greedy) for x in res[pos - (2 * n if mutual else n):pos]]
+                metrics = {**metrics, **_task_code_metrics(task, item, raw)}
+            out.append(ItemResult(id=item.id, metrics=metrics, loglikelihoods=lls, is_greedy=greedy,
+                                  prediction=int(np.argmax(lls))))
+        return out
+    if task.kind == TaskKind.LOGLIKELIHOOD:
+        res = backend.loglikelihood([LoglikelihoodRequest(r["context"], r["continuation"]) for r in renders])
+        out = []
+        for item, x in zip(items, res, strict=True):
+            metrics = {"logprob": x.logprob, "docs": 1.0, "acc": float(x.is_greedy)}
+            if task.process_results is not None:
+                metrics.update(_task_code_metrics(task, item, [(x.logprob, x.is_greedy)]))
+            out.append(ItemResult(id=item.id, metrics=metrics, loglikelihoods=(x.logprob,), is_greedy=(x.is_greedy,)))
         return out
     if task.kind == TaskKind.PERPLEXITY:
         rolled = backend.loglikelihood_rolling([r["text"] for r in renders])
         out = []
         for item, r, rr in zip(items, renders, rolled, strict=True):
             text = r["text"]
-            out.append(ItemResult(id=item.id, metrics={
-                "logprob": rr.logprob, "tokens": float(rr.n_tokens), "bytes": float(len(text.encode("utf-8"))),
-                "words": float(len(re.split(r"\s+", text)))}))
+            metrics = {"logprob": rr.logprob, "tokens": float(rr.n_tokens),
+                       "bytes": float(len(text.encode("utf-8"))), "words": float(len(re.split(r"\s+", text)))}
+            if task.process_results is not None:
+                metrics.update(_task_code_metrics(task, item, [rr.logprob]))
+            out.append(ItemResult(id=item.id, metrics=metrics))
         return out
     if task.kind == TaskKind.PROBE and callable(getattr(task.scorer, "run", None)):
         # Probes that drive the backend themselves (sampling, repeats, token log-probs): assay.evaluate.probes.
@@ -430,6 +580,32 @@ def _score(backend: Backend, task: Task, items: list[Item], renders: list[dict[s
             out.append(ItemResult(id=item.id, metrics=metrics, prediction=text, extracted=extracted))
         return out
     raise EvalError(f"task {task.name}: kind {task.kind.value} cannot be run by this backend")
+
+
+#: What a ``process_results`` pair ``(log-likelihood, count)`` counts, by metric (lm-evaluation-harness's
+#: weighted_perplexity and bits_per_byte aggregations).
+_PAIR_COUNTS = {"word_perplexity": "words", "byte_perplexity": "bytes", "bits_per_byte": "bytes",
+                "perplexity": "docs"}
+
+
+def _task_code_metrics(task: Task, item: Item, raw: Any) -> dict[str, float]:
+    """Per-item metrics from the task file's own ``process_results`` (allowed with ``--allow-task-code``)."""
+    assert task.process_results is not None
+    try:
+        got = task.process_results(item.meta["doc"], raw)
+    except Exception as exc:  # noqa: BLE001 - the task author's code; report it as the task's failure
+        raise EvalError(f"task {task.name}: its process_results failed on item {item.id}: "
+                        f"{type(exc).__name__}: {exc}") from exc
+    out: dict[str, float] = {}
+    for name, value in dict(got).items():
+        if isinstance(value, tuple | list) and len(value) == 2 and name in _PAIR_COUNTS:
+            out["logprob"], out[_PAIR_COUNTS[name]] = float(value[0]), float(value[1])
+        elif isinstance(value, bool | int | float | np.number):
+            out[str(name)] = float(value)
+        else:
+            raise EvalError(f"task {task.name}: process_results gives {name} = {value!r} at item {item.id}, which "
+                            f"assay cannot aggregate (a number, or (log-likelihood, count) for perplexities)")
+    return out
 
 
 def task_metrics(task: Task, sample: ItemResult | None = None) -> tuple[str, ...]:

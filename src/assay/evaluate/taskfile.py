@@ -20,10 +20,9 @@ assay's format (every key but ``data`` and ``prompt`` optional)::
     metrics: [acc, acc_norm]
     generation: {until: ["\\n\\n"], max_tokens: 256, extract: [strict, flexible], ignore_case: true}
 
-lm-evaluation-harness YAMLs run unchanged when they use ``dataset_path: json|csv|parquet`` with
-``dataset_kwargs: {data_files: ...}`` and the fields in :data:`LMEVAL_FIELDS`; anything else (``!function``,
-``process_docs``, hub datasets, unknown keys) is refused with a message naming the field, never ignored.
-Templates are rendered in a Jinja sandbox with lm-evaluation-harness's ``regex_replace`` filter.
+lm-evaluation-harness task YAMLs (they name a ``task``) are read by :mod:`assay.evaluate.lmeval` with
+lm-evaluation-harness's own semantics, over local data files. Templates are rendered in a Jinja sandbox with
+lm-evaluation-harness's ``regex_replace`` filter.
 
     tasks = load_task_file(Path("arc_local.yaml"))
 """
@@ -39,39 +38,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from assay.errors import EvalError
 from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind
 
-#: lm-evaluation-harness task fields assay understands (others are refused).
-LMEVAL_FIELDS = frozenset({
-    "task", "tag", "include", "dataset_path", "dataset_name", "dataset_kwargs", "test_split", "validation_split",
-    "training_split", "fewshot_split", "output_type", "doc_to_text", "doc_to_choice", "doc_to_target",
-    "target_delimiter", "fewshot_delimiter", "num_fewshot", "fewshot_config", "metric_list", "description",
-    "generation_kwargs", "filter_list", "metadata", "repeats", "should_decontaminate",
-})
 OWN_FIELDS = frozenset({
     "name", "version", "kind", "data", "fewshot_data", "prompt", "choices", "label", "text", "id",
     "target_delimiter", "fewshot_delimiter", "description", "num_fewshot", "fewshot_sampler", "fewshot_seed",
     "chat_template", "metrics", "generation",
 })
-_LM_OUTPUT_TYPES = {"multiple_choice": TaskKind.MULTIPLE_CHOICE, "generate_until": TaskKind.GENERATE,
-                    "loglikelihood_rolling": TaskKind.PERPLEXITY}
-_MC_METRICS = {"acc", "acc_norm", "acc_bytes", "exact_match"}
-_PPL_METRICS = {"word_perplexity", "byte_perplexity", "bits_per_byte", "token_perplexity"}
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that names ``!function`` instead of failing with a parser error."""
-
-
-def _refuse_function(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    raise EvalError("the task uses `!function` (Python code from the task folder), which assay never runs; "
-                    "express the field as a field name or a Jinja template")
-
-
-_Loader.add_constructor("!function", _refuse_function)
 
 
 # --------------------------------------------------------------------------------------------- templates
@@ -105,6 +79,9 @@ class _Renderer:
                             f"{row_where}") from exc
         except TemplateError as exc:
             raise EvalError(f"{self.where}: {what} template is invalid ({exc}) at {row_where}") from exc
+        except Exception as exc:  # noqa: BLE001 - a method the template calls failed (e.g. list.index)
+            raise EvalError(f"{self.where}: {what} template failed at {row_where}: "
+                            f"{type(exc).__name__}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -287,35 +264,43 @@ def _gold_index(target: Any, choices: tuple[str, ...], where: str, task: str) ->
 
 
 # --------------------------------------------------------------------------------------------- loading
-def load_task_file(path: Path) -> list[Task]:
-    """Tasks defined by a YAML file (assay's format or an lm-evaluation-harness task YAML)."""
-    cfg = _read_yaml(path)
+def load_task_file(path: Path, *, data: Mapping[str, Any] | None = None, allow_task_code: bool = False,
+                   num_fewshot: int | None = None) -> list[Task]:
+    """Tasks defined by a YAML file (assay's format or an lm-evaluation-harness task YAML).
+
+    ``data`` maps ``SPLIT`` or ``TASK:SPLIT`` to local files for an lm-evaluation-harness task
+    (:mod:`assay.evaluate.lmeval`); ``allow_task_code`` lets its ``!function`` helpers run; ``num_fewshot`` is
+    ``--num-fewshot`` (lm-evaluation-harness tasks apply it by lm-evaluation-harness's rule).
+    """
+    from assay.evaluate.lmeval import FunctionRef, load_lmeval_task, read_yaml
+
+    cfg = read_yaml(path)
     if any(k in cfg for k in ("dataset_path", "doc_to_text", "output_type", "task")):
-        return [_lmeval_task(path, cfg)]
-    return [_own_task(path, cfg)]
+        name = str(cfg.get("task", ""))
+        splits = _data_for(name, data or {})
+        return [load_lmeval_task(path, cfg, data=splits, allow_task_code=allow_task_code, num_fewshot=num_fewshot)]
+    if any(isinstance(v, FunctionRef) for v in cfg.values()):
+        raise EvalError(f"{path}: assay's task format has no `!function`; express the field as a field name or a "
+                        f"Jinja template")
+    if data:
+        raise EvalError(f"{path}: --data applies to lm-evaluation-harness task YAMLs (this file names its `data`)")
+    from assay.evaluate.tasks import with_num_fewshot
+
+    return [with_num_fewshot(_own_task(path, cfg), num_fewshot)]
 
 
-def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
-    try:
-        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise EvalError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalError(f"cannot read task file {path}: {exc}") from exc
-    if not isinstance(cfg, dict):
-        raise EvalError(f"{path}: a task file must be a YAML mapping")
-    if "include" in cfg:
-        if depth > 4:
-            raise EvalError(f"{path}: `include` nests too deeply")
-        inc = cfg.pop("include")
-        if not isinstance(inc, str):
-            raise EvalError(f"{path}: `include` must name one YAML file")
-        base = _read_yaml((path.parent / inc), depth + 1) if (path.parent / inc).is_file() else None
-        if base is None:
-            raise EvalError(f"{path}: included file {inc} not found beside it")
-        base.update(cfg)
-        cfg = base
-    return cfg
+def _data_for(task: str, data: Mapping[str, Any]) -> dict[str, list[Path]]:
+    """The ``--data`` entries for one task: ``TASK:SPLIT`` ones for it, else the plain ``SPLIT`` ones."""
+    mine: dict[str, list[Path]] = {}
+    plain: dict[str, list[Path]] = {}
+    for key, value in data.items():
+        paths = [Path(v) for v in (value if isinstance(value, list | tuple) else [value])]
+        owner, sep, split = str(key).rpartition(":")
+        if sep and owner == task:
+            mine[split] = paths
+        elif not sep:
+            plain[split] = paths
+    return mine or plain
 
 
 def _resolve_data(path: Path, value: Any, what: str) -> list[Path]:
@@ -344,128 +329,6 @@ def _rows_of(paths: list[Path]) -> list[tuple[dict[str, Any], str]]:
     return rows
 
 
-def _lmeval_task(path: Path, cfg: dict[str, Any]) -> Task:
-    where = str(path)
-    unknown = sorted(set(cfg) - LMEVAL_FIELDS)
-    if unknown:
-        raise EvalError(f"{where}: unsupported lm-evaluation-harness field(s): {', '.join(unknown)} (assay runs "
-                        f"local-data task YAMLs with the fields listed in its README)")
-    name = cfg.get("task")
-    if not isinstance(name, str) or not name:
-        raise EvalError(f"{where}: `task` (the task name) is missing")
-    builder = cfg.get("dataset_path")
-    if builder not in ("json", "csv", "parquet"):
-        raise EvalError(f"{where}: dataset_path {builder!r} is not supported (use json, csv or parquet with "
-                        f"dataset_kwargs.data_files; assay never downloads datasets)")
-    if cfg.get("dataset_name") not in (None, "default"):
-        raise EvalError(f"{where}: dataset_name is not supported for local {builder} files")
-    kwargs = cfg.get("dataset_kwargs") or {}
-    if not isinstance(kwargs, dict) or set(kwargs) - {"data_files"} or "data_files" not in kwargs:
-        raise EvalError(f"{where}: dataset_kwargs must hold only data_files (got {sorted(kwargs) if isinstance(kwargs, dict) else kwargs!r})")
-    files = kwargs["data_files"]
-    splits: dict[str, list[Path]] = {}
-    if isinstance(files, dict):
-        for split, value in files.items():
-            splits[str(split)] = _resolve_data(path, value, f"data_files.{split}")
-    else:
-        splits["train"] = _resolve_data(path, files, "data_files")
-    kind = _LM_OUTPUT_TYPES.get(cfg.get("output_type", "generate_until"))
-    if kind is None:
-        raise EvalError(f"{where}: output_type {cfg.get('output_type')!r} is not supported (multiple_choice, "
-                        f"generate_until, loglikelihood_rolling)")
-    if cfg.get("repeats", 1) != 1:
-        raise EvalError(f"{where}: repeats other than 1 are not supported")
-    if cfg.get("should_decontaminate"):
-        raise EvalError(f"{where}: should_decontaminate is not supported")
-    eval_split = cfg.get("test_split") or cfg.get("validation_split")
-    if not eval_split:
-        raise EvalError(f"{where}: test_split (or validation_split) is required")
-    for key in ("test_split", "validation_split", "training_split", "fewshot_split"):
-        if cfg.get(key) is not None and cfg[key] not in splits:
-            raise EvalError(f"{where}: {key} {cfg[key]!r} is not among data_files splits ({', '.join(splits)})")
-    if cfg.get("fewshot_split"):
-        pool_split = cfg["fewshot_split"]
-    else:
-        pool_split = next((cfg.get(k) for k in ("training_split", "validation_split", "test_split")
-                           if cfg.get(k)), None)
-    fs_cfg = cfg.get("fewshot_config") or {}
-    if not isinstance(fs_cfg, dict) or set(fs_cfg) - {"sampler"}:
-        raise EvalError(f"{where}: fewshot_config supports only `sampler` (got {fs_cfg!r})")
-    sampler = fs_cfg.get("sampler", "first_n" if fs_cfg else "default")
-    if sampler != "first_n":
-        num = cfg.get("num_fewshot", 0) or 0
-        if num:
-            raise EvalError(f"{where}: fewshot sampler {sampler!r} is not supported for lm-evaluation-harness tasks "
-                            f"(set fewshot_config: {{sampler: first_n}}); its random sampler's draws depend on "
-                            f"item order and cannot be reproduced item by item")
-        sampler = "first_n"
-    renderer = _Renderer(where)
-    has_choices = cfg.get("doc_to_choice") is not None
-    fields = _Fields(renderer, has_choices=has_choices)
-    doc_to_text = cfg.get("doc_to_text", "")
-    if isinstance(doc_to_text, int):
-        raise EvalError(f"{where}: an integer doc_to_text (multiple inputs, as in Winogrande) is not supported")
-    if kind == TaskKind.MULTIPLE_CHOICE and not has_choices:
-        raise EvalError(f"{where}: multiple_choice needs doc_to_choice")
-    if "doc_to_target" not in cfg:
-        raise EvalError(f"{where}: doc_to_target is required")
-    target_delim = _str_field(cfg, "target_delimiter", " ", where)
-    fewshot_delim = _str_field(cfg, "fewshot_delimiter", "\n\n", where)
-    description = _str_field(cfg, "description", "", where)
-    if "{{" in description:
-        raise EvalError(f"{where}: a templated description is not supported")
-    gen = GenerationSpec()
-    metrics: tuple[str, ...] = ()
-    ml = cfg.get("metric_list")
-    gen_options: dict[str, Any] = {}
-    if ml is not None:
-        metrics, gen_options = _lm_metrics(ml, kind, where)
-    if kind == TaskKind.GENERATE:
-        gen = _lm_generation(cfg, gen_options, where)
-        metrics = ()
-    elif cfg.get("generation_kwargs") or cfg.get("filter_list"):
-        raise EvalError(f"{where}: generation_kwargs and filter_list apply only to generate_until tasks")
-    version = str((cfg.get("metadata") or {}).get("version", "0")) if isinstance(cfg.get("metadata"), dict) else "0"
-
-    def build(rows: list[tuple[dict[str, Any], str]], split: str) -> tuple[Item, ...]:
-        out = []
-        for i, (row, rwhere) in enumerate(rows):
-            ctx = fields.text(doc_to_text, row, rwhere, "doc_to_text")
-            target = fields.target(cfg["doc_to_target"], row, rwhere)
-            if kind == TaskKind.MULTIPLE_CHOICE:
-                choices = fields.choices(cfg["doc_to_choice"], row, rwhere)
-                gold: Any = _gold_index(target, choices, rwhere, name)
-                out.append(Item(id=f"{split}/{i}", context=ctx, choices=choices, gold=gold))
-            elif kind == TaskKind.GENERATE:
-                if has_choices:
-                    choices = fields.choices(cfg["doc_to_choice"], row, rwhere)
-                    target = choices[_gold_index(target, choices, rwhere, name)]  # type: ignore[index]
-                if isinstance(target, list):
-                    raise EvalError(f"{where}: several targets per item are not supported for generation")
-                out.append(Item(id=f"{split}/{i}", context=ctx, gold=str(target)))
-            else:
-                if not isinstance(target, str):
-                    raise EvalError(f"{where}: doc_to_target must give the document text at {rwhere}")
-                out.append(Item(id=f"{split}/{i}", text=target))
-        return tuple(out)
-
-    eval_rows = _rows_of(splits[eval_split])
-    if not eval_rows:
-        raise EvalError(f"{where}: the {eval_split} split is empty")
-    items = build(eval_rows, eval_split)
-    num_fewshot = cfg.get("num_fewshot", 0) or 0
-    if not isinstance(num_fewshot, int) or num_fewshot < 0:
-        raise EvalError(f"{where}: num_fewshot must be a non-negative integer")
-    pool: tuple[Item, ...] = ()
-    if pool_split is not None and kind != TaskKind.PERPLEXITY:
-        pool = items if pool_split == eval_split else build(_rows_of(splits[pool_split]), pool_split)
-    data_paths = [p for ps in splits.values() for p in ps]
-    return Task(name=name, version=version, kind=kind, items=items, fewshot_pool=pool, num_fewshot=num_fewshot,
-                fewshot_sampler=sampler, target_delimiter=target_delim, fewshot_delimiter=fewshot_delim,
-                description=description, metrics=metrics, generation=gen,
-                source=f"{path} (data sha256 {_digest_files(data_paths)})")
-
-
 def _str_field(cfg: Mapping[str, Any], key: str, default: str, where: str) -> str:
     value = cfg.get(key, default)
     if value is None:
@@ -473,104 +336,6 @@ def _str_field(cfg: Mapping[str, Any], key: str, default: str, where: str) -> st
     if not isinstance(value, str):
         raise EvalError(f"{where}: {key} must be text")
     return value
-
-
-def _lm_metrics(ml: Any, kind: TaskKind, where: str) -> tuple[tuple[str, ...], dict[str, Any]]:
-    if not isinstance(ml, list) or not ml:
-        raise EvalError(f"{where}: metric_list must be a non-empty list")
-    names: list[str] = []
-    options: dict[str, Any] = {}
-    allowed = {TaskKind.MULTIPLE_CHOICE: _MC_METRICS, TaskKind.GENERATE: {"exact_match"},
-               TaskKind.PERPLEXITY: _PPL_METRICS}[kind]
-    for entry in ml:
-        if not isinstance(entry, dict) or not isinstance(entry.get("metric"), str):
-            raise EvalError(f"{where}: each metric_list entry needs a `metric` name")
-        metric = entry["metric"]
-        if metric not in allowed:
-            raise EvalError(f"{where}: metric {metric!r} is not supported for this output_type "
-                            f"(supported: {', '.join(sorted(allowed))})")
-        extra = set(entry) - {"metric", "aggregation", "higher_is_better"}
-        if metric == "exact_match" and kind == TaskKind.GENERATE:
-            extra -= {"ignore_case", "ignore_punctuation", "regexes_to_ignore"}
-            for k in ("ignore_case", "ignore_punctuation", "regexes_to_ignore"):
-                if k in entry:
-                    options[k] = entry[k]
-        if extra:
-            raise EvalError(f"{where}: metric {metric}: unsupported option(s) {', '.join(sorted(extra))}")
-        agg = entry.get("aggregation")
-        ok_aggs = {None, "mean"} if kind != TaskKind.PERPLEXITY else {None, "weighted_perplexity", "bits_per_byte"}
-        if agg not in ok_aggs:
-            raise EvalError(f"{where}: metric {metric}: aggregation {agg!r} is not supported")
-        names.append(metric)
-    return tuple(names), options
-
-
-def _lm_generation(cfg: Mapping[str, Any], options: Mapping[str, Any], where: str) -> GenerationSpec:
-    gk = cfg.get("generation_kwargs") or {}
-    if not isinstance(gk, dict):
-        raise EvalError(f"{where}: generation_kwargs must be a mapping")
-    unknown = set(gk) - {"until", "max_gen_toks", "do_sample", "temperature"}
-    if unknown:
-        raise EvalError(f"{where}: generation_kwargs {', '.join(sorted(unknown))} not supported")
-    if gk.get("do_sample"):
-        raise EvalError(f"{where}: do_sample: true is not supported (evaluation is greedy)")
-    if float(gk.get("temperature", 0.0) or 0.0) != 0.0:
-        raise EvalError(f"{where}: temperature other than 0 is not supported (evaluation is greedy)")
-    until = gk.get("until", ["\n\n"])
-    if isinstance(until, str):
-        until = [until]
-    if not isinstance(until, list) or not all(isinstance(u, str) for u in until):
-        raise EvalError(f"{where}: generation_kwargs.until must be a list of strings")
-    max_toks = gk.get("max_gen_toks", 256)
-    if not isinstance(max_toks, int) or max_toks <= 0:
-        raise EvalError(f"{where}: max_gen_toks must be a positive integer")
-    extract: list[str] = []
-    fl = cfg.get("filter_list")
-    if fl is None:
-        extract = ["none"]
-    else:
-        if not isinstance(fl, list) or not fl:
-            raise EvalError(f"{where}: filter_list must be a non-empty list")
-        for entry in fl:
-            extract.append(_lm_filter(entry, where))
-    regexes = options.get("regexes_to_ignore", ()) or ()
-    if not isinstance(regexes, list | tuple) or not all(isinstance(r, str) for r in regexes):
-        raise EvalError(f"{where}: regexes_to_ignore must be a list of patterns")
-    for r in regexes:
-        _check_regex(r, where)
-    return GenerationSpec(until=tuple(until), max_tokens=max_toks, extract=tuple(extract),
-                          ignore_case=bool(options.get("ignore_case", False)),
-                          ignore_punctuation=bool(options.get("ignore_punctuation", False)),
-                          regexes_to_ignore=tuple(regexes))
-
-
-def _lm_filter(entry: Any, where: str) -> str:
-    from assay.evaluate.runner import FLEXIBLE_PATTERN, STRICT_PATTERN
-
-    if not isinstance(entry, dict) or not isinstance(entry.get("filter"), list):
-        raise EvalError(f"{where}: each filter_list entry needs a `filter` list")
-    steps = entry["filter"]
-    fns = [s.get("function") if isinstance(s, dict) else None for s in steps]
-    if fns == ["take_first"]:
-        return "none"
-    if len(fns) != 2 or fns[0] != "regex" or fns[1] != "take_first":
-        raise EvalError(f"{where}: filter {entry.get('name')!r}: only `regex` followed by `take_first` is supported "
-                        f"(got {fns})")
-    step = steps[0]
-    extra = set(step) - {"function", "regex_pattern", "group_select", "fallback"}
-    if extra or step.get("fallback", "[invalid]") != "[invalid]":
-        raise EvalError(f"{where}: filter {entry.get('name')!r}: unsupported regex option(s) {sorted(extra) or 'fallback'}")
-    pattern = step.get("regex_pattern", STRICT_PATTERN)
-    group = step.get("group_select", 0)
-    _check_regex(pattern, where)
-    if pattern == STRICT_PATTERN and group == 0:
-        return "strict"
-    if pattern == FLEXIBLE_PATTERN and group == -1:
-        return "flexible"
-    if group == 0:
-        return f"regex:{pattern}"
-    raise EvalError(f"{where}: filter {entry.get('name')!r}: group_select {group} is supported only for the "
-                    f"standard GSM8K patterns")
 
 
 def _check_regex(pattern: str, where: str) -> None:

@@ -19,7 +19,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ class TaskKind(enum.StrEnum):
     """Greedy generation, answer extraction, exact match."""
     PERPLEXITY = "perplexity"
     """Rolling log-likelihood of whole documents; token perplexity, word perplexity, bits per byte."""
+    LOGLIKELIHOOD = "loglikelihood"
+    """Log-likelihood of one continuation (the item's ``gold`` text) after the context (LAMBADA): ``perplexity``
+    (exp of minus the mean log-likelihood) and ``acc`` (the continuation is the greedy one)."""
     KL = "kl"
     """Per-token KL divergence of the candidate's next-token distribution from the base's (needs a base)."""
     PROBE = "probe"
@@ -52,7 +55,8 @@ class Item:
     choices: tuple[str, ...] = ()
     """Answer choices for multiple choice, without the target delimiter."""
     gold: int | tuple[int, ...] | str | None = None
-    """Index of the right choice; a tuple of right indices (TruthfulQA MC2); or the target text (generation)."""
+    """Index of the right choice; a tuple of right indices (TruthfulQA MC2); or the target text (generation, and
+    the scored continuation of a log-likelihood item)."""
     text: str | None = None
     """The whole document for perplexity and KL items."""
     meta: Mapping[str, Any] = field(default_factory=dict)
@@ -109,9 +113,14 @@ class Task:
     num_fewshot: int = 0
     """Few-shot examples per item."""
     fewshot_sampler: str = "first_n"
-    """``first_n`` or ``random`` (seeded by :attr:`fewshot_seed`)."""
+    """``first_n`` or ``random`` (seeded by :attr:`fewshot_seed` and the item id), or lm-evaluation-harness's
+    samplers: ``lm_eval_default`` (one ``random.Random(fewshot_seed)`` drawing for every item in order) and
+    ``lm_eval_first_n`` (see :func:`assay.evaluate.runner.fewshot_examples`)."""
     fewshot_seed: int = 1234
-    """Seed for the random few-shot sampler."""
+    """Seed for the random few-shot samplers."""
+    fewshot_exclude_self: bool = True
+    """Whether an item is never its own few-shot example. lm-evaluation-harness excludes it only when the few-shot
+    split is the evaluated split; its tasks carry that rule here."""
     target_delimiter: str = " "
     """Put between context and answer (lm-evaluation-harness's ``target_delimiter``)."""
     fewshot_delimiter: str = "\n\n"
@@ -128,6 +137,13 @@ class Task:
     """PROBE kind: per-item metrics from the generated text."""
     source: str = ""
     """Where the items came from (file path and digest, or ``builtin``), for the report."""
+    process_results: Callable[[Mapping[str, Any], Any], Mapping[str, Any]] | None = None
+    """A task file's own ``process_results`` (run only with ``--allow-task-code``): per-item metrics from the
+    item's document (``meta["doc"]``) and its raw results, as lm-evaluation-harness calls it."""
+    notes: tuple[str, ...] = ()
+    """What the user should know about how the task was read (fields ignored, lm-evaluation-harness quirks)."""
+    num_fewshot_fixed: bool = False
+    """The task file sets ``num_fewshot: 0``, which lm-evaluation-harness never overrides with ``--num-fewshot``."""
 
 
 SuiteLoader = Callable[[str | None], "Task | list[Task]"]
@@ -166,10 +182,14 @@ def _import_suites() -> None:
             raise
 
 
-def load_tasks(spec: str) -> list[Task]:
+def load_tasks(spec: str, *, num_fewshot: int | None = None, data: Mapping[str, Any] | None = None,
+               allow_task_code: bool = False) -> list[Task]:
     """Every task a spec names: a task YAML file, or a registered suite ``PREFIX[:ARG]``.
 
-    Raises :class:`EvalError` (exit 2) for an unknown spec, a missing file or a bad task definition.
+    ``num_fewshot`` overrides the tasks' few-shot count (:func:`with_num_fewshot`). ``data`` maps a split name to
+    local data files, or ``TASK:SPLIT`` to one task's files (an lm-evaluation-harness YAML over a hub dataset
+    runs on them); ``allow_task_code`` lets a task file's ``!function`` helpers run. Raises :class:`EvalError`
+    (exit 2) for an unknown spec, a missing file or a bad task definition.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise EvalError("empty task name (give a task YAML file or a suite such as builtin:knowledge)")
@@ -178,7 +198,29 @@ def load_tasks(spec: str) -> list[Task]:
     if path.is_file():
         from assay.evaluate.taskfile import load_task_file
 
-        return load_task_file(path)
+        return load_task_file(path, data=data, allow_task_code=allow_task_code, num_fewshot=num_fewshot)
+    if data:
+        raise EvalError(f"--data applies to task YAML files, not to {spec}")
+    return [with_num_fewshot(t, num_fewshot) for t in _load_suite(spec, path)]
+
+
+def with_num_fewshot(task: Task, num_fewshot: int | None) -> Task:
+    """``task`` with its few-shot count set as ``--num-fewshot`` sets it.
+
+    As in lm-evaluation-harness, a task file that says ``num_fewshot: 0`` keeps 0 (:attr:`Task.num_fewshot_fixed`,
+    with a note). A task without a few-shot pool draws from its own items (never the item itself).
+    """
+    if num_fewshot is None or num_fewshot == task.num_fewshot:
+        return task
+    if task.num_fewshot_fixed:
+        note = (f"num_fewshot: 0 in the task file wins over --num-fewshot {num_fewshot} (as in "
+                f"lm-evaluation-harness)")
+        return replace(task, notes=(*task.notes, note))
+    return replace(task, num_fewshot=num_fewshot,
+                   fewshot_pool=task.fewshot_pool or (task.items if num_fewshot else ()))
+
+
+def _load_suite(spec: str, path: Path) -> list[Task]:
     _import_suites()
     prefix, sep, arg = spec.partition(":")
     if prefix in _SUITES:

@@ -15,10 +15,10 @@ import ast
 import enum
 import io
 import json
+import mmap
 import pickletools
 import stat
 import struct
-import zipfile
 from pathlib import Path
 
 from assay.errors import FormatError
@@ -97,9 +97,9 @@ def detect(path: Path) -> Format:
                     return zfmt
             if fmt in (Format.ZIP,):
                 fh.seek(0)
-                return _classify_zip(fh)
+                return _classify_zip(fh) or Format.ZIP
             if fmt is None:
-                text_head = head if size <= _TEXT_PARSE_LIMIT else head
+                text_head = head
                 if size <= _TEXT_PARSE_LIMIT and size > len(head):
                     text_head = head + fh.read(_TEXT_PARSE_LIMIT - len(head))
                 return _classify_text(text_head, complete=len(text_head) >= size)
@@ -122,10 +122,69 @@ def detect_bytes(data: bytes) -> Format:
         if zfmt is not None:
             return zfmt
     if fmt is Format.ZIP:
-        return _classify_zip(io.BytesIO(data))
+        return _classify_zip(io.BytesIO(data)) or Format.ZIP
     if fmt is None:
         return _classify_text(data[:_TEXT_PARSE_LIMIT], complete=len(data) <= _TEXT_PARSE_LIMIT)
     return fmt
+
+
+ZIP_FAMILY = frozenset({Format.ZIP, Format.TORCH_ZIP, Format.TORCHSCRIPT, Format.NPZ, Format.KERAS})
+
+
+def other_readings(buf: bytes | bytearray | mmap.mmap, primary: Format) -> list[Format]:
+    """Formats other than ``primary`` that a loader could also read ``buf`` as (a polyglot), by cheap checks.
+
+    A loader does not ask the file what it is: ``pickle.load`` (and torch's legacy loader, and
+    ``np.load(allow_pickle=True)``) start unpickling at byte 0; torch's legacy loader first tries ``tarfile``;
+    h5py finds an HDF5 superblock after a user block of 512, 1024, 2048... bytes; ``zipfile`` finds an archive
+    from its end. Each candidate returned here still has to be read by its scanner to count.
+    """
+    size = len(buf)
+    head = bytes(buf[:HEAD_BYTES])
+    out: list[Format] = []
+    if primary is not Format.PICKLE and looks_pickle(head, size):
+        out.append(Format.PICKLE)
+    if primary is not Format.TAR and _valid_tar_header(head):
+        out.append(Format.TAR)
+    if primary is not Format.HDF5 and _hdf5_superblock(buf) >= 0:
+        out.append(Format.HDF5)
+    if primary not in ZIP_FAMILY and size >= 22 and bytes(buf[max(0, size - 65557):]).find(b"PK\x05\x06") >= 0:
+        out.append(Format.ZIP)
+    if primary is not Format.GGUF and head[:4] == b"GGUF":
+        out.append(Format.GGUF)
+    if primary is not Format.SAFETENSORS and _looks_safetensors(head, size):
+        out.append(Format.SAFETENSORS)
+    if primary is not Format.NUMPY and head[:6] == b"\x93NUMPY":
+        out.append(Format.NUMPY)
+    return out
+
+
+def _valid_tar_header(head: bytes) -> bool:
+    """The first 512 bytes form a tar header ``tarfile`` accepts (its checksum), with or without ``ustar``."""
+    import tarfile
+
+    if len(head) < 512 or head[:512].count(0) == 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
+    except (tarfile.HeaderError, ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _hdf5_superblock(buf: bytes | bytearray | mmap.mmap) -> int:
+    """Offset of an HDF5 signature where HDF5 looks for one (0, 512, 1024, 2048, ...), or -1."""
+    sig = b"\x89HDF\r\n\x1a\n"
+    off = 0
+    while off + 8 <= len(buf):
+        if isinstance(buf, mmap.mmap) and off >= HEAD_BYTES:
+            # one page, not the kernel's read-ahead around it: a 1 GiB file costs ~20 page reads, not ~20 MiB
+            page = off - off % mmap.PAGESIZE
+            buf.madvise(mmap.MADV_RANDOM, page, min(mmap.PAGESIZE, len(buf) - page))
+        if buf[off:off + 8] == sig:
+            return off
+        off = 512 if off == 0 else off * 2
+    return -1
 
 
 def _detect_head(head: bytes, size: int) -> Format | None:
@@ -140,9 +199,8 @@ def _detect_head(head: bytes, size: int) -> Format | None:
         return Format.ZIP
     if head[:6] == b"\x93NUMPY":
         return Format.NUMPY
-    for off in (0, 512, 1024, 2048):
-        if head[off:off + 8] == b"\x89HDF\r\n\x1a\n":
-            return Format.HDF5
+    if _hdf5_superblock(head) >= 0:
+        return Format.HDF5
     if len(head) >= 262 and head[257:262] == b"ustar":
         return Format.TAR
     if head[:2] == b"\x1f\x8b":
@@ -162,7 +220,7 @@ def _detect_head(head: bytes, size: int) -> Format | None:
         return Format.MACHO
     if head[:2] == b"MZ" and _looks_pe(head):
         return Format.PE
-    if _looks_pickle(head, size):
+    if looks_pickle(head, size):
         return Format.PICKLE
     if _looks_onnx(head):
         return Format.ONNX
@@ -193,7 +251,7 @@ def _looks_pe(head: bytes) -> bool:
 _PICKLE_FIRST = {op.code.encode("latin-1") for op in pickletools.opcodes}
 
 
-def _looks_pickle(head: bytes, size: int) -> bool:
+def looks_pickle(head: bytes, size: int) -> bool:
     """A pickle stream: protocol 2+ header, or a protocol 0/1 stream that parses up to STOP."""
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return True
@@ -201,9 +259,7 @@ def _looks_pickle(head: bytes, size: int) -> bool:
         return False
     bio = io.BytesIO(head)
     try:
-        n = 0
-        for op, _arg, _pos in pickletools.genops(bio):
-            n += 1
+        for n, (op, _arg, _pos) in enumerate(pickletools.genops(bio), start=1):
             if op.name == "STOP":
                 return n >= 2
     except Exception:  # noqa: BLE001 - any parse failure means "not a pickle"
@@ -217,7 +273,8 @@ def _looks_onnx(head: bytes) -> bool:
     # ModelProto: field 1 ir_version (varint, tag 0x08) first, then producer_name (0x12), graph (0x3a) or
     # opset_import (0x42); the string "onnx" or "ai.onnx" nearly always appears in the head.
     return (len(head) > 4 and head[0] == 0x08 and 1 <= head[1] <= 20
-            and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42) and (b"onnx" in head[:4096] or b"ONNX" in head[:4096]))
+            and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42)
+            and (b"onnx" in head[:4096] or b"ONNX" in head[:4096]))
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -266,18 +323,27 @@ def _has_zip_end(fh: io.BufferedIOBase | io.BytesIO, size: int) -> bool:
 
 
 def _classify_zip(fh: io.BufferedIOBase | io.BytesIO, *, strict: bool = False) -> Format | None:
-    """The kind of zip archive; with ``strict``, None unless the archive really opens."""
-    try:
-        with zipfile.ZipFile(fh) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):  # unsupported zip versions too
-        return None if strict else Format.ZIP
+    """The kind of zip archive, from the names either loader's reader lists (:mod:`assay.model.zipread`);
+    with ``strict``, None unless one of them opens the archive."""
+    from assay.model.zipread import read_zip
+
+    if isinstance(fh, io.BytesIO):
+        view = read_zip(fh.getvalue())
+    else:
+        try:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                view = read_zip(mm)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            fh.seek(0)
+            view = read_zip(fh.read())
+    names = [m.name for r in view.readings for m in r.members]
     if not names:  # an empty directory found only at the end of unknown bytes is no evidence of a zip
         return None if strict else Format.ZIP
     base = {n.split("/", 1)[1] if "/" in n else n for n in names}
-    if any(n.startswith("code/") for n in base) and ("constants.pkl" in base or "data.pkl" in base):
+    lower = {n.lower() for n in base}
+    if any(n.startswith("code/") for n in lower) and ("constants.pkl" in lower or "data.pkl" in lower):
         return Format.TORCHSCRIPT
-    if "data.pkl" in base:
+    if "data.pkl" in lower:  # torch looks records up case-insensitively
         return Format.TORCH_ZIP
     if all(n.endswith(".npy") for n in names):
         return Format.NPZ
@@ -300,7 +366,7 @@ def _classify_text(data: bytes, *, complete: bool) -> Format:
             return Format.JSON
         except ValueError:
             pass
-    if stripped.startswith("---\n") or stripped.startswith("---\r\n"):
+    if stripped.startswith(("---\n", "---\r\n")):
         return Format.MARKDOWN if "\n---" in stripped[3:] and _has_markdown(stripped) else Format.YAML
     if ("{%" in text and "%}" in text) or ("{{" in text and "}}" in text and not _parses_python(text, complete)):
         return Format.JINJA

@@ -26,7 +26,7 @@ from typing import Any
 
 from assay.errors import AssayError, FormatError, ModelError
 from assay.model.formats import WEIGHT_FORMATS, Format, detect
-from assay.model.ref import ModelRef, resolve
+from assay.model.ref import ModelRef, link_target, resolve
 from assay.progress import NULL_PROGRESS, Progress
 
 SCHEMA = "assay.inventory/1"
@@ -262,7 +262,12 @@ class _Builder:
         except OSError as exc:
             return FileEntry(posix, -1, Format.UNKNOWN, file_role(posix, Format.UNKNOWN),
                              f"cannot read: {exc.strerror or exc}")
-        if path.is_dir():  # a linked folder, listed by ref.list_files as an entry
+        if path.is_symlink():
+            _target, inside = link_target(self.ref, rel)
+            if not inside:  # never read through a link that leaves the model (the scanner reports it)
+                return FileEntry(posix, -1, Format.UNKNOWN, file_role(posix, Format.UNKNOWN),
+                                 "symbolic link to a path outside the model folder (not read)")
+        if path.is_dir():  # a linked folder that ref.list_files did not follow (a cycle)
             return FileEntry(posix, size, Format.UNKNOWN, "other", "symbolic link to a folder (not followed)")
         if not path.is_file():  # a FIFO would block the reader forever; a device is not a model file
             return FileEntry(posix, -1, Format.UNKNOWN, file_role(posix, Format.UNKNOWN),

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from assay.errors import ModelError
 
+#: A folder listing (links followed inside the folder) longer than this is refused.
+MAX_FILES = 1_000_000
 _HF_ID = re.compile(r"^(?P<id>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
 
 
@@ -66,6 +68,10 @@ def resolve(spec: str | os.PathLike[str], *, revision: str | None = None, downlo
     path = Path(text).expanduser()
     if path.is_symlink() and not path.exists():
         raise ModelError(f"{text} is a broken symbolic link")
+    if revision is not None and path.exists():
+        raise ModelError(f"--revision {revision} applies to an org/name in the Hugging Face cache, but {text} is a "
+                         f"local {'folder' if path.is_dir() else 'file'}, which has no revisions",
+                         hint="drop --revision, or name the org/name")
     if path.is_dir():
         return _from_folder(text, path)
     if path.exists():
@@ -81,21 +87,71 @@ def resolve(spec: str | os.PathLike[str], *, revision: str | None = None, downlo
 
 
 def list_files(root: Path) -> list[Path]:
-    """Every file under ``root`` (relative paths, sorted), symbolic links included but not followed."""
+    """Every file under ``root`` (relative paths, sorted), as a loader sees them.
+
+    A link to a folder inside ``root`` is followed (a loader opening ``custom_generate/generate.py`` reads through
+    it), and its files are listed under the link's path; a link to a folder outside ``root`` (or one already
+    visited) is listed as an entry of its own, which the scanner reports. File links are listed, not resolved.
+    """
     out: list[Path] = []
+    real_root = Path(os.path.realpath(root))
 
     def onerror(err: OSError) -> None:
         raise ModelError(f"cannot list {err.filename}: {err.strerror}")
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
-        base = Path(dirpath)
-        for d in list(dirnames):
-            if (base / d).is_symlink():  # a linked folder is listed as a file entry (the scanner reports it)
-                out.append((base / d).relative_to(root))
-                dirnames.remove(d)
-        for f in filenames:
-            out.append((base / f).relative_to(root))
+    def walk(folder: Path, prefix: Path, seen: frozenset[str]) -> None:
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror, followlinks=False):
+            base = Path(dirpath)
+            for d in list(dirnames):
+                if (base / d).is_symlink():
+                    dirnames.remove(d)
+                    rel = prefix / (base / d).relative_to(folder)
+                    target = os.path.realpath(base / d)
+                    if _within(Path(target), real_root) and target not in seen and len(seen) < 32:
+                        walk(Path(target), rel, seen | {target})
+                    else:  # leaves the folder, or a cycle: an entry the scanner reports
+                        out.append(rel)
+            for f in filenames:
+                out.append(prefix / (base / f).relative_to(folder))
+            if len(out) > MAX_FILES:
+                raise ModelError(f"{root} holds more than {MAX_FILES:,} files (counting those reached through "
+                                 "symbolic links): not a model folder assay will walk")
+
+    walk(root, Path(), frozenset({str(real_root)}))
     return sorted(out, key=lambda p: p.as_posix())
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def cache_snapshot(path: Path) -> tuple[str, str, Path] | None:
+    """``(org/name, revision, blobs folder)`` when ``path`` is a Hugging Face cache snapshot folder
+    (``.../models--org--name/snapshots/<rev>``), else None."""
+    snaps = path.parent
+    repo = snaps.parent
+    if snaps.name != "snapshots" or not repo.name.startswith("models--") or not (repo / "blobs").is_dir():
+        return None
+    parts = repo.name[len("models--"):].split("--")
+    if len(parts) < 2 or not all(parts):
+        return None
+    return "/".join(parts), path.name, repo / "blobs"
+
+
+def link_roots(ref: ModelRef) -> tuple[Path, ...]:
+    """Folders a symbolic link of ``ref`` may point into and still be read: the model folder, and for a Hugging
+    Face cache snapshot its own repository's ``blobs/`` (not another repository's, not elsewhere in the cache)."""
+    roots = [Path(os.path.realpath(ref.root))]
+    snap = cache_snapshot(ref.root) if not ref.single_file else None
+    if snap is not None:
+        roots.append(Path(os.path.realpath(snap[2])))
+    return tuple(roots)
+
+
+def link_target(ref: ModelRef, rel: Path | str) -> tuple[Path, bool]:
+    """The real path a loader reads for ``rel``, and whether it stays inside :func:`link_roots`."""
+    target = Path(os.path.realpath(ref.root / rel))
+    return target, any(_within(target, r) for r in link_roots(ref))
 
 
 def _from_folder(spec: str, path: Path) -> ModelRef:
@@ -105,6 +161,10 @@ def _from_folder(spec: str, path: Path) -> ModelRef:
     files = list_files(root)
     if not files:
         raise ModelError(f"folder {spec} is empty: no model files to examine")
+    snap = cache_snapshot(root)
+    if snap is not None:  # the same model as `org/name`: links into its blobs are its files
+        return ModelRef(spec=spec, root=root, files=tuple(files), single_file=False, hf_id=snap[0],
+                        revision=snap[1])
     return ModelRef(spec=spec, root=root, files=tuple(files), single_file=False)
 
 
@@ -156,4 +216,5 @@ def _download(repo_id: str, revision: str | None) -> Path:
     try:
         return Path(snapshot_download(repo_id, revision=revision))
     except Exception as exc:  # noqa: BLE001 - network/hub errors of every kind become one line
-        raise ModelError(f"could not download {repo_id}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelError(f"could not download {repo_id}: {type(exc).__name__}: {first}") from exc

@@ -28,7 +28,6 @@ import pickletools
 import re
 import struct
 import threading
-import zipfile
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -57,6 +56,8 @@ TORCH_STORAGE_DTYPE: dict[str, str] = {
     "Float8_e5m2Storage": "F8_E5M2",
 }
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+#: A torch archive's data.pkl larger than this is not walked (a real one is a few MiB for the largest models).
+_MAX_DATA_PKL = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -776,15 +777,17 @@ def _tensor_entry(call: _Call, key: tuple[str, ...]) -> _TorchEntry | None:
 def torch_entries(path: Path, fmt: Format) -> list[_TorchEntry]:
     """Tensor records of a torch archive from its pickle, without unpickling. Raises PickleWalkError/FormatError."""
     if fmt is Format.TORCH_ZIP:
+        # The record torch reads, found the way torch finds it (assay.model.zipread: miniz semantics).
+        from assay.model.zipread import ZipReadError, open_member
+
         try:
-            with zipfile.ZipFile(path) as zf:
-                pkl = next((n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl")), None)
-                if pkl is None:
-                    raise FormatError(f"{path.name}: torch archive without data.pkl")
-                with zf.open(pkl) as fh:
-                    root = walk_pickle(io.BufferedReader(fh))  # type: ignore[arg-type]
-        except (zipfile.BadZipFile, EOFError) as exc:
-            raise FormatError(f"{path.name}: damaged zip archive ({exc})") from exc
+            with path.open("rb") as raw, mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                data = open_member(mm, "data.pkl", limit=_MAX_DATA_PKL)
+        except ZipReadError as exc:
+            raise FormatError(f"{path.name}: {exc.message}") from exc
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{path.name}: cannot read the archive ({exc})") from exc
+        root = walk_pickle(io.BytesIO(data))
     else:
         with path.open("rb") as fh:
             first = walk_pickle(fh)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import ModelError, ProvenanceError
-from assay.model.ref import ModelRef
+from assay.model.ref import ModelRef, link_roots
 from assay.progress import NULL_PROGRESS, Progress
 
 #: Digest algorithms assay computes. ``blake2b`` only exists to verify OpenSSF signatures that use it.
@@ -129,13 +129,22 @@ def _excluded(name: str, patterns: tuple[str, ...]) -> bool:
 def hash_files(ref: ModelRef, names: Iterable[tuple[str, Path]], *, algorithm: str, workers: int | None = None,
                progress: Progress = NULL_PROGRESS,
                task: str = "hashing") -> tuple[list[FileDigest], list[tuple[str, str]]]:
-    """Hash ``(manifest name, absolute path)`` pairs concurrently; returns (digests, unreadable)."""
+    """Hash ``(manifest name, absolute path)`` pairs concurrently; returns (digests, unreadable).
+
+    A path whose real location leaves the model (a symbolic link out of the folder, or, for a Hugging Face cache
+    snapshot, out of its own repository's ``blobs/``) is never read: it is listed as unreadable.
+    """
     items = list(names)
     sizes: dict[str, int] = {}
     unreadable: list[tuple[str, str]] = []
     todo: list[tuple[str, Path]] = []
+    roots = None if ref.single_file else link_roots(ref)  # a single file is what the user named, link or not
     for name, path in items:
         try:
+            real = Path(os.path.realpath(path))
+            if roots is not None and not any(real == r or r in real.parents for r in roots):
+                unreadable.append((name, f"symbolic link to {real}, outside the model folder (not read)"))
+                continue
             if not path.is_file():
                 unreadable.append((name, "not a regular file (a folder link or special file)"))
                 continue
@@ -181,7 +190,8 @@ def hash_model(ref: ModelRef, *, algorithm: str = "blake3", exclude: Iterable[st
         raise ProvenanceError(f"nothing to hash: the exclude patterns ({', '.join(patterns)}) leave out every file "
                               f"of {ref.spec}")
     files, unreadable = hash_files(ref, pairs, algorithm=algorithm, workers=workers, progress=progress)
-    root, note = (None, "not computed")
+    root: str | None = None
+    note: str | None = "not computed"
     if with_weights_root:
         root, note = _weights_root_and_note(ref, algorithm=algorithm, allow_pickle=False, progress=progress)
     return Manifest(algorithm=algorithm, files=tuple(files), weights_root=root, unreadable=tuple(unreadable),

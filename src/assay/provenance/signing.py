@@ -13,9 +13,16 @@ what was signed) and ``assay.card`` (the model card's metadata at signing time).
     >>> r = verify_model(resolve("./my-model"), public_key_pem=pub)
     >>> r.valid, r.message
 
-Verification is stricter than the reference tool: files inside folders it ignores (``.git/``, ``.github/``) and
-files named in the signature's ``ignore_paths`` are reported as *extra*, because a loader or a user may still
-pick them up. ``trust_ignore_paths=True`` restores the reference behaviour.
+``sign`` and ``verify`` agree on what is left out: ``sign`` records it in the signature's ``ignore_paths`` (git
+metadata and the signature file, as the reference tool does), and ``verify`` leaves out exactly what the
+signature records, so a folder with ``.git/`` that assay signed verifies without flags; the files it did not
+check are listed. A file that transformers would import as code is checked even under an ignored path.
+``trust_ignore_paths=True`` also leaves out git metadata when a signature does not record it (the reference
+tool's default).
+
+Symbolic links follow the signature's ``allow_symlinks``: a signed file that is now a link fails unless the
+signature allows links, and a link that leaves the model folder is never read (it fails). For a Hugging Face cache
+snapshot, links into its own repository's ``blobs/`` are how the cache stores files: they are read as the files.
 """
 
 from __future__ import annotations
@@ -24,13 +31,14 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from assay import __version__
 from assay.errors import ModelError, ProvenanceError
-from assay.model.ref import ModelRef
+from assay.model.ref import ModelRef, link_roots
 from assay.progress import NULL_PROGRESS, Progress
 from assay.provenance.manifest import (card_metadata, hash_file, hash_files, rel_name,
                                        weights_root)
@@ -75,6 +83,8 @@ class VerifyResult:
     """Number of signed files (or shards) compared."""
     ignored_paths: tuple[str, ...] = ()
     """The ``ignore_paths`` the signature declares."""
+    ignored_files: tuple[str, ...] = ()
+    """Local files left out of the check because they lie under an ignored path (not vouched for)."""
 
 
 # --------------------------------------------------------------------------------------------------- keys
@@ -207,6 +217,19 @@ def _path_key(name: str) -> tuple[str, ...]:
     return PurePosixPath(name).parts
 
 
+def _link_kind(ref: ModelRef, path: Path) -> str | None:
+    """How ``path`` reaches its bytes: None (no link on the way), ``inside`` (a link that stays in the folder),
+    ``blob`` (a Hugging Face cache snapshot's link into its own ``blobs/``) or ``outside``."""
+    real = Path(os.path.realpath(path))
+    if real == path:
+        return None
+    roots = link_roots(ref)
+    for i, root in enumerate(roots):
+        if real == root or root in real.parents:
+            return "inside" if i == 0 else "blob"
+    return "outside"
+
+
 def _subject_digest(resources: list[dict[str, str]]) -> str:
     h = hashlib.sha256()
     for r in resources:
@@ -230,6 +253,13 @@ def sign_model(ref: ModelRef, *, private_key_pem: bytes, signature_path: Path | 
     pairs = [(rel_name(ref, rel), ref.path(rel)) for rel in ref.files]
     if not ref.single_file:
         pairs = [(n, p) for n, p in pairs if not _is_under(n, ignore)]
+    kinds = {n: _link_kind(ref, p) for n, p in pairs}
+    outside = sorted(n for n, k in kinds.items() if k == "outside")
+    if outside:
+        shown = ref.files[0].name if outside[0] == "." else outside[0]
+        raise ProvenanceError(f"cannot sign: {shown} is a symbolic link out of the model folder, to "
+                              f"{os.path.realpath(dict(pairs)[outside[0]])}",
+                              hint="copy the file into the folder (or sign the target itself)")
     files, unreadable = hash_files(ref, pairs, algorithm=algorithm, progress=progress, task="hashing for signature")
     if unreadable:
         name, why = unreadable[0]
@@ -238,7 +268,7 @@ def sign_model(ref: ModelRef, *, private_key_pem: bytes, signature_path: Path | 
         raise ProvenanceError(f"cannot sign {ref.spec}: it has no files besides ignored ones")
     files.sort(key=lambda f: _path_key(f.path))
     resources = [{"name": f.path, "algorithm": algorithm, "digest": f.digest} for f in files]
-    symlinks = any(ref.path(rel).is_symlink() for rel in ref.files)
+    symlinks = any(k is not None for k in kinds.values())
     serialization: dict[str, Any] = {"method": "files", "hash_type": algorithm, "allow_symlinks": symlinks}
     if not ref.single_file:
         serialization["ignore_paths"] = ignore
@@ -397,6 +427,7 @@ def verify_model(ref: ModelRef, *, public_key_pem: bytes, signature_path: Path |
         return refused(f"unsupported serialization {method!r} with {hash_type!r}")
     ignore_raw = ser.get("ignore_paths") or []
     ignored = tuple(sorted({str(p).rstrip("/") for p in ignore_raw if isinstance(p, str)}))
+    allow_symlinks = ser.get("allow_symlinks") is True
 
     sig_name = None if ref.single_file else _inside(ref, sig_path)
     local: dict[str, Path] = {}
@@ -404,8 +435,23 @@ def verify_model(ref: ModelRef, *, public_key_pem: bytes, signature_path: Path |
         name = rel_name(ref, rel)
         if name != sig_name:
             local[name] = ref.path(rel)
-    if trust_ignore_paths:
-        local = {n: p for n, p in local.items() if not _is_under(n, (*ignored, *GIT_PATHS))}
+    skip = (*ignored, *(GIT_PATHS if trust_ignore_paths else ()))
+    ignored_files: list[str] = []
+    if skip and not ref.single_file:
+        from assay.scan.code import loader_python_files
+
+        code = loader_python_files(ref.root, [r.as_posix() for r in ref.files])  # checked wherever they are
+        ignored_files = sorted((n for n in local if _is_under(n, skip) and n not in code), key=_path_key)
+        local = {n: p for n, p in local.items() if n not in set(ignored_files)}
+    links = {n: _link_kind(ref, p) for n, p in local.items()}
+    bad_links: dict[str, str] = {}
+    for n, kind in links.items():
+        if kind == "outside":
+            bad_links[n] = "a symbolic link out of the model folder (not read)"
+        elif kind == "inside" and not allow_symlinks:
+            bad_links[n] = "a symbolic link, and the signature does not allow symbolic links (allow_symlinks: false)"
+    linked = {n: local[n] for n in bad_links}
+    local = {n: p for n, p in local.items() if n not in bad_links}
 
     if method == "files":
         signed = {r["name"]: r["digest"].lower() for r in resources}
@@ -418,28 +464,39 @@ def verify_model(ref: ModelRef, *, public_key_pem: bytes, signature_path: Path |
         got = {f.path: f.digest for f in actual}
         modified = [(n, signed[n], got[n]) for n in names if n in got and got[n] != signed[n]]
         modified += [(n, signed[n], f"unreadable: {why}") for n, why in unreadable]
-        missing = sorted(set(signed) - set(local), key=_path_key)
-        extra = sorted(set(local) - set(signed), key=_path_key)
+        signed_names = set(signed)
     else:
         try:
-            modified, missing, extra = _verify_shards(resources, ser, local, hash_type, progress)
+            modified, _missing, _extra = _verify_shards(resources, ser, local, hash_type, progress)
         except _Bad as exc:
             return refused(str(exc))
+        signed_names = {r["name"].rsplit(":", 2)[0] for r in resources}
+    modified += [(n, _signed_digest(resources, n), f"is {why}") for n, why in bad_links.items() if n in signed_names]
+    present = set(local) | set(linked)
+    missing = sorted(signed_names - present, key=_path_key)
+    extra = sorted(present - signed_names, key=_path_key)
     modified.sort(key=lambda m: _path_key(m[0]))
 
     matched: bool | None = None
-    if (modified or missing or extra) and signed_root:
+    if (modified or missing or extra) and signed_root and "outside" not in links.values():
         try:
             matched = weights_root(ref, algorithm=wr.get("algorithm", hash_type)) == signed_root
         except (ProvenanceError, ModelError):
             matched = None
     valid = not (modified or missing or extra)
     shown = [(ref.files[0].name if p == "." and ref.single_file else p, x, y) for p, x, y in modified]
-    msg = _message(valid, len(resources), extra, missing, shown, ignored, matched, trust_ignore_paths)
+    msg = _message(valid, len(resources), extra, missing, shown, ignored, matched, ignored_files)
     return VerifyResult(valid=valid, signature_ok=True, extra=tuple(extra), missing=tuple(missing),
                         modified=tuple(modified), message=msg, signed_weights_root=signed_root, card=card,
                         algorithm=hash_type, signer_key=hint, weights_root_match=matched, checked=len(resources),
-                        ignored_paths=ignored)
+                        ignored_paths=ignored, ignored_files=tuple(ignored_files))
+
+
+def _signed_digest(resources: list[dict[str, str]], name: str) -> str:
+    for r in resources:
+        if r["name"] == name or r["name"].rsplit(":", 2)[0] == name:
+            return r["digest"].lower()
+    return "(not signed)"
 
 
 def _verify_shards(resources: list[dict[str, str]], ser: dict[str, Any], local: dict[str, Path], hash_type: str,
@@ -453,20 +510,20 @@ def _verify_shards(resources: list[dict[str, str]], ser: dict[str, Any], local: 
         raise _Bad("the shard serialization has no valid shard_size")
     signed: dict[tuple[str, int, int], str] = {}
     for r in resources:
-        path, _, rng = r["name"].rpartition(":")
-        path, _, start = path.rpartition(":")
+        head, _, end_text = r["name"].rpartition(":")
+        shard_path, _, start_text = head.rpartition(":")
         try:
-            signed[(path, int(start), int(rng))] = r["digest"].lower()
+            signed[(shard_path, int(start_text), int(end_text))] = r["digest"].lower()
         except ValueError as exc:
             raise _Bad(f"malformed shard name {r['name']!r} in the signature") from exc
     expected_shards: dict[tuple[str, int, int], Path] = {}
-    for name, path in local.items():
+    for local_name, local_path in local.items():
         try:
-            size = path.stat().st_size
+            size = local_path.stat().st_size
         except OSError:
             continue
-        for start in range(0, size, shard_size):
-            expected_shards[(name, start, min(size, start + shard_size))] = path
+        for offset in range(0, size, shard_size):
+            expected_shards[(local_name, offset, min(size, offset + shard_size))] = local_path
     signed_files = {k[0] for k in signed}
     local_files = set(local)
     missing = sorted(signed_files - local_files, key=_path_key)
@@ -499,9 +556,12 @@ def _verify_shards(resources: list[dict[str, str]], ser: dict[str, Any], local: 
 
 
 def _message(valid: bool, n: int, extra: list[str], missing: list[str], modified: list[tuple[str, str, str]],
-             ignored: tuple[str, ...], matched: bool | None, trusted: bool) -> str:
+             ignored: tuple[str, ...], matched: bool | None, ignored_files: list[str]) -> str:
     if valid:
-        note = " (files in the signature's ignore_paths were not checked)" if trusted else ""
+        note = ""
+        if ignored_files:
+            note = (f" ({len(ignored_files)} file(s) under the signature's ignore_paths "
+                    f"{', '.join(ignored) or ', '.join(GIT_PATHS)} were not checked)")
         return f"verified: the signature is valid and all {n} signed files match{note}"
     parts = []
     if modified:
@@ -509,11 +569,11 @@ def _message(valid: bool, n: int, extra: list[str], missing: list[str], modified
     if missing:
         parts.append(f"{len(missing)} missing: " + ", ".join(missing))
     if extra:
-        hidden = [e for e in extra if _is_under(e, (*ignored, *GIT_PATHS))]
+        hidden = [e for e in extra if _is_under(e, GIT_PATHS) and not _is_under(e, ignored)]
         text = f"{len(extra)} extra (not signed): " + ", ".join(extra)
         if hidden:
-            text += (f" [{len(hidden)} in folders the reference tool ignores, such as .git/; "
-                     "pass --trust-ignore-paths to accept them]")
+            text += (f" [{len(hidden)} in git metadata the signature does not record as ignored; "
+                     "--trust-ignore-paths leaves git metadata out, as the reference tool does]")
         parts.append(text)
     msg = "the signature is valid but the model differs from what was signed: " + "; ".join(parts)
     if matched is True:
@@ -538,6 +598,7 @@ def verify_document(r: VerifyResult) -> dict[str, Any]:
         "missing": list(r.missing),
         "modified": [{"path": p, "signed": a, "actual": b} for p, a, b in r.modified],
         "ignored_paths": list(r.ignored_paths),
+        "ignored_files": list(r.ignored_files),
         "signed_weights_root": r.signed_weights_root,
         "weights_root_match": r.weights_root_match,
         "card": r.card,

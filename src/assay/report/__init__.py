@@ -4,7 +4,8 @@ document, so a saved result re-renders into any format.
 - :mod:`.terminal` the rich summary ``assay vet`` prints; :mod:`.json_report` the full document;
 - :mod:`.markdown` a pull-request comment; :mod:`.html` a self-contained page with inline SVG charts (and a
   leaderboard page over several results); :mod:`.sarif` scan findings as SARIF 2.1.0;
-  :mod:`.cyclonedx` a CycloneDX 1.6 ML-BOM.
+  :mod:`.cyclonedx` a CycloneDX 1.6 ML-BOM; :mod:`.io` the report folder, writing every format atomically and
+  reading a saved ``vet.json``.
 
     >>> from assay.report import get_renderer, write_atomic
     >>> write_atomic(Path("out/report.html"), get_renderer("html").render(doc))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import ReportError
+from assay.jsonable import as_mapping
 
 
 class Renderer(abc.ABC):
@@ -171,16 +172,16 @@ def stage_summary(name: str, sd: Any) -> str:
             text += f"; card claims {claim.get('base_model')} ({agree})"
         return text
     if name == "evaluation":
-        tasks = sd.get("tasks") if isinstance(sd.get("tasks"), Mapping) else {}
+        tasks = as_mapping(sd.get("tasks"))
         items = sum(t.get("n", 0) for t in tasks.values() if isinstance(t, Mapping))
-        base_tasks = sd.get("base_tasks") if isinstance(sd.get("base_tasks"), Mapping) else {}
+        base_tasks = as_mapping(sd.get("base_tasks"))
         cached = sum(t.get("cached_items", 0) for t in base_tasks.values() if isinstance(t, Mapping))
         text = f"{len(tasks)} task(s), {items} item(s) per model"
         return text + (f"; {cached} base item(s) from the result cache" if cached else "")
     if name == "comparison":
         return f"{sum(len(m) for m in sd.values() if isinstance(m, Mapping))} metric(s) compared"
     if name == "probes":
-        tasks = sd.get("tasks") if isinstance(sd.get("tasks"), Mapping) else {}
+        tasks = as_mapping(sd.get("tasks"))
         text = f"{len(tasks)} probe task(s)"
         return text + ("" if sd.get("comparison") else ", candidate only (no base)")
     if name == "drift":
@@ -214,7 +215,7 @@ def stage_summary(name: str, sd: Any) -> str:
         return "; ".join(f"{r['bits']}-bit {human_bytes(r['total_bytes'])}, fits {len(r['fits'])}/{r['devices']} "
                          "devices" for r in rows)
     if name == "bench":
-        cand = sd.get("candidate") if isinstance(sd.get("candidate"), Mapping) else {}
+        cand = as_mapping(sd.get("candidate"))
         ratio = (sd.get("ratios") or {}).get("decode_tokens_per_s")
         text = f"decode {num(cand.get('decode_tokens_per_s'), ',.1f')} tokens/s"
         if isinstance(ratio, (int, float)):
@@ -300,8 +301,8 @@ def bench_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def licence_terms(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The licence's key terms as (label, text) pairs, from the licence (or card) stage."""
-    lic = doc.get("licence") if isinstance(doc.get("licence"), Mapping) else {}
-    card = doc.get("card") if isinstance(doc.get("card"), Mapping) else {}
+    lic = as_mapping(doc.get("licence"))
+    card = as_mapping(doc.get("card"))
     t = lic.get("terms") if isinstance(lic.get("terms"), Mapping) else card.get("licence_terms")
     if not isinstance(t, Mapping):
         return []
@@ -323,12 +324,12 @@ def licence_terms(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def claim_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The card's claimed scores against what vet measured."""
-    card = doc.get("card") if isinstance(doc.get("card"), Mapping) else {}
+    card = as_mapping(doc.get("card"))
     rows = []
     for i, c in enumerate(card.get("claims") or []):
         if not isinstance(c, Mapping):
             continue
-        claim = c.get("claim") if isinstance(c.get("claim"), Mapping) else {}
+        claim = as_mapping(c.get("claim"))
         rows.append({"index": i, "dataset": claim.get("dataset") or claim.get("dataset_type") or claim.get("task"),
                      "metric": claim.get("metric"), "claimed": c.get("claimed"), "measured": c.get("measured"),
                      "measured_key": c.get("measured_key"), "supported": c.get("supported")})
@@ -390,9 +391,9 @@ def behaviour_view(doc: Mapping[str, Any]) -> dict[str, Any] | None:
                if isinstance(r, Mapping)}
     rows: list[dict[str, Any]] = []
     if probes is not None:
-        tasks = probes.get("tasks") if isinstance(probes.get("tasks"), Mapping) else {}
-        base_tasks = probes.get("base_tasks") if isinstance(probes.get("base_tasks"), Mapping) else {}
-        cmp = probes.get("comparison") if isinstance(probes.get("comparison"), Mapping) else {}
+        tasks = as_mapping(probes.get("tasks"))
+        base_tasks = as_mapping(probes.get("base_tasks"))
+        cmp = as_mapping(probes.get("comparison"))
         for task, metric, label, kind in BEHAVIOUR_MEASURES:
             cand = ((tasks.get(task) or {}).get("metrics") or {}).get(metric)
             if cand is None:
@@ -416,7 +417,8 @@ def behaviour_view(doc: Mapping[str, Any]) -> dict[str, Any] | None:
     for c in (probes or {}).get("contamination") or []:
         if not isinstance(c, Mapping):
             continue
-        ci = c.get("ci") if isinstance(c.get("ci"), (list, tuple)) and len(c["ci"]) == 2 else [None, None]
+        ci_doc = c.get("ci")
+        ci = list(ci_doc) if isinstance(ci_doc, (list, tuple)) and len(ci_doc) == 2 else [None, None]
         contamination.append({
             "task": c.get("task"), "base_gap": num(c.get("base_gap"), "+.3f"),
             "candidate_gap": num(c.get("candidate_gap"), "+.3f"), "delta": num(c.get("delta"), "+.3f"),
@@ -427,7 +429,7 @@ def behaviour_view(doc: Mapping[str, Any]) -> dict[str, Any] | None:
     for name, t in ((drift or {}).get("tasks") or {}).items():
         if not isinstance(t, Mapping):
             continue
-        m = t.get("metrics") if isinstance(t.get("metrics"), Mapping) else {}
+        m = as_mapping(t.get("metrics"))
         ci = (t.get("ci") or {}).get("kl_mean") if isinstance(t.get("ci"), Mapping) else None
         kl_rows.append({
             "task": name, "mean": num(m.get("kl_mean"), ".4f"), "p95": num(m.get("kl_p95"), ".4f"),

@@ -20,11 +20,15 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from assay.jsonable import as_mapping
 from assay.report.base import (VERDICT_COLOURS, Renderer, behaviour_view, bench_rows, claim_rows, comparison_rows,
-                               fit_rows, human_bytes, licence_terms, money, num, stage_rows)
+                               evaluation_policy, fit_rows, human_bytes, licence_terms, money, num, stage_rows)
 
 _GOOD, _BAD, _NEUTRAL, _GRID, _INK = "#1a7f37", "#cf222e", "#57606a", "#d0d7de", "#24292f"
 _BLUE, _ORANGE = "#0969da", "#bc4c00"
+
+#: Leaderboard order (the terminal table of `assay demo` uses the same): best verdict first; ties keep their order.
+LEADERBOARD_ORDER = {"PASS": 0, "WARN": 1, "NONE": 2, "FAIL": 3}
 
 
 def _f(x: float) -> str:
@@ -38,7 +42,7 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=raw)
     start = math.ceil(lo / step) * step
-    ticks = []
+    ticks: list[float] = []
     t = start
     while t <= hi + 1e-12 and len(ticks) < 12:
         ticks.append(round(t, 12))
@@ -121,6 +125,9 @@ def delta_chart(rows: Sequence[Mapping[str, Any]]) -> Markup:
         out.append(f'<circle cx="{_f(x(s * r["delta"]))}" cy="{_f(y)}" r="5" fill="{colour}" stroke="white" '
                    f'stroke-width="1.5"><title>{escape(tip + flip)}</title></circle>')
     out.append("</svg>")
+    if all(r["delta"] == 0 and (not r["ci"] or all(c == 0 for c in r["ci"])) for r in rows):
+        out.append('<p class="note empty-chart">Every point sits on the base line with no interval: the candidate '
+                   'scored exactly as the base on every item (identical answers), so there is no change to draw.</p>')
     return Markup("".join(out))
 
 
@@ -140,10 +147,18 @@ def _layer_values(lineage: Mapping[str, Any]) -> list[tuple[str, float]]:
 
 
 def layer_chart(lineage: Mapping[str, Any] | None) -> Markup:
-    """Bar chart of the relative weight change ||ΔW|| / ||W|| per layer."""
+    """Bar chart of the relative weight change ||ΔW|| / ||W|| per layer.
+
+    When every layer's change is exactly zero there is nothing to draw: a sentence says why instead of an empty
+    chart.
+    """
     values = _layer_values(lineage or {})
     if not values:
         return Markup("")
+    if all(v == 0 for _, v in values):
+        return Markup(f'<p class="note empty-chart">No bars to draw: all {len(values)} layers have a relative change '
+                      f'of exactly 0, so the candidate\'s weights are identical to the base\'s (a re-upload, not a '
+                      f'fine-tune).</p>')
     width, height, left, right, top, bottom = 720, 230, 56, 16, 16, 56
     plot_w, plot_h = width - left - right, height - top - bottom
     vmax = max(v for _, v in values) or 1.0
@@ -310,12 +325,12 @@ _PROBE_RATES = ("refused", "over_refused", "loop_rate", "repetition", "empty_rat
 
 def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
     """Forest plot of the probe rates' change against the base (percentage points), right is better."""
-    probes = doc.get("probes") if isinstance(doc.get("probes"), Mapping) else {}
-    cmp = probes.get("comparison") if isinstance(probes.get("comparison"), Mapping) else {}
+    probes = as_mapping(doc.get("probes"))
+    cmp = as_mapping(probes.get("comparison"))
     flagged = {str(r.get("evidence")) for r in doc.get("reasons") or [] if isinstance(r, Mapping)}
     from assay.verdict import entry_change
 
-    policy = doc.get("policy") if isinstance(doc.get("policy"), Mapping) else {}
+    policy = as_mapping(doc.get("policy"))
     probes_alpha = (policy.get("probes") or {}).get("alpha") if isinstance(policy.get("probes"), Mapping) else None
     rows = []
     for task, per in cmp.items():
@@ -343,7 +358,7 @@ def model_view(doc: Mapping[str, Any], *, anchor: str = "") -> dict[str, Any]:
     for r in rows:
         r["slug"] = _slug(f"{r['task']}.{r['metric']}")
     cost = doc.get("cost") if isinstance(doc.get("cost"), Mapping) else None
-    scan = doc.get("scan") if isinstance(doc.get("scan"), Mapping) else {}
+    scan = as_mapping(doc.get("scan"))
     lineage = doc.get("lineage") if isinstance(doc.get("lineage"), Mapping) else None
     regressed = [r for r in rows if r["status"] == "regressed"]
     lost = [r for r in rows if r["lost_items"] and r["judged"]]
@@ -384,10 +399,22 @@ def model_view(doc: Mapping[str, Any], *, anchor: str = "") -> dict[str, Any]:
         "inventory": doc.get("inventory") if isinstance(doc.get("inventory"), Mapping) else None,
         "env": doc.get("environment") or {},
         "relation": (lineage or {}).get("relation"),
-        # the leaderboard's "measured" column: each judged metric's change, regressions first
-        "headline": sorted((r for r in rows if r["judged"] and isinstance(r["delta"], (int, float))),
-                           key=lambda r: (r["status"] != "regressed", r["status"] not in ("worse", "better")))[:4],
+        "headline": headline_rows(rows, must_improve=evaluation_policy(doc).must_improve),
     }
+
+
+def headline_rows(rows: Sequence[Mapping[str, Any]], *, must_improve: Sequence[str] = (),
+                  most: int = 4) -> list[dict[str, Any]]:
+    """The leaderboard's "measured" column for one model: each ``must_improve`` task's metrics first (for every
+    model, whatever its verdict, so the rows can be compared), then every regression, then other judged metrics
+    (significant changes first), up to ``most`` rows unless the must-improve and regressed rows alone are more."""
+    measured = [dict(r) for r in rows if isinstance(r.get("delta"), (int, float))]
+    must = [{**r, "must_improve": True} for r in measured if r["task"] in must_improve]
+    regressed = [r for r in measured if r["task"] not in must_improve and r["judged"] and r["status"] == "regressed"]
+    others = sorted((r for r in measured if r["task"] not in must_improve and r["judged"]
+                     and r["status"] != "regressed"), key=lambda r: r["status"] not in ("worse", "better"))
+    chosen = must + regressed
+    return chosen + others[:max(0, most - len(chosen))]
 
 
 @cache
@@ -413,18 +440,13 @@ class HtmlRenderer(Renderer):
 
     def render(self, doc: Mapping[str, Any]) -> str:
         view = model_view(doc)
-        return _template().render(title=f"assay vet: {view['verdict']} for {view['name']}", models=[view],
-                                  leaderboard=False)
+        page: str = _template().render(title=f"assay vet: {view['verdict']} for {view['name']}", models=[view],
+                                       leaderboard=False)
+        return page
 
 
-def render_leaderboard(results: Sequence[Any], *, title: str = "assay: model leaderboard") -> str:
-    """One HTML page: a leaderboard over several vet results, then a section per model.
-
-    ``results`` are :class:`~assay.vet.VetResult` objects or ``assay.vet/1`` documents.
-    """
-    from assay.vet import VetResult, vet_document
-
-    docs = [vet_document(r) if isinstance(r, VetResult) else r for r in results]
+def render_leaderboard(docs: Sequence[Mapping[str, Any]], *, title: str = "assay: model leaderboard") -> str:
+    """One HTML page: a leaderboard over several ``assay.vet/1`` documents, then a section per model."""
     views, seen = [], set()
     for d in docs:
         anchor = _slug(str((d.get("candidate") or {}).get("name", "model")))
@@ -432,6 +454,7 @@ def render_leaderboard(results: Sequence[Any], *, title: str = "assay: model lea
             anchor += "-x"
         seen.add(anchor)
         views.append(model_view(d, anchor=anchor))
-    order = {"PASS": 0, "WARN": 1, "NONE": 2, "FAIL": 3}
-    board = sorted(views, key=lambda v: (order.get(str(v["verdict"]), 4), str(v["name"])))
-    return _template().render(title=title, models=views, board=board, leaderboard=True)
+    # One order for the table and the sections below it, the same as `assay demo` prints: by verdict, and in the
+    # order given within a verdict.
+    board = sorted(views, key=lambda v: LEADERBOARD_ORDER.get(str(v["verdict"]), len(LEADERBOARD_ORDER)))
+    return str(_template().render(title=title, models=board, board=board, leaderboard=True))

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,7 +80,7 @@ class TerminalRenderer(Renderer):
         console.print(self.renderable(doc))
 
     def render(self, doc: Mapping[str, Any]) -> str:
-        con = Console(record=True, width=120, file=_Null(), color_system=None, force_terminal=False)
+        con = Console(record=True, width=120, file=io.StringIO(), color_system=None, force_terminal=False)
         self.print(doc, con)
         return con.export_text()
 
@@ -183,11 +184,3 @@ def _deploy_parts(doc: Mapping[str, Any]) -> list[Any]:
             parts.append(Text(f"  per month: {money(cost.get('monthly_self'))} self-hosted, "
                               f"{money(cost.get('monthly_api'))} via the API"))
     return parts
-
-
-class _Null:
-    def write(self, s: str) -> int:
-        return len(s)
-
-    def flush(self) -> None:
-        pass

@@ -56,9 +56,14 @@ def scan_model(ref: ModelRef, *, fail_on: Severity = Severity.MEDIUM, allow_glob
     findings: list[Finding] = []
     git_meta = [rel for rel in ref.files if _is_git_metadata(rel)]
     todo = [rel for rel in ref.files if not _is_git_metadata(rel)]
+    from assay.scan.code import loader_python_files
+
+    imported = {} if ref.single_file else loader_python_files(ref.root, [r.as_posix() for r in ref.files])
+    listed = {r.as_posix() for r in todo}
+    todo += [Path(r) for r in sorted(imported) if r not in listed]  # reachable by the loader though not listed
     progress.start("scanning", total=len(todo))
     for rel in todo:
-        fs = _scan_one(ref.root, rel, options)
+        fs = _scan_one(ref.root, rel, options, imported=imported.get(rel.as_posix()))
         results.append(fs.result())
         findings.extend(fs.findings)
         progress.advance("scanning")
@@ -91,12 +96,32 @@ def scan_path(path: Path, *, options: ScanOptions | None = None, root: Path | No
     return _scan_one(base, path.relative_to(base), options or ScanOptions())
 
 
-def _scan_one(root: Path, rel: Path, options: ScanOptions) -> FileScan:
+def _scan_one(root: Path, rel: Path, options: ScanOptions, *, imported: str | None = None) -> FileScan:
+    """Scan one file; ``imported`` says why transformers would import it as Python (it is then analysed as such)."""
+    fs = _scan_content(root, rel, options)
+    if imported is not None:
+        from assay.scan.code import check_loader_file
+
+        outside = any(f.rule == "SYMLINK-OUTSIDE" for f in fs.findings)  # never read through such a link
+        analysed = outside or any(f.rule == "CODE-FILE" for f in fs.findings)
+        source = b""
+        if not analysed:
+            try:
+                source = (root / rel).read_bytes()
+            except OSError as exc:
+                fs.unverified(f"cannot read the file ({exc})")
+                return fs
+        check_loader_file(source, fs, rel=rel.as_posix(), why=imported, analysed=analysed)
+    return fs
+
+
+def _scan_content(root: Path, rel: Path, options: ScanOptions) -> FileScan:
     from assay.scan.files import scan_buffer
 
     fs = FileScan(rel.as_posix(), options)
     path = root / rel
-    if path.is_symlink():
+    if path.is_symlink() or os.path.realpath(path) != os.path.join(os.path.realpath(root), *rel.parts):
+        # the file or a folder on its way is a link: never read through one that leaves the model
         target = _check_symlink(root, path, fs, options)
         if target is None:
             return fs
@@ -139,7 +164,7 @@ def _check_symlink(root: Path, path: Path, fs: FileScan, options: ScanOptions) -
     inside = any(target == r or r in target.parents for r in allowed_roots)
     if not inside:
         fs.add("SYMLINK-OUTSIDE", None, f"symbolic link points outside the model folder, to {target}: a loader "
-               "following it reads a file nobody vetted", os.readlink(path))
+               "following it reads a file nobody vetted", os.readlink(path) if path.is_symlink() else str(target))
         return None
     if target.is_dir():
         return None  # a linked folder inside the model: its files are listed and scanned in place

@@ -1,9 +1,13 @@
 """Remote code: ``auto_map`` entries and every Python file in the folder, read with :mod:`ast`, never imported.
 
 ``trust_remote_code=True`` imports the modules that ``auto_map`` in ``config.json`` or ``tokenizer_config.json``
-names. A folder with custom code is never *safe* unless the caller allows remote code; the analysis still reports
-what the code would do: statements that run at import time, imports of process, network, FFI and dynamic-import
-modules (file-system modules as low), and calls of ``eval``/``exec``/``compile``/``__import__`` or of commands.
+names, and (transformers 5) ``custom_generate/generate.py`` when it exists, with no ``auto_map`` at all; each of
+them pulls in the files its relative imports name (found by transformers' own regular expressions).
+:func:`loader_python_files` lists them the way transformers looks them up, through symbolic links that stay in the
+folder, so each is analysed as Python whatever its bytes also parse as. A folder with custom code is never *safe*
+unless the caller allows remote code; the analysis still reports what the code would do: statements that run at
+import time, imports of process, network, FFI and dynamic-import modules (file-system modules as low), and calls
+of ``eval``/``exec``/``compile``/``__import__`` or of commands.
 
     >>> fs = FileScan("modeling_x.py", ScanOptions())
     >>> scan_python(b"import subprocess\\nsubprocess.run(['true'])\\n", fs, where=None, name="modeling_x.py")
@@ -14,6 +18,10 @@ modules (file-system modules as low), and calls of ``eval``/``exec``/``compile``
 from __future__ import annotations
 
 import ast
+import json
+import os
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from assay.scan.context import FileScan, at
@@ -181,3 +189,93 @@ def check_auto_map(value: Any, fs: FileScan, *, where: str | None) -> None:
                f"auto_map names custom code ({', '.join(modules[:5])}) that trust_remote_code=True imports"
                + (" (allowed by --allow-remote-code)" if allowed else ""), ", ".join(local[:5]),
                severity=Severity.INFO if allowed else None)
+
+
+#: The module transformers imports on ``from_pretrained(..., trust_remote_code=True)`` without any ``auto_map``.
+CUSTOM_GENERATE = "custom_generate/generate.py"
+#: transformers' ``get_relative_imports``: ``import .x`` and ``from .x import y`` (the file ``<dir>/x.py``).
+_RELATIVE_IMPORTS = (re.compile(r"^\s*import\s+\.(\S+)\s*$", re.MULTILINE),
+                     re.compile(r"^\s*from\s+\.(\S+)\s+import", re.MULTILINE))
+_MAX_JSON = 16 * 1024 * 1024
+
+
+def loader_python_files(root: Path, files: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Model-relative paths of the Python files ``trust_remote_code=True`` can import, with why.
+
+    ``auto_map`` targets of every top-level JSON file that has one (``module.Class`` -> ``module.py``),
+    ``custom_generate/generate.py``, and, recursively, the files their relative imports name. A path counts when
+    the loader would open it: through symbolic links, whatever the file's content looks like.
+    """
+    out: dict[str, str] = {}
+    todo: list[tuple[str, str]] = []
+    for name in files:
+        if "/" in name or not name.endswith(".json"):
+            continue
+        for module in _auto_map_modules(root / name):
+            todo.append((f"{module}.py", f"auto_map in {name}"))
+    todo.append((CUSTOM_GENERATE, "transformers imports it under trust_remote_code=True (no auto_map needed)"))
+    while todo:
+        raw, why = todo.pop()
+        rel = _normalise(raw)
+        if rel is None or rel in out or not (root / rel).is_file():
+            continue
+        out[rel] = why
+        try:
+            with (root / rel).open("rb") as fh:
+                text = fh.read(_MAX_JSON).decode("utf-8", "replace")
+        except OSError:
+            continue
+        folder = PurePosixPath(rel).parent
+        for pattern in _RELATIVE_IMPORTS:
+            for module in pattern.findall(text):
+                todo.append(((folder / f"{module}.py").as_posix(), f"imported by {rel}"))
+    return out
+
+
+def _normalise(rel: str) -> str | None:
+    """A model-relative POSIX path with ``.`` and ``..`` resolved lexically; None if it leaves the folder."""
+    norm = os.path.normpath(rel).replace(os.sep, "/")
+    if norm.startswith("../") or norm == ".." or norm.startswith("/"):
+        return None
+    return norm
+
+
+def _auto_map_modules(path: Path) -> list[str]:
+    try:
+        if path.stat().st_size > _MAX_JSON:
+            return []
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    if not isinstance(doc, dict) or "auto_map" not in doc:
+        return []
+    refs: list[str] = []
+    stack = [doc["auto_map"]]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            refs.append(v)
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+    modules = []
+    for ref in refs:
+        if "--" in ref:
+            continue  # another repository's code: reported by check_auto_map
+        module = ref.rsplit(".", 1)[0] if "." in ref else None
+        if module:
+            modules.append(module)
+    return modules
+
+
+def check_loader_file(source: bytes, fs: FileScan, *, rel: str, why: str, analysed: bool) -> None:
+    """A file transformers would import: always analysed as Python, and named as remote code."""
+    allowed = fs.options.allow_remote_code
+    if rel == CUSTOM_GENERATE or rel.endswith("/" + CUSTOM_GENERATE):
+        fs.add("CODE-CUSTOM-GENERATE", None, "custom_generate/generate.py replaces generate() and runs on "
+               "from_pretrained(..., trust_remote_code=True), with no auto_map"
+               + (" (allowed by --allow-remote-code)" if allowed else ""), rel,
+               severity=Severity.INFO if allowed else None)
+    if not analysed:
+        scan_python(source, fs, where=f"as Python ({why})", name=PurePosixPath(rel).name)

@@ -116,6 +116,16 @@ RULES: dict[str, Rule] = {r.id: r for r in [
     _r("ZIP-PREFIX", Severity.HIGH, "zip has bytes before its first member (a polyglot file)"),
     _r("ZIP-GAP", Severity.MEDIUM, "zip has bytes between members that no central directory entry covers"),
     _r("ZIP-OVERLAP", Severity.HIGH, "zip members overlap"),
+    _r("ZIP-READERS-DISAGREE", Severity.HIGH, "torch (miniz) and zipfile (numpy, Keras) read the archive differently"),
+    _r("ZIP-MULTIPLE-DIRECTORIES", Severity.HIGH, "zip holds a second end-of-central-directory record"),
+    _r("ZIP-CASE-COLLISION", Severity.HIGH, "zip member names differ only in case (torch looks names up "
+       "case-insensitively)"),
+    _r("ZIP-AMBIGUOUS-RECORD", Severity.HIGH, "several zip members could be the torch record a loader reads"),
+    _r("ZIP-TRAILING-DATA", Severity.LOW, "bytes after the zip end record that no zip reader reads"),
+    _r("FORMAT-POLYGLOT", Severity.HIGH, "the file is valid as two formats: a loader of the other one reads "
+       "different content"),
+    _r("FORMAT-MISMATCH", Severity.MEDIUM, "the file's content contradicts its name (a text file named "
+       "model.safetensors)", "rename the file to what it is"),
     _r("ARCHIVE-PATH", Severity.HIGH, "archive member escapes the extraction folder or is a link or device"),
     # numpy, keras
     _r("NUMPY-OBJECT", Severity.MEDIUM, "numpy array of Python objects: np.load needs allow_pickle=True"),
@@ -148,11 +158,21 @@ RULES: dict[str, Rule] = {r.id: r for r in [
        "self) to reach Python objects"),
     _r("TEMPLATE-IMPORT", Severity.HIGH, "chat template imports, includes or extends another template"),
     _r("TEMPLATE-REFLECTION", Severity.HIGH, "chat template uses a reflective method or a format string"),
+    _r("TEMPLATE-COMPUTED-NAME", Severity.CRITICAL, "chat template reads an item whose key it builds at render "
+       "time (Jinja falls back to the attribute of that name)"),
+    _r("TEMPLATE-DATA-KEY", Severity.MEDIUM, "chat template reads an item whose key comes from the conversation "
+       "data (outside a literal lookup table)"),
+    _r("TEMPLATE-METHOD", Severity.HIGH, "chat template calls a method outside the read-only string and dict "
+       "allowlist (format, format_map, mutators, ...)"),
+    _r("TEMPLATE-CALL", Severity.HIGH, "chat template calls something that is not a macro, caller() or a "
+       "global transformers defines"),
     # remote code
     _r("CODE-AUTO-MAP", Severity.HIGH, "auto_map names Python modules that trust_remote_code=True imports",
        _ALLOW_CODE),
     _r("CODE-AUTO-MAP-REMOTE", Severity.HIGH, "auto_map pulls code from another repository"),
     _r("CODE-FILE", Severity.MEDIUM, "Python code in the model folder", _ALLOW_CODE),
+    _r("CODE-CUSTOM-GENERATE", Severity.HIGH, "custom_generate/generate.py: transformers imports it under "
+       "trust_remote_code=True without any auto_map", _ALLOW_CODE),
     _r("CODE-IMPORT", Severity.HIGH, "Python code imports a process, network, FFI or dynamic-import module"),
     _r("CODE-IMPORT-FS", Severity.LOW, "Python code imports a file-system module"),
     _r("CODE-EXEC", Severity.HIGH, "Python code calls eval, exec, compile, __import__ or runs commands"),

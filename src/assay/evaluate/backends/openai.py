@@ -5,8 +5,9 @@
 - Log-likelihood (multiple choice, perplexity) needs the server to return log-probabilities of the *prompt*:
   ``/v1/completions`` with ``echo=true, logprobs=1, max_tokens=0``, as vLLM supports. The continuation's tokens
   are found with the returned character offsets (``text_offset``): every prompt token that ends after the
-  context (its trailing whitespace moved to the continuation, as lm-evaluation-harness does) is scored. A server that does not return prompt log-probabilities (llama.cpp server,
-  OpenAI's own API) is refused with a clear message rather than scored wrongly.
+  context (its trailing whitespace moved to the continuation, as lm-evaluation-harness does) is scored. A server
+  that does not return prompt log-probabilities (llama.cpp server, OpenAI's own API, ``transformers serve``) is
+  refused with a clear message rather than scored wrongly.
 - Before the first item, :meth:`OpenAIBackend.preflight` probes what the server can do (one small request per
   capability: prompt log-probabilities, token counts, streaming, the model names it serves; see
   :class:`ServerCapabilities`) and refuses a task the server cannot score, naming the missing capability.
@@ -26,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
@@ -188,7 +188,7 @@ class OpenAIBackend(Backend):
             detail = error_detail(exc.read())
             retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
             raise _HTTPFailure(exc.code, f"HTTP {exc.code}{': ' + detail if detail else ''}", retry_after) from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise _HTTPFailure(None, f"cannot reach the server ({reason})") from None
         try:
@@ -294,7 +294,7 @@ class OpenAIBackend(Backend):
                 head = resp.read(4096)
         except urllib.error.HTTPError as exc:
             raise _HTTPFailure(exc.code, f"HTTP {exc.code}") from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             raise _HTTPFailure(None, str(getattr(exc, "reason", exc))) from None
         return "text/event-stream" in kind or head.lstrip().startswith(b"data:")
 
@@ -466,7 +466,7 @@ def _parse_prompt_logprobs(doc: Any, prompt: str) -> tuple[list[str], list[float
         raise _NoPromptLogprobs("the answer scores no token of the prompt (echo is ignored)")
     if all(token_lps[i] is None for i in in_prompt):
         raise _NoPromptLogprobs("the answer gives no log-probability for any token of the prompt")
-    if any(b < a for a, b in zip(offsets, offsets[1:])):
+    if any(b < a for a, b in zip(offsets, offsets[1:], strict=False)):
         raise _NoPromptLogprobs("the answer's text_offset values go backwards")
     return tokens, token_lps, top, offsets
 

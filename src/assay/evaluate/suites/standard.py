@@ -23,6 +23,10 @@ name                      layouts read                                         e
     task = load_standard("gsm8k", "data/gsm8k/test.jsonl")
     task.items[0].context   # 'Question: Janet’s ducks lay 16 eggs ...\\nAnswer:'
 
+Few-shot examples are drawn as lm-evaluation-harness's task files draw them (its default sampler, seed 1234,
+excluding the item itself where lm-eval does: HellaSwag and Winogrande, which have no test split); MMLU takes
+the subject's first dev examples; TruthfulQA stays 0-shot whatever ``--num-fewshot`` says, as in lm-eval.
+
 What the runner honours beyond the plain item (see :mod:`assay.evaluate.runner`): ``Item.meta["description"]`` is
 a per-item description (MMLU with several subjects in one file); ``Item.meta["fewshot_group"]`` restricts few-shot
 examples to pool items of the same group (the MMLU subject); :attr:`Item.contexts` gives one context per choice
@@ -386,7 +390,8 @@ def load_arc(path: Path, *, challenge: bool) -> Task:
     train = splits.files.get("train", ())
     pool = [_arc_item(r, f"{f} row {i + 1}", i) for i, (f, r) in enumerate(_load(train))]
     return Task(name=name, version=_version("1", (*test, *train)), kind=TaskKind.MULTIPLE_CHOICE,
-                items=tuple(items), fewshot_pool=tuple(pool), fewshot_sampler="random",
+                items=tuple(items), fewshot_pool=tuple(pool), fewshot_sampler="lm_eval_default",
+                fewshot_exclude_self=False,
                 metrics=("acc", "acc_norm"), source=_source(test))
 
 
@@ -428,7 +433,7 @@ def load_hellaswag(path: Path) -> Task:
     pool = [_hellaswag_item(r, f"{f}", i, need_label=False) for i, (f, r) in enumerate(_load(train))]
     return Task(name="hellaswag", version=_version("1", (*val, *train)), kind=TaskKind.MULTIPLE_CHOICE,
                 items=tuple(i for i in items if i), fewshot_pool=tuple(p for p in pool if p),
-                fewshot_sampler="random", metrics=("acc", "acc_norm"), source=_source(val))
+                fewshot_sampler="lm_eval_default", metrics=("acc", "acc_norm"), source=_source(val))
 
 
 # --------------------------------------------------------------------------------------------- TruthfulQA
@@ -480,7 +485,7 @@ def load_truthfulqa(path: Path, *, mc: int) -> Task:
         items.append(Item(id=str(i), context=f"{TRUTHFULQA_PRIMER}\n\nQ: {rec['question']}\nA:",
                           choices=tuple(choices), gold=true[0] if mc == 1 else true))
     return Task(name=f"truthfulqa_mc{mc}", version=_version("2" if mc == 1 else "3", files),
-                kind=TaskKind.MULTIPLE_CHOICE, items=tuple(items), num_fewshot=0,
+                kind=TaskKind.MULTIPLE_CHOICE, items=tuple(items), num_fewshot=0, num_fewshot_fixed=True,
                 metrics=("acc",) if mc == 1 else ("mc2",), source=_source(files))
 
 
@@ -511,7 +516,7 @@ def load_gsm8k(path: Path) -> Task:
     note = "few-shot: train split" if pool else "no train split found: 0-shot"
     return Task(name="gsm8k", version=_version("3", (*test, *train)), kind=TaskKind.GENERATE,
                 items=tuple(items), fewshot_pool=tuple(pool), num_fewshot=GSM8K_FEWSHOT if pool else 0,
-                fewshot_sampler="random",
+                fewshot_sampler="lm_eval_default", fewshot_exclude_self=False,
                 generation=GenerationSpec(until=("Question:", "</s>", "<|im_end|>"), max_tokens=256,
                                           extract=("strict", "flexible"), ignore_case=True,
                                           ignore_punctuation=False, regexes_to_ignore=GSM8K_IGNORE),
@@ -552,7 +557,7 @@ def load_winogrande(path: Path) -> Task:
     pool = [_winogrande_item(r, f"{f}", i, need_label=False) for i, (f, r) in enumerate(_load(train))]
     return Task(name="winogrande", version=_version("2", (*val, *train)), kind=TaskKind.MULTIPLE_CHOICE,
                 items=tuple(i for i in items if i), fewshot_pool=tuple(p for p in pool if p),
-                fewshot_sampler="random", metrics=("acc",), source=_source(val))
+                fewshot_sampler="lm_eval_default", metrics=("acc",), source=_source(val))
 
 
 # ----------------------------------------------------------------------------------------------- registry
