@@ -18,8 +18,9 @@ and every metric equals lm-eval's:
   (``--gsm8k FILE``, the public test JSONL; its first items are the few-shot examples): per item the same
   generated text and the same ``exact_match`` under both filters;
 - ``rolling``: rolling log-likelihood (``loglikelihood_rolling``) of long documents (the licence texts in
-  ``/usr/share/common-licenses``, or ``--documents DIR``): per document the log-likelihood within 1e-3 relative
-  1e-6, and the same word and byte perplexity and bits per byte.
+  ``/usr/share/common-licenses``, or ``--documents DIR``): per document the log-likelihood within 1e-5 relative
+  (a float32 sum over thousands of tokens on both sides), and word and byte perplexity and bits per byte within
+  1e-4 relative.
 
 lm-evaluation-harness is not a dependency of assay: install it beside assay (``pip install lm-eval``) or point
 ``--lm-eval`` at its ``lm_eval`` command.
@@ -314,15 +315,17 @@ def check_rolling(ours: dict, theirs: dict) -> tuple[list[str], str]:
                    else s["filtered_resps"][0][0])
         mine = float(item["metrics"]["logprob"])
         max_rel = max(max_rel, abs(mine - ll) / max(1.0, abs(ll)))
-    if max_rel > 1e-6:
-        problems.append(f"max relative |dLL| {max_rel:.1e} > 1e-6")
+    # A document's log-likelihood is a float32 sum over thousands of tokens (on both sides): its rounding alone
+    # is ~1e-6 relative, so agreement is checked to 1e-5 relative (and the perplexities to 1e-4).
+    if max_rel > 1e-5:
+        problems.append(f"max relative |dLL| {max_rel:.1e} > 1e-5")
     for m in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
         try:
             a = _assay_metric(ours["metrics"], m)
         except KeyError:
             continue
         b = float(theirs["metrics"][f"{m},none"])
-        if not math.isclose(a, b, rel_tol=1e-5):
+        if not math.isclose(a, b, rel_tol=1e-4):
             problems.append(f"{m}: {a} vs {b}")
     return problems, (f"word ppl {_assay_metric(ours['metrics'], 'word_perplexity'):.3f}, max rel |dLL| "
                       f"{max_rel:.1e}")
