@@ -99,7 +99,7 @@ def run_lmeval(lm: Any, tm: Any, name: str, num_fewshot: int | None) -> dict[str
 def run_assay(backend: Any, yaml_rel: str, data_dir: str, splits: dict[str, str],
               num_fewshot: int | None) -> dict[str, Any]:
     from assay.evaluate.runner import evaluate_model
-    from assay.evaluate.tasks import load_tasks
+    from assay.evaluate.loading import load_tasks
 
     data = {s: [DATA / data_dir / f"{f}.jsonl"] for s, f in splits.items()}
     [task] = load_tasks(str(TASKS / yaml_rel), num_fewshot=num_fewshot, data=data, allow_task_code=True)

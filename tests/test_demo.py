@@ -184,7 +184,7 @@ def test_honest_finetune_keeps_its_recipe_and_loss_curve(demo: Any) -> None:
 
 
 def test_domain_task_has_disjoint_train_and_eval_items(demo: Any) -> None:
-    from assay.evaluate.tasks import load_task
+    from assay.evaluate.loading import load_task
 
     folder = demo.task_file.parent
     rows = {split: [json.loads(line) for line in (folder / f"ticket-routing.{split}.jsonl").open()]

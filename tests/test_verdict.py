@@ -12,7 +12,8 @@ import random
 
 import pytest
 
-from assay.policy import SEVERITIES, default_policy, parse_policy
+from assay.policy import default_policy, parse_policy
+from assay.severity import SEVERITIES
 from assay.verdict import AllOf, Level, Outcome, StageOutcome, Status, decide
 from tests.report.builders import finding, lineage_doc, metric, outcomes, scan_doc
 

@@ -25,9 +25,8 @@ import yaml
 
 from assay.errors import PolicyError
 from assay.jsonable import as_mapping
+from assay.severity import SEVERITIES
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
-"""Scan severities, most severe first."""
 
 DEFAULT_TASKS = ("builtin:knowledge", "builtin:arithmetic", "builtin:reference")
 DEFAULT_MARGINS: Mapping[str, float] = {"acc": 0.02, "acc_norm": 0.02, "exact_match": 0.02, "bits_per_byte": 0.05}

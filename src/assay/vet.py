@@ -512,8 +512,8 @@ def _lineage_stage(ctx: VetContext) -> StageOutcome:
 
 def _load_tasks(specs: Sequence[str]) -> list[Task]:
     """The evaluation tasks, each checked as `assay eval` checks it; a bad spec raises (bad input, exit 2)."""
+    from assay.evaluate.loading import load_tasks
     from assay.evaluate.runner import validate_task
-    from assay.evaluate.tasks import load_tasks
 
     loaded = [t for s in specs for t in load_tasks(s)]
     for t in loaded:

@@ -11,10 +11,10 @@ from assay.errors import PolicyError
 from assay.evaluate.backends.base import (Backend, BackendInfo, GenerationRequest, LoglikelihoodRequest,
                                           LoglikelihoodResult, RollingResult)
 from assay.evaluate.compare import compare_results, eval_document
+from assay.evaluate.loading import load_tasks
 from assay.evaluate.probes.hallucination import (FICTIONAL_TASK, KNOWN_TASK, PASSAGE_TASK, UNANSWERABLE_TASK,
                                                  hallucination_findings, hallucination_tasks)
 from assay.evaluate.runner import evaluate_model
-from assay.evaluate.tasks import load_tasks
 from assay.policy import parse_policy
 from assay.verdict import StageOutcome, rules_for
 

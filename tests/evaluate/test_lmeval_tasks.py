@@ -23,8 +23,9 @@ from assay.cli.main import main
 from assay.errors import EvalError
 from assay.evaluate.backends.base import (Backend, BackendInfo, GenerationRequest, LoglikelihoodRequest,
                                           LoglikelihoodResult, RollingResult)
+from assay.evaluate.loading import load_task, load_tasks
 from assay.evaluate.runner import build_choice_contexts, build_context, evaluate_model, fewshot_examples
-from assay.evaluate.tasks import TaskKind, load_task, load_tasks
+from assay.evaluate.tasks import TaskKind
 
 LMEVAL = Path(__file__).resolve().parents[1] / "data" / "lmeval"
 TASKS, DATA = LMEVAL / "tasks", LMEVAL / "data"

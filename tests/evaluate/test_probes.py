@@ -27,12 +27,13 @@ import pytest
 
 from assay.cli.main import main
 from assay.evaluate.compare import compare_results, regressions
+from assay.evaluate.loading import load_tasks
 from assay.evaluate.probes import alignment_stripped, judge_refusals, possible_contamination, refusal_summary
 from assay.evaluate.probes import degeneration as dg
 from assay.evaluate.probes.refusal import BENIGN_TASK, HARMFUL_TASK, refusal_tasks
 from assay.evaluate.probes.stability import stability_task
 from assay.evaluate.runner import TaskResult, evaluate_model
-from assay.evaluate.tasks import Task, load_tasks
+from assay.evaluate.tasks import Task
 
 N_REFUSAL = 8  # harmful and safe requests each
 N_CONTAMINATION = 16  # tested knowledge items

@@ -10,13 +10,14 @@ import pytest
 
 from assay.errors import EvalError
 from assay.evaluate import stats
+from assay.evaluate.loading import load_tasks
 from assay.evaluate.probes import PROBES, alignment_stripped, load_probe, possible_contamination, refusal_summary
 from assay.evaluate.probes.contamination import contamination_task, min_k_prob, perturb, token_logprobs
 from assay.evaluate.probes.degeneration import (degeneration_metrics, distinct_n, ends_in_loop, loop_period,
                                                 repeated_ngram_rate)
 from assay.evaluate.probes.refusal import (BENIGN_TASK, HARMFUL_TASK, WINDOW, benign_prompts, classify,
                                            harmful_prompts)
-from assay.evaluate.tasks import Item, Task, TaskKind, load_tasks
+from assay.evaluate.tasks import Item, Task, TaskKind
 
 
 # --------------------------------------------------------------------------------------------- refusal detector

@@ -13,8 +13,8 @@ import pytest
 from assay.errors import EvalError
 from assay.evaluate.backends.hf import HFBackend
 from assay.evaluate.cache import ResultCache
-from assay.evaluate.runner import (INVALID, build_choice_contexts, build_context, evaluate_model, exact_match,
-                                   extract_answer, fewshot_examples, score_choices)
+from assay.evaluate.filters import INVALID, exact_match, extract_answer
+from assay.evaluate.runner import build_choice_contexts, build_context, evaluate_model, fewshot_examples, score_choices
 from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind
 from tests.factory.models import build_model, tiny_tokenizer
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from assay.errors import EvalError
+from assay.evaluate.loading import load_task, load_tasks, registered_suites
 from assay.evaluate.runner import build_context
-from assay.evaluate.tasks import TaskKind, load_task, load_tasks, register_suite, registered_suites
+from assay.evaluate.tasks import TaskKind, register_suite
 from assay.evaluate.tasks import Item, Task
 
 ROWS = [

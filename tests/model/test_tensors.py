@@ -14,8 +14,9 @@ import pytest
 
 from assay.errors import FormatError, ModelError
 from assay.model.ref import resolve
-from assay.model.tensors import (TensorInfo, file_tensors, gguf_to_hf_name, iter_tensors, read_safetensors_header,
-                                 tensor_index, walk_pickle)
+from assay.model.inventory import iter_tensors, tensor_index
+from assay.model.tensors import TensorInfo, file_tensors, gguf_to_hf_name, read_safetensors_header
+from assay.scan.pickle_vm import evaluate_pickle
 
 
 @pytest.fixture(scope="module")
@@ -203,11 +204,11 @@ class _Boom:
         return (os.system, ("touch /tmp/assay-walk-pickle-executed",))
 
 
-def test_walk_pickle_executes_nothing() -> None:
+def test_symbolic_pickle_executes_nothing() -> None:
     marker = Path("/tmp/assay-walk-pickle-executed")
     marker.unlink(missing_ok=True)
     for proto in (0, 2, 4, 5):
-        root = walk_pickle(io.BytesIO(pickle.dumps({"x": _Boom(), "n": [1, 2]}, protocol=proto)))
+        root = evaluate_pickle(io.BytesIO(pickle.dumps({"x": _Boom(), "n": [1, 2]}, protocol=proto)))
         assert root is not None
     assert not marker.exists()
 

@@ -94,7 +94,7 @@ def test_bf16_rounding_does_not_hide_a_lora(variants, capsys):
     # without the noise floor the rounding makes every changed matrix look (nearly) full rank
     import numpy as np
 
-    from assay.model.tensors import tensor_index
+    from assay.model.inventory import tensor_index
 
     a = tensor_index(resolve(str(variants.bf16)))["model.layers.0.self_attn.q_proj.weight"].load()
     b = tensor_index(resolve(str(variants.bf16_lora)))["model.layers.0.self_attn.q_proj.weight"].load()

@@ -119,9 +119,10 @@ def command(model: str, tasks: tuple[str, ...], base: str | None, num_fewshot: i
         check_device(device)
     from assay.evaluate.cache import ResultCache
     from assay.evaluate.compare import eval_document, regressions
+    from assay.evaluate.loading import load_tasks
     from assay.evaluate.pair import compare_models
     from assay.evaluate.runner import item_log_record, validate_task
-    from assay.evaluate.tasks import Task, TaskKind, load_tasks
+    from assay.evaluate.tasks import Task, TaskKind
 
     task_list: list[Task] = []
     data_files = _data_option(data)

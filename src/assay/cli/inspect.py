@@ -13,6 +13,7 @@ import click
 from assay.cli.common import (EXIT_PASS, console, download_option, emit_json, err_console, json_option, progress,
                               revision_option)
 from assay.model.inventory import MEMORY_NOTE, Inventory, inventory_document, open_model
+from assay.formatting import human_bytes
 
 
 @click.command("inspect")
@@ -48,18 +49,6 @@ def command(ref: str, revision: str | None, download: bool, as_json: bool) -> in
         why = f.error if f.error and f.error.startswith(f.path) else f"{f.path}: {f.error}"
         err_console().print(f"[yellow]warning:[/yellow] {why}", soft_wrap=True)
     return EXIT_PASS
-
-
-def human_bytes(n: int | None) -> str:
-    """``1.2 GB`` style size (decimal units)."""
-    if n is None or n < 0:
-        return "?"
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
 
 
 def human_count(n: int | None) -> str:
@@ -102,9 +91,10 @@ def render(inv: Inventory) -> None:
         if card.get("error"):
             summary.add_row("card", f"{card.get('path')}: [yellow]{card['error']}[/yellow]")
         else:
-            parts = [f"{k}={_short(card.get(k))}" for k in ("license", "base_model", "base_model_relation",
-                                                           "datasets") if card.get(k) is not None]
-            summary.add_row("card", ", ".join(parts) or "no metadata")
+            keys = ("model_name", "license", "base_model", "base_model_relation", "datasets")
+            parts = [f"{k}={_short(card.get(k))}" for k in keys if card.get(k) is not None]
+            text = ", ".join(parts) or "no metadata"
+            summary.add_row("card", f"GGUF metadata: {text}" if card.get("source") == "gguf" else text)
     else:
         summary.add_row("card", "none")
     if inv.adapter is not None:

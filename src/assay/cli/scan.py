@@ -17,8 +17,9 @@ import click
 from assay.cli.common import (check_output_file, console, download_option, emit_json, err_console, json_option,
                               progress, revision_option)
 from assay.errors import ReportError, UsageError
+from assay.severity import SEVERITIES
 
-_SEVERITIES = ["info", "low", "medium", "high", "critical"]
+_SEVERITIES = list(reversed(SEVERITIES))  # least severe first, as --fail-on lists them
 _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
@@ -103,7 +104,7 @@ def _print(doc: dict) -> None:  # type: ignore[type-arg]
         table = Table(title="Findings", show_lines=False, expand=False)
         for col in ("severity", "rule", "file", "where", "what"):
             table.add_column(col, overflow="fold")
-        order = {s: i for i, s in enumerate(reversed(_SEVERITIES))}
+        order = {s: i for i, s in enumerate(SEVERITIES)}
         for f in sorted(doc["findings"], key=lambda f: (order[f["severity"]], f["path"])):
             table.add_row(f"[{_STYLE[f['severity']]}]{f['severity']}[/]", f["rule"], f["path"], f["location"] or "",
                           f["message"])

@@ -69,8 +69,8 @@ _PARTIAL_EVAL_POINTS = 8
 _PLACEHOLDER = re.compile(r"^\W*(more information needed|\[more information needed\]|tbd|todo|n/?a|coming soon)\W*$",
                           re.IGNORECASE)
 _SECTION_PATTERNS = {
-    "training procedure": re.compile(r"training (procedure|details|recipe|process)|fine-?tuning|^training$|how .*trained",
-                                     re.IGNORECASE),
+    "training procedure": re.compile(
+        r"training (procedure|details|recipe|process)|fine-?tuning|^training$|how .*trained", re.IGNORECASE),
     "hyper-parameters": re.compile(r"hyper-?parameters?|training (arguments|config)", re.IGNORECASE),
     "evaluation": re.compile(r"evaluation|results|benchmarks?", re.IGNORECASE),
     "intended use": re.compile(r"intended|uses?\b|use cases?|out-of-scope", re.IGNORECASE),
@@ -277,8 +277,8 @@ def _eval_claims(model_index: Any) -> list[EvalClaim]:
                 if not isinstance(met, dict):
                     continue
                 try:
-                    value = float(met.get("value"))
-                except (TypeError, ValueError):
+                    value = float(met["value"])
+                except (KeyError, TypeError, ValueError):
                     continue
                 if not math.isfinite(value):
                     continue
@@ -312,17 +312,21 @@ def _loss_curve(state: Any) -> LossCurve | None:
 
 
 def _gguf_metadata(path: Path) -> dict[str, Any]:
-    """``general.*`` string metadata of a GGUF file (header only)."""
-    from gguf import GGUFReader
+    """``general.*`` metadata of a GGUF file, from its header alone (the one GGUF reader; no tensor is read).
 
+    Raises :class:`~assay.errors.FormatError` for a truncated or damaged file.
+    """
+    from assay.errors import FormatError
+    from assay.model.gguf_file import read_gguf_file
+    from assay.model.problems import problem_message
+
+    g = read_gguf_file(path)
+    reason = g.fatal()
+    if reason is not None:
+        raise FormatError(problem_message(path.name, reason))
     out: dict[str, Any] = {}
-    reader = GGUFReader(str(path), "r")
-    for name, fld in reader.fields.items():
-        if not name.startswith("general.") or not fld.types:
-            continue
-        try:
-            val = fld.contents()
-        except Exception:  # noqa: BLE001 - an odd field is skipped, not fatal
+    for name, val in g.metadata.items():
+        if not name.startswith("general."):
             continue
         if isinstance(val, (str, int, float)) or (isinstance(val, list) and all(isinstance(v, str) for v in val)):
             out[name] = val
@@ -330,26 +334,9 @@ def _gguf_metadata(path: Path) -> dict[str, Any]:
 
 
 def _metadata_from_gguf(meta: dict[str, Any]) -> dict[str, Any]:
-    card: dict[str, Any] = {}
-    if "general.license" in meta:
-        card["license"] = meta["general.license"]
-    if "general.license.name" in meta:
-        card["license_name"] = meta["general.license.name"]
-    bases = []
-    for i in range(int(meta.get("general.base_model.count", 0) or 0)):
-        org, name = meta.get(f"general.base_model.{i}.organization"), meta.get(f"general.base_model.{i}.name")
-        url = meta.get(f"general.base_model.{i}.repo_url")
-        if isinstance(url, str) and "huggingface.co/" in url:
-            bases.append(url.split("huggingface.co/", 1)[1].strip("/"))
-        elif name:
-            bases.append(f"{org}/{name}" if org else str(name))
-    if bases:
-        card["base_model"] = bases
-    if "general.datasets" in meta:
-        card["datasets"] = meta["general.datasets"]
-    if "general.name" in meta:
-        card["model_name"] = meta["general.name"]
-    return card
+    from assay.model.gguf_file import card_fields
+
+    return card_fields(meta)
 
 
 def _find(ref: ModelRef, name: str) -> Path | None:
@@ -374,12 +361,7 @@ def _parse_card(ref: ModelRef) -> _Parsed:
         from assay.model.formats import Format, detect
 
         if detect(target) is Format.GGUF:
-            try:
-                meta = _metadata_from_gguf(_gguf_metadata(target))
-            except Exception as exc:  # noqa: BLE001 - unreadable header: report, go on
-                findings.append(CardFinding("CARD-MISSING", "medium", target.name, None,
-                                            f"GGUF metadata could not be read ({type(exc).__name__})"))
-                meta = {}
+            meta = _metadata_from_gguf(_gguf_metadata(target))  # a damaged file is bad input (exit 2)
             return _Parsed(target if meta else None, meta, "", findings)
         return _Parsed(None, {}, "", findings)
     path = _find(ref, "README.md")
@@ -388,9 +370,10 @@ def _parse_card(ref: ModelRef) -> _Parsed:
     text, truncated = _read_text(path, MAX_CARD_BYTES)
     if truncated:
         findings.append(CardFinding("CARD-TOO-LARGE", "low", "README.md", None,
-                                    f"the card is larger than {MAX_CARD_BYTES // 1024 // 1024} MiB; only the start was read"))
+                                    f"the card is larger than {MAX_CARD_BYTES // 1024 // 1024} MiB; "
+                                    "only the start was read"))
     fm, body = split_front_matter(text)
-    meta: dict[str, Any] = {}
+    meta = {}
     if fm is not None:
         try:
             loaded = yaml.safe_load(fm)
@@ -440,10 +423,10 @@ def _base_licence(base_ids: tuple[str, ...], base: ModelRef | None) -> tuple[str
 
 def _model_name(ref: ModelRef, meta: dict[str, Any]) -> str:
     mi = meta.get("model-index")
-    if isinstance(mi, list) and mi and isinstance(mi[0], dict) and isinstance(mi[0].get("name"), str):
-        return mi[0]["name"]
-    if isinstance(meta.get("model_name"), str):
-        return meta["model_name"]
+    first = mi[0] if isinstance(mi, list) and mi and isinstance(mi[0], dict) else {}
+    for name in (first.get("name"), meta.get("model_name")):
+        if isinstance(name, str):
+            return name
     return ref.name
 
 
@@ -454,7 +437,8 @@ def read_card(ref: ModelRef, *, base: ModelRef | None = None) -> CardReport:
     card_name = parsed.path.name if parsed.path else None
     if parsed.path is None:
         findings.append(CardFinding("CARD-MISSING", "medium", None, None,
-                                    "the model has no card (README.md): its base, data, recipe and licence are undocumented"))
+                                    "the model has no card (README.md): its base, data, recipe and licence are "
+                                    "undocumented"))
     sections = parse_sections(parsed.body) if parsed.body else []
 
     base_ids = _strings(meta.get("base_model"))
@@ -597,8 +581,9 @@ def check_claims(card: CardReport, measured: Mapping[str, float], *,
 def claim_findings(checks: list[ClaimCheck]) -> list[CardFinding]:
     """``CARD-CLAIM-UNSUPPORTED`` findings for the claims measurements do not support."""
     return [CardFinding("CARD-CLAIM-UNSUPPORTED", "medium", "README.md", "model-index",
-                        f"the card claims {c.claim.metric} {c.claimed:.3f} on {c.claim.dataset or c.claim.dataset_type}, "
-                        f"but assay measured {c.measured:.3f}", f"measured as {c.measured_key}")
+                        f"the card claims {c.claim.metric} {c.claimed:.3f} on "
+                        f"{c.claim.dataset or c.claim.dataset_type}, but assay measured {c.measured:.3f}",
+                        f"measured as {c.measured_key}")
             for c in checks if not c.supported]
 
 

@@ -65,13 +65,13 @@ def _metric_key(metric: str) -> str:
 
 def measured_scores(evaluation: Mapping[str, Any] | None) -> dict[tuple[str, str], float]:
     """``(task, metric) -> value`` of the candidate's higher-is-better scores in 0..1 (what card claims state)."""
-    from assay.verdict import _metric_direction
+    from assay.evaluate.stats import metric_direction
 
     out: dict[tuple[str, str], float] = {}
     for task, t in ((evaluation or {}).get("tasks") or {}).items():
         for metric, value in ((t or {}).get("metrics") or {}).items():
             if (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
-                    and _metric_direction(metric) > 0):
+                    and metric_direction(metric) > 0):
                 out[(str(task), str(metric))] = float(value)
     return out
 

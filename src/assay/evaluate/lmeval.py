@@ -35,6 +35,8 @@ from typing import Any, cast
 import yaml
 
 from assay.errors import EvalError
+from assay.evaluate.filters import FLEXIBLE_PATTERN, PIPELINE, PIPELINE_STEPS, STRICT_PATTERN
+from assay.evaluate.taskdata import Renderer, check_regex, digest_files, read_rows, resolve_data
 from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind
 
 #: Fields assay reads (docs/lm-eval-tasks.md says how); any other field is refused, naming it.
@@ -173,11 +175,9 @@ class _Resolver:
     """lm-eval's ``doc_to_text`` / ``doc_to_target`` / ``doc_to_choice`` / ``description`` rules."""
 
     def __init__(self, where: str, features: set[str]) -> None:
-        from assay.evaluate.taskfile import _Renderer
-
         self.where = where
         self.features = features
-        self.renderer = _Renderer(where)
+        self.renderer = Renderer(where)
 
     def render(self, template: str, doc: Mapping[str, Any], field: str, at: str) -> str:
         return self.renderer.render(template, doc, field, at)
@@ -349,8 +349,6 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
         if split not in splits:
             raise EvalError(f"{where}: split {split!r} has no data (splits given: {', '.join(splits) or 'none'}); "
                             f"give it with --data {split}=FILE")
-        from assay.evaluate.taskfile import read_rows
-
         rows = [r for p in splits[split] for r in read_rows(p)]
         return _process_docs(process, rows, where, split) if process is not None else rows
 
@@ -495,9 +493,7 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
     version = str(metadata.get("version", "0")) if isinstance(metadata, dict) else "0"
     if code_files:
         version += "+code." + _digest(code_files)
-    from assay.evaluate.taskfile import _digest_files
-
-    data_digest = _digest_files(data_paths)
+    data_digest = digest_files(data_paths)
     if process_results is not None:  # it reads the whole document, which the item digest does not cover
         version += f"+data.{data_digest[:12]}"
     source = f"{path} (data sha256 {data_digest})"
@@ -543,8 +539,6 @@ def _text(cfg: Mapping[str, Any], key: str, default: str, where: str) -> str:
 
 def _splits(path: Path, cfg: Mapping[str, Any], data: Mapping[str, Sequence[Path]] | None,
             notes: list[str]) -> tuple[dict[str, list[Path]], list[Path]]:
-    from assay.evaluate.taskfile import _resolve_data
-
     where = str(path)
     if data:
         splits = {str(k): [Path(p) for p in v] for k, v in data.items()}
@@ -574,9 +568,9 @@ def _splits(path: Path, cfg: Mapping[str, Any], data: Mapping[str, Sequence[Path
     splits = {}
     if isinstance(files, dict):
         for split, value in files.items():
-            splits[str(split)] = _resolve_data(path, value, f"data_files.{split}")
+            splits[str(split)] = resolve_data(path, value, f"data_files.{split}")
     else:
-        splits["train"] = _resolve_data(path, files, "data_files")
+        splits["train"] = resolve_data(path, files, "data_files")
     return splits, [p for ps in splits.values() for p in ps]
 
 
@@ -701,9 +695,6 @@ def _metrics(cfg: Mapping[str, Any], kind: TaskKind, where: str, *,
 
 
 def _generation(cfg: Mapping[str, Any], options: Mapping[str, Any], few_delim: str, where: str) -> GenerationSpec:
-    from assay.evaluate.runner import FLEXIBLE_PATTERN, PIPELINE, PIPELINE_STEPS, STRICT_PATTERN
-    from assay.evaluate.taskfile import _check_regex
-
     gk = cfg.get("generation_kwargs")
     gk = {"until": [few_delim]} if gk is None else gk
     if not isinstance(gk, dict):
@@ -744,7 +735,7 @@ def _generation(cfg: Mapping[str, Any], options: Mapping[str, Any], few_delim: s
                 if bad:
                     raise EvalError(f"{where}: filter {fname!r}: {fn} option(s) {', '.join(sorted(bad))} not supported")
                 if fn == "regex":
-                    _check_regex(str(kw.get("regex_pattern", STRICT_PATTERN)), where)
+                    check_regex(str(kw.get("regex_pattern", STRICT_PATTERN)), where)
                     if not isinstance(kw.get("group_select", 0), int):
                         raise EvalError(f"{where}: filter {fname!r}: group_select must be an integer")
                 steps.append([fn, kw])
@@ -755,7 +746,7 @@ def _generation(cfg: Mapping[str, Any], options: Mapping[str, Any], few_delim: s
     if not isinstance(regexes, list | tuple) or not all(isinstance(r, str) for r in regexes):
         raise EvalError(f"{where}: regexes_to_ignore must be a list of patterns")
     for r in regexes:
-        _check_regex(r, where)
+        check_regex(r, where)
     return GenerationSpec(until=tuple(until), max_tokens=max_toks, extract=tuple(extract),
                           ignore_case=bool(options.get("ignore_case", False)),
                           ignore_punctuation=bool(options.get("ignore_punctuation", False)),

@@ -18,10 +18,11 @@ from typing import Any
 
 from assay.errors import PolicyError
 from assay.evaluate.compare import compare_results, eval_document
+from assay.evaluate.loading import load_tasks
 from assay.evaluate.probes import degeneration, possible_contamination, refusal_summary, stability
 from assay.evaluate.probes.contamination import contamination_document
 from assay.evaluate.runner import TaskResult
-from assay.evaluate.tasks import Task, TaskKind, load_tasks
+from assay.evaluate.tasks import Task, TaskKind
 from assay.jsonable import to_jsonable
 from assay.model.ref import ModelRef
 from assay.policy import Policy

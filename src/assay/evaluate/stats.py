@@ -108,6 +108,25 @@ def register_metric(name: str, *, higher_is_better: bool, kind: str = "mean", nu
     return spec
 
 
+#: Lower-is-better metric names (and prefixes: ``word_perplexity_stderr`` follows ``word_perplexity``) for metrics
+#: whose spec may not be registered in this process (probes and drift register theirs when they are imported;
+#: a saved document is judged without importing them).
+LOWER_IS_BETTER = ("bits_per_byte", "perplexity", "word_perplexity", "token_perplexity", "byte_perplexity",
+                   "kl_mean", "kl_p95", "kl", "repetition", "loop_rate", "empty_rate", "over_refused", "mink_gap",
+                   "fabricated", "over_abstained", "invented", "ll_batch_diff")
+
+
+def metric_direction(metric: str, entry: Mapping[str, Any] | None = None) -> int:
+    """+1 when higher is better, -1 when lower is better: a comparison entry's own ``higher_is_better`` first,
+    then the registered :class:`MetricSpec`, then :data:`LOWER_IS_BETTER`. The one place that decides it."""
+    if entry is not None and isinstance(entry.get("higher_is_better"), bool):
+        return 1 if entry["higher_is_better"] else -1
+    name = metric.split(",")[0]
+    if name in METRICS:
+        return 1 if METRICS[name].higher_is_better else -1
+    return -1 if any(name == m or name.startswith(m + "_") for m in LOWER_IS_BETTER) else 1
+
+
 def metric_spec(name: str) -> MetricSpec:
     """The :class:`MetricSpec` of a metric name (a higher-is-better per-item mean unless listed in METRICS)."""
     return METRICS.get(name) or MetricSpec(name)

@@ -30,16 +30,14 @@ lm-evaluation-harness's ``regex_replace`` filter.
 from __future__ import annotations
 
 import ast
-import csv
-import hashlib
-import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from assay.errors import EvalError
-from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind
+from assay.evaluate.lmeval import FunctionRef, load_lmeval_task, read_yaml
+from assay.evaluate.taskdata import Renderer, check_regex, digest_files, read_rows, resolve_data
+from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind, with_num_fewshot
 
 OWN_FIELDS = frozenset({
     "name", "version", "kind", "data", "fewshot_data", "prompt", "choices", "label", "text", "id",
@@ -48,140 +46,11 @@ OWN_FIELDS = frozenset({
 })
 
 
-# --------------------------------------------------------------------------------------------- templates
-def _environment() -> Any:
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
-    env.filters["regex_replace"] = lambda s, pattern, repl, count=0: re.sub(pattern, repl, s, count=count)
-    return env
-
-
-class _Renderer:
-    """Renders one task's templates over rows, with errors that name the file and row."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.env = _environment()
-        self._cache: dict[str, Any] = {}
-
-    def render(self, template: str, row: Mapping[str, Any], what: str, row_where: str) -> str:
-        from jinja2 import TemplateError, UndefinedError
-
-        try:
-            compiled = self._cache.get(template)
-            if compiled is None:
-                compiled = self._cache[template] = self.env.from_string(template)
-            return str(compiled.render(**row))
-        except UndefinedError as exc:
-            raise EvalError(f"{self.where}: {what} template references a missing field ({exc.message}) at "
-                            f"{row_where}") from exc
-        except TemplateError as exc:
-            raise EvalError(f"{self.where}: {what} template is invalid ({exc}) at {row_where}") from exc
-        except Exception as exc:  # noqa: BLE001 - a method the template calls failed (e.g. list.index)
-            raise EvalError(f"{self.where}: {what} template failed at {row_where}: "
-                            f"{type(exc).__name__}: {exc}") from exc
-
-
-# --------------------------------------------------------------------------------------------- data
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL, JSON, CSV or Parquet file (by extension); errors name the file and line."""
-    if not path.is_file():
-        raise EvalError(f"data file not found: {path}")
-    suffix = "".join(path.suffixes[-1:]).lower()
-    try:
-        if suffix in (".jsonl", ".ndjson"):
-            return _read_jsonl(path)
-        if suffix == ".json":
-            text = path.read_text(encoding="utf-8")
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError:
-                return _read_jsonl(path)
-            if isinstance(data, dict) and isinstance(data.get("data"), list):
-                data = data["data"]
-            if not isinstance(data, list):
-                raise EvalError(f"{path}: expected a JSON list of objects")
-            return [_as_row(r, f"{path} item {i}") for i, r in enumerate(data)]
-        if suffix == ".csv":
-            return _read_csv(path)
-        if suffix == ".parquet":
-            return _read_parquet(path)
-    except UnicodeDecodeError as exc:
-        raise EvalError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except OSError as exc:
-        raise EvalError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    raise EvalError(f"{path}: unsupported data file type {suffix or '(none)'} (use .jsonl, .json, .csv, .parquet)")
-
-
-def _as_row(obj: Any, where: str) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise EvalError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EvalError(f"{path}:{lineno}: malformed JSON line ({exc.msg})") from exc
-            rows.append(_as_row(obj, f"{path}:{lineno}"))
-    return rows
-
-
-def _read_csv(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        try:
-            rows = [dict(r) for r in reader]
-        except csv.Error as exc:
-            raise EvalError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from exc
-    for i, r in enumerate(rows):
-        if None in r:
-            raise EvalError(f"{path}:{i + 2}: row has more fields than the header")
-    # Columns whose every value is an integer (or a number) become numbers, as the `datasets` CSV reader does.
-    for col in (rows[0].keys() if rows else ()):
-        values = [r[col] for r in rows]
-        for cast in (int, float):
-            try:
-                converted = [cast(v) for v in values]
-            except (TypeError, ValueError):
-                continue
-            for r, v in zip(rows, converted, strict=True):
-                r[col] = v
-            break
-    return rows
-
-
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise EvalError("reading Parquet needs pyarrow (pip install pyarrow)") from exc
-    try:
-        return [dict(r) for r in pq.read_table(path).to_pylist()]
-    except Exception as exc:  # noqa: BLE001 - any pyarrow failure is a bad file
-        raise EvalError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
-
-
-def _digest_files(paths: Sequence[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
 # --------------------------------------------------------------------------------------------- fields
 class _Fields:
     """lm-evaluation-harness's rules for ``doc_to_text`` / ``doc_to_choice`` / ``doc_to_target``."""
 
-    def __init__(self, renderer: _Renderer, *, has_choices: bool) -> None:
+    def __init__(self, renderer: Renderer, *, has_choices: bool) -> None:
         self.r = renderer
         self.has_choices = has_choices
 
@@ -272,8 +141,6 @@ def load_task_file(path: Path, *, data: Mapping[str, Any] | None = None, allow_t
     (:mod:`assay.evaluate.lmeval`); ``allow_task_code`` lets its ``!function`` helpers run; ``num_fewshot`` is
     ``--num-fewshot`` (lm-evaluation-harness tasks apply it by lm-evaluation-harness's rule).
     """
-    from assay.evaluate.lmeval import FunctionRef, load_lmeval_task, read_yaml
-
     cfg = read_yaml(path)
     if any(k in cfg for k in ("dataset_path", "doc_to_text", "output_type", "task")):
         name = str(cfg.get("task", ""))
@@ -284,8 +151,6 @@ def load_task_file(path: Path, *, data: Mapping[str, Any] | None = None, allow_t
                         f"Jinja template")
     if data:
         raise EvalError(f"{path}: --data applies to lm-evaluation-harness task YAMLs (this file names its `data`)")
-    from assay.evaluate.tasks import with_num_fewshot
-
     return [with_num_fewshot(_own_task(path, cfg), num_fewshot)]
 
 
@@ -303,25 +168,6 @@ def _data_for(task: str, data: Mapping[str, Any]) -> dict[str, list[Path]]:
     return mine or plain
 
 
-def _resolve_data(path: Path, value: Any, what: str) -> list[Path]:
-    if isinstance(value, str):
-        items = [value]
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        items = value
-    else:
-        raise EvalError(f"{path}: {what} must be a path or a list of paths")
-    out = []
-    for v in items:
-        p = Path(v).expanduser()
-        if not p.is_absolute():
-            beside = path.parent / p
-            p = beside if beside.exists() or not p.exists() else p
-        if not p.is_file():
-            raise EvalError(f"{path}: data file not found: {v}")
-        out.append(p)
-    return out
-
-
 def _rows_of(paths: list[Path]) -> list[tuple[dict[str, Any], str]]:
     rows: list[tuple[dict[str, Any], str]] = []
     for p in paths:
@@ -336,13 +182,6 @@ def _str_field(cfg: Mapping[str, Any], key: str, default: str, where: str) -> st
     if not isinstance(value, str):
         raise EvalError(f"{where}: {key} must be text")
     return value
-
-
-def _check_regex(pattern: str, where: str) -> None:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise EvalError(f"{where}: invalid regular expression {pattern!r} ({exc})") from exc
 
 
 # --------------------------------------------------------------------------------------------- own format
@@ -363,7 +202,7 @@ def _own_task(path: Path, cfg: dict[str, Any]) -> Task:
     if "data" not in cfg:
         raise EvalError(f"{where}: `data` (the data file) is missing")
     name = cfg.get("name") or path.stem
-    renderer = _Renderer(where)
+    renderer = Renderer(where)
     fields = _Fields(renderer, has_choices="choices" in cfg)
     id_field = cfg.get("id")
 
@@ -393,14 +232,14 @@ def _own_task(path: Path, cfg: dict[str, Any]) -> Task:
                 out.append(Item(id=item_id, context=ctx, gold=str(target)))
         return tuple(out)
 
-    data_paths = _resolve_data(path, cfg["data"], "data")
+    data_paths = resolve_data(path, cfg["data"], "data")
     rows = _rows_of(data_paths)
     if not rows:
         raise EvalError(f"{where}: the data file has no rows (an empty task)")
     items = build(rows, "")
     pool: tuple[Item, ...] = ()
     if cfg.get("fewshot_data") is not None:
-        fs_paths = _resolve_data(path, cfg["fewshot_data"], "fewshot_data")
+        fs_paths = resolve_data(path, cfg["fewshot_data"], "fewshot_data")
         pool = build(_rows_of(fs_paths), "fewshot/")
         data_paths += fs_paths
     num = cfg.get("num_fewshot", 0) or 0
@@ -424,7 +263,7 @@ def _own_task(path: Path, cfg: dict[str, Any]) -> Task:
                 fewshot_delimiter=_str_field(cfg, "fewshot_delimiter", "\n\n", where),
                 description=_str_field(cfg, "description", "", where), metrics=tuple(metrics), generation=gen,
                 use_chat_template=bool(cfg.get("chat_template", False)),
-                source=f"{path} (data sha256 {_digest_files(data_paths)})")
+                source=f"{path} (data sha256 {digest_files(data_paths)})")
 
 
 def _own_generation(g: Any, where: str) -> GenerationSpec:
@@ -445,12 +284,12 @@ def _own_generation(g: Any, where: str) -> GenerationSpec:
         if how not in ("exact", "none", "strict", "flexible") and not how.startswith("regex:"):
             raise EvalError(f"{where}: unknown answer filter {how!r} (exact, none, strict, flexible, regex:PATTERN)")
         if how.startswith("regex:"):
-            _check_regex(how[6:], where)
+            check_regex(how[6:], where)
     regexes = g.get("regexes_to_ignore", [])
     if not check(regexes):
         raise EvalError(f"{where}: generation.regexes_to_ignore must be a list of patterns")
     for r in regexes:
-        _check_regex(r, where)
+        check_regex(r, where)
     max_tokens = g.get("max_tokens", default.max_tokens)
     if not isinstance(max_tokens, int) or max_tokens <= 0:
         raise EvalError(f"{where}: generation.max_tokens must be a positive integer")

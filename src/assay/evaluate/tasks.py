@@ -7,10 +7,12 @@ scores them. The task version is part of the result-cache key, so change it when
     task = Task(name="capitals", version="1", kind=TaskKind.MULTIPLE_CHOICE,
                 items=(Item(id="0", context="Q: Capital of France?\\nA:", choices=("Paris", "Rome"), gold=0),))
 
-Tasks are named on the command line by a *spec*, resolved by :func:`load_tasks`: a task YAML file (assay's own
-format or an lm-evaluation-harness task YAML over local files, see :mod:`assay.evaluate.taskfile`), or a
-registered suite ``PREFIX[:ARG]`` (``builtin:knowledge``, ``gsm8k:./data``...). Suites register themselves with
-:func:`register_suite` when :mod:`assay.evaluate.suites` is imported (lazily, on the first lookup).
+Tasks are named on the command line by a *spec*, resolved by :func:`assay.evaluate.loading.load_tasks`: a task
+YAML file (assay's own format or an lm-evaluation-harness task YAML over local files, see
+:mod:`assay.evaluate.taskfile`), or a registered suite ``PREFIX[:ARG]`` (``builtin:knowledge``, ``gsm8k:./data``...).
+This module holds the registry: suites register themselves with :func:`register_suite` (a suite whose argument is
+itself a spec, ``contamination:builtin:knowledge``, with :func:`register_wrapping_suite`) when
+:mod:`assay.evaluate.suites` is imported; it imports no loader.
 """
 
 from __future__ import annotations
@@ -20,10 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
-
-from assay.errors import EvalError
 
 
 class TaskKind(enum.StrEnum):
@@ -147,8 +146,11 @@ class Task:
 
 
 SuiteLoader = Callable[[str | None], "Task | list[Task]"]
+SpecLoader = Callable[[str], "list[Task]"]
+"""Resolves a task spec to its tasks (:func:`assay.evaluate.loading.load_tasks`)."""
+WrappingSuiteLoader = Callable[[str | None, SpecLoader], "Task | list[Task]"]
 _SUITES: dict[str, SuiteLoader] = {}
-_SUITES_IMPORTED = False
+_WRAPPING_SUITES: dict[str, WrappingSuiteLoader] = {}
 
 
 def register_suite(prefix: str, loader: SuiteLoader) -> None:
@@ -157,51 +159,37 @@ def register_suite(prefix: str, loader: SuiteLoader) -> None:
     Used by :mod:`assay.evaluate.suites` (``register_suite("gsm8k", load_gsm8k)``). A prefix is registered once;
     registering it again replaces the loader (so reloading a module is harmless).
     """
-    if not prefix or ":" in prefix:
-        raise ValueError(f"suite prefix must be non-empty and contain no ':' (got {prefix!r})")
+    _check_prefix(prefix)
+    _WRAPPING_SUITES.pop(prefix, None)
     _SUITES[prefix] = loader
 
 
-def registered_suites() -> list[str]:
-    """Every registered suite prefix, sorted (for help texts and error messages)."""
-    _import_suites()
-    return sorted(_SUITES)
+def register_wrapping_suite(prefix: str, loader: WrappingSuiteLoader) -> None:
+    """Like :func:`register_suite`, for a suite whose argument is itself a task spec: ``PREFIX:SPEC`` resolves
+    through ``loader(SPEC or None, load)``, where ``load`` resolves a spec to its tasks (``contamination:SPEC``)."""
+    _check_prefix(prefix)
+    _SUITES.pop(prefix, None)
+    _WRAPPING_SUITES[prefix] = loader
 
 
-def _import_suites() -> None:
-    global _SUITES_IMPORTED
-    if _SUITES_IMPORTED:
-        return
-    _SUITES_IMPORTED = True
-    import importlib
-
-    try:
-        importlib.import_module("assay.evaluate.suites")
-    except ModuleNotFoundError as exc:
-        if exc.name != "assay.evaluate.suites":
-            raise
+def _check_prefix(prefix: str) -> None:
+    if not prefix or ":" in prefix:
+        raise ValueError(f"suite prefix must be non-empty and contain no ':' (got {prefix!r})")
 
 
-def load_tasks(spec: str, *, num_fewshot: int | None = None, data: Mapping[str, Any] | None = None,
-               allow_task_code: bool = False) -> list[Task]:
-    """Every task a spec names: a task YAML file, or a registered suite ``PREFIX[:ARG]``.
+def suite_prefixes() -> list[str]:
+    """Every prefix registered so far, sorted."""
+    return sorted({*_SUITES, *_WRAPPING_SUITES})
 
-    ``num_fewshot`` overrides the tasks' few-shot count (:func:`with_num_fewshot`). ``data`` maps a split name to
-    local data files, or ``TASK:SPLIT`` to one task's files (an lm-evaluation-harness YAML over a hub dataset
-    runs on them); ``allow_task_code`` lets a task file's ``!function`` helpers run. Raises :class:`EvalError`
-    (exit 2) for an unknown spec, a missing file or a bad task definition.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise EvalError("empty task name (give a task YAML file or a suite such as builtin:knowledge)")
-    spec = spec.strip()
-    path = Path(spec).expanduser()
-    if path.is_file():
-        from assay.evaluate.taskfile import load_task_file
 
-        return load_task_file(path, data=data, allow_task_code=allow_task_code, num_fewshot=num_fewshot)
-    if data:
-        raise EvalError(f"--data applies to task YAML files, not to {spec}")
-    return [with_num_fewshot(t, num_fewshot) for t in _load_suite(spec, path)]
+def suite_loader(prefix: str, load: SpecLoader) -> SuiteLoader | None:
+    """The loader registered for ``prefix`` (a wrapping suite's resolves inner specs with ``load``), or None."""
+    if prefix in _SUITES:
+        return _SUITES[prefix]
+    wrapping = _WRAPPING_SUITES.get(prefix)
+    if wrapping is None:
+        return None
+    return lambda arg: wrapping(arg, load)
 
 
 def with_num_fewshot(task: Task, num_fewshot: int | None) -> Task:
@@ -218,28 +206,3 @@ def with_num_fewshot(task: Task, num_fewshot: int | None) -> Task:
         return replace(task, notes=(*task.notes, note))
     return replace(task, num_fewshot=num_fewshot,
                    fewshot_pool=task.fewshot_pool or (task.items if num_fewshot else ()))
-
-
-def _load_suite(spec: str, path: Path) -> list[Task]:
-    _import_suites()
-    prefix, sep, arg = spec.partition(":")
-    if prefix in _SUITES:
-        loaded = _SUITES[prefix](arg if sep else None)
-        tasks = [loaded] if isinstance(loaded, Task) else list(loaded)
-        if not tasks:
-            raise EvalError(f"task {spec} has no tasks")
-        return tasks
-    if path.is_dir():
-        raise EvalError(f"task {spec} is a folder: give the task YAML file inside it")
-    if path.suffix.lower() in (".yaml", ".yml") or "/" in spec or path.exists():
-        raise EvalError(f"task file not found: {spec}")
-    known = ", ".join(sorted(_SUITES)) or "none registered"
-    raise EvalError(f"unknown task {spec!r}: not a task YAML file and not a registered suite (suites: {known})")
-
-
-def load_task(spec: str) -> Task:
-    """The single task a spec names (see :func:`load_tasks`; a spec naming several tasks is refused)."""
-    tasks = load_tasks(spec)
-    if len(tasks) != 1:
-        raise EvalError(f"{spec} names {len(tasks)} tasks; use load_tasks() for a group")
-    return tasks[0]

@@ -85,7 +85,7 @@ def task_digest(task: Any) -> str:
 def task_digests(specs: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``{task name: {version, source, items, digest}}`` for task specs; a spec that cannot be loaded gets
     ``digest: null`` and the reason (the attestation then says the data is not pinned, rather than guessing)."""
-    from assay.evaluate.tasks import load_tasks
+    from assay.evaluate.loading import load_tasks
 
     out: dict[str, dict[str, Any]] = {}
     for spec in specs:

@@ -42,7 +42,7 @@ SIBLING_SLACK = 1.5
 def fingerprint(ref: Any) -> dict[str, Any] | None:
     """A compact fingerprint of a model's weights (None when no tensor is readable without unpickling)."""
     from assay.errors import AssayError
-    from assay.model.tensors import tensor_index
+    from assay.model.inventory import tensor_index
     from assay.provenance.manifest import tensor_digest
 
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import mmap
-from typing import Any, TypeAlias
+from typing import Any, BinaryIO, TypeAlias
 
 Buffer: TypeAlias = bytes | bytearray | mmap.mmap
 
@@ -62,3 +62,10 @@ class BufReader(io.RawIOBase):
         data = self._buf[self._pos:stop]
         self._pos = stop
         return bytes(data)
+
+
+def stream_of(buf: Buffer, start: int = 0) -> BinaryIO:
+    """A C-speed seekable stream over ``buf`` positioned at ``start`` (offsets stay those of ``buf``)."""
+    stream: BinaryIO = io.BytesIO(buf) if isinstance(buf, bytes) else buf  # type: ignore[assignment]
+    stream.seek(start)
+    return stream

@@ -19,15 +19,18 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assay.errors import AssayError, FormatError, ModelError
 from assay.model.formats import WEIGHT_FORMATS, Format, detect
 from assay.model.ref import ModelRef, link_target, resolve
 from assay.progress import NULL_PROGRESS, Progress
+
+if TYPE_CHECKING:
+    from assay.model.tensors import TensorInfo
 
 SCHEMA = "assay.inventory/1"
 #: Tier bounds in parameters: edge up to ~3B (3.2B models included), mid up to ~70B (72B included).
@@ -485,6 +488,17 @@ class _Builder:
 
     def _card(self) -> dict[str, Any]:
         cards = sorted(e.path for e in self.entries.values() if e.role == "card" and "/" not in e.path)
+        if not cards and self.gguf_meta is not None:
+            from assay.model.gguf_file import card_fields
+
+            fields = card_fields(self.gguf_meta)
+            if fields:  # a GGUF file carries its card in its metadata
+                gguf_card: dict[str, Any] = {"present": True, "path": "GGUF metadata", "source": "gguf"}
+                for key in ("base_model", "license", "license_name", "datasets", "model_name"):
+                    if key in fields:
+                        gguf_card[key] = _jsonable(fields[key])
+                gguf_card["metadata"] = _jsonable(fields)
+                return gguf_card
         if not cards:
             return {"present": False}
         rel = next((c for c in cards if c.lower() == "readme.md"), cards[0])
@@ -682,7 +696,7 @@ def _itemsize(dtype: str) -> int:
 
 
 def _gguf_vocab(meta: dict[str, Any], arch: str | None) -> int | None:
-    from assay.model.tensors import GGUFArray
+    from assay.model.gguf_file import GGUFArray
 
     if arch and isinstance(meta.get(f"{arch}.vocab_size"), int):
         return int(meta[f"{arch}.vocab_size"])
@@ -707,3 +721,36 @@ def _gguf_summary(meta: dict[str, Any], arch: str | None) -> dict[str, Any]:
         elif isinstance(v, list) and len(v) <= 16 and all(isinstance(x, (str, int, float, bool)) for x in v):
             out[k] = v
     return out
+
+
+# --------------------------------------------------------------------------------------------- every tensor of a model
+# The model-level view over the per-file readers in assay.model.tensors: which files, then their tensors.
+
+
+def iter_tensors(target: ModelRef | Path | str, *, allow_pickle: bool = False) -> Iterator[TensorInfo]:
+    """Yield every tensor of the model's weight files, in name order within each file, files in sorted order.
+
+    ``target`` is a :class:`ModelRef` (its weight files, as chosen by the inventory) or one file. Torch
+    archives need ``allow_pickle=True`` (a promise that the file scanned safe) and raise :class:`ModelError`
+    otherwise. Nothing but headers is read until :meth:`TensorInfo.load` or :meth:`TensorInfo.raw`.
+    """
+    from assay.model.tensors import file_tensors
+
+    for root, rel, fmt in _weight_files(target):
+        yield from file_tensors(root / rel, fmt=fmt, rel=rel.as_posix(), allow_pickle=allow_pickle)
+
+
+def tensor_index(target: ModelRef | Path | str, *, allow_pickle: bool = False) -> dict[str, TensorInfo]:
+    """Every tensor of the model by its Hugging Face name (see :func:`iter_tensors`)."""
+    return {t.hf_name: t for t in iter_tensors(target, allow_pickle=allow_pickle)}
+
+
+def _weight_files(target: ModelRef | Path | str) -> list[tuple[Path, Path, Format]]:
+    if isinstance(target, ModelRef):
+        return [(target.root, rel, fmt) for rel, fmt in weight_files(target)]
+    path = Path(target)
+    if path.is_dir():
+        ref = resolve(path)
+        return [(ref.root, rel, fmt) for rel, fmt in weight_files(ref)]
+    fmt = detect(path)
+    return [(path.parent, Path(path.name), fmt)]

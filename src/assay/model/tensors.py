@@ -24,11 +24,9 @@ from __future__ import annotations
 import io
 import mmap
 import os
-import pickletools
 import re
-import struct
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -36,26 +34,19 @@ from typing import TYPE_CHECKING, Any
 
 from assay.errors import FormatError, ModelError
 from assay.model.formats import Format, detect
-from assay.model.ref import ModelRef
+from assay.model.gguf_file import read_gguf_file
+from assay.model.problems import problem_message
+from assay.model.safetensors_file import DTYPE_BITS, read_safetensors
+from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, PickleFormatError, TorchTensorRecord, evaluate_pickle,
+                                  torch_tensor_records)
 
 if TYPE_CHECKING:
     import numpy as np
 
 #: safetensors dtype -> bytes per element (as in the safetensors spec).
-SAFETENSORS_ITEMSIZE: dict[str, int] = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4,
-    "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8,
-}
+SAFETENSORS_ITEMSIZE: dict[str, int] = {k: v // 8 for k, v in DTYPE_BITS.items() if v % 8 == 0}
 _NUMPY_DTYPE = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
                 "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?", "C64": "<c8"}
-#: torch legacy storage class -> safetensors-style dtype name.
-TORCH_STORAGE_DTYPE: dict[str, str] = {
-    "FloatStorage": "F32", "HalfStorage": "F16", "BFloat16Storage": "BF16", "DoubleStorage": "F64",
-    "LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16", "CharStorage": "I8", "ByteStorage": "U8",
-    "BoolStorage": "BOOL", "ComplexFloatStorage": "C64", "Float8_e4m3fnStorage": "F8_E4M3",
-    "Float8_e5m2Storage": "F8_E5M2",
-}
-_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 #: A torch archive's data.pkl larger than this is not walked (a real one is a few MiB for the largest models).
 _MAX_DATA_PKL = 256 * 1024 * 1024
 
@@ -103,7 +94,8 @@ class TensorInfo:
             import torch
 
             t = self._torch_tensor()
-            return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            data: bytes = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            return data
         return bytes(self._bytes())
 
     def load(self) -> np.ndarray:
@@ -119,7 +111,8 @@ class TensorInfo:
 
             if t.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):
                 t = t.float()
-            return t.detach().contiguous().numpy()
+            out: np.ndarray = t.detach().contiguous().numpy()
+            return out
         buf = self._bytes()
         if self.layout == "gguf":
             arr = _gguf_decode(buf, self.dtype, self.shape)
@@ -154,22 +147,6 @@ class TensorInfo:
 
 
 # --------------------------------------------------------------------------------------------- public API
-
-
-def iter_tensors(target: ModelRef | Path | str, *, allow_pickle: bool = False) -> Iterator[TensorInfo]:
-    """Yield every tensor of the model's weight files, in name order within each file, files in sorted order.
-
-    ``target`` is a :class:`ModelRef` (its weight files, as chosen by the inventory) or one file. Torch
-    archives need ``allow_pickle=True`` (a promise that the file scanned safe) and raise :class:`ModelError`
-    otherwise. Nothing but headers is read until :meth:`TensorInfo.load` or :meth:`TensorInfo.raw`.
-    """
-    for root, rel, fmt in _weight_files(target):
-        yield from file_tensors(root / rel, fmt=fmt, rel=rel.as_posix(), allow_pickle=allow_pickle)
-
-
-def tensor_index(target: ModelRef | Path | str, *, allow_pickle: bool = False) -> dict[str, TensorInfo]:
-    """Every tensor of the model by its Hugging Face name (see :func:`iter_tensors`)."""
-    return {t.hf_name: t for t in iter_tensors(target, allow_pickle=allow_pickle)}
 
 
 def file_tensors(path: Path, *, fmt: Format | None = None, rel: str | None = None,
@@ -228,62 +205,22 @@ def gguf_to_hf_name(name: str, arch: str, *, known: Collection[str] | None = Non
 
 
 def read_safetensors_header(path: Path, *, rel: str | None = None) -> tuple[dict[str, str], list[TensorInfo]]:
-    """Parse a safetensors header: (``__metadata__``, tensors sorted by name). Validates sizes and offsets."""
-    import json
+    """Parse a safetensors header: (``__metadata__``, tensors sorted by name).
 
+    The header is read by :mod:`assay.model.safetensors_file` (the reader the scanner uses, with the
+    safetensors library's rules); a file the library would refuse raises :class:`FormatError`.
+    """
     rel = rel or path.name
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            first = fh.read(8)
-            if len(first) < 8:
-                raise FormatError(f"{rel} is truncated: shorter than a safetensors header")
-            (n,) = struct.unpack("<Q", first)
-            if n > _MAX_SAFETENSORS_HEADER:
-                raise FormatError(f"{rel}: safetensors header length {n} is implausible (damaged file?)")
-            if 8 + n > size:
-                raise FormatError(f"{rel} is truncated: its safetensors header says {n} bytes but the file "
-                                  f"has {size - 8}")
-            raw = fh.read(n)
-    except PermissionError as exc:
-        raise FormatError(f"permission denied: {rel}") from exc
-    except OSError as exc:
-        raise FormatError(f"cannot read {rel}: {exc.strerror or exc}") from exc
-    try:
-        header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{rel}: safetensors header is not valid JSON ({exc})") from exc
-    if not isinstance(header, dict):
-        raise FormatError(f"{rel}: safetensors header is not a JSON object")
-    meta = header.pop("__metadata__", None) or {}
-    if not isinstance(meta, dict):
-        raise FormatError(f"{rel}: safetensors __metadata__ is not an object")
-    data_start = 8 + n
-    data_len = size - data_start
-    out: list[TensorInfo] = []
-    for name in sorted(header):
-        info = header[name]
-        try:
-            dtype = str(info["dtype"])
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{rel}: malformed safetensors entry for tensor {name!r}") from exc
-        if any(d < 0 for d in shape) or begin < 0 or end < begin:
-            raise FormatError(f"{rel}: tensor {name!r} has invalid shape or offsets")
-        if end > data_len:
-            raise FormatError(f"{rel} is truncated: tensor {name!r} ends at byte {data_start + end} but the file "
-                              f"has {size}")
-        numel = 1
-        for d in shape:
-            numel *= d
-        item = SAFETENSORS_ITEMSIZE.get(dtype)
-        if item is not None and numel * item != end - begin:
-            raise FormatError(f"{rel}: tensor {name!r} is {end - begin} bytes but {dtype}{list(shape)} needs "
-                              f"{numel * item}")
-        out.append(TensorInfo(name=name, hf_name=name, dtype=dtype, shape=shape, file=rel, nbytes=end - begin,
-                              location=path.absolute(), layout="safetensors", offset=data_start + begin))
-    return {str(k): str(v) for k, v in meta.items()}, out
+    hdr = read_safetensors(path, rel=rel)
+    bad = next((p for p in hdr.problems if p.fatal), None)
+    if bad is not None:
+        raise FormatError(problem_message(rel, bad.message, bad.location))
+    if hdr.limit is not None:
+        raise FormatError(f"{rel}: {hdr.limit}")
+    where = path.absolute()
+    return hdr.metadata, [TensorInfo(name=e.name, hf_name=e.name, dtype=e.dtype, shape=e.shape, file=rel,
+                                     nbytes=e.nbytes, location=where, layout="safetensors",
+                                     offset=hdr.data_start + e.begin) for e in hdr.entries]
 
 
 def _safetensors_decode(buf: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -324,23 +261,6 @@ def _float8_table(dtype: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------- GGUF
 
-_GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
-                12: "<d"}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-#: Arrays longer than this are summarised (type and length), not materialised.
-_GGUF_ARRAY_KEEP = 64
-
-
-@dataclass(frozen=True)
-class GGUFArray:
-    """A long GGUF metadata array, summarised: its element type code and its length."""
-
-    type: int
-    """GGUF value type of the elements (8 = string)."""
-    length: int
-    """Number of elements."""
-
-
 @dataclass(frozen=True)
 class GGUFHeader:
     """What a GGUF file's header says."""
@@ -356,122 +276,25 @@ class GGUFHeader:
 
 
 def read_gguf(path: Path, *, rel: str | None = None) -> GGUFHeader:
-    """Parse a GGUF header without reading tensor data. Raises :class:`FormatError` if damaged or truncated."""
+    """Parse a GGUF header without reading tensor data. Raises :class:`FormatError` if damaged or truncated.
+
+    The header is read by :mod:`assay.model.gguf_file`, the reader the scanner uses.
+    """
     rel = rel or path.name
-    try:
-        size = path.stat().st_size
-        if size < 24:
-            raise FormatError(f"{rel} is truncated: too short for a GGUF header")
-        with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return _parse_gguf(mm, size, path, rel)
-    except PermissionError as exc:
-        raise FormatError(f"permission denied: {rel}") from exc
-    except (struct.error, IndexError) as exc:
-        raise FormatError(f"{rel} is truncated or damaged: its GGUF header ends early") from exc
-    except OSError as exc:
-        raise FormatError(f"cannot read {rel}: {exc.strerror or exc}") from exc
-
-
-def _parse_gguf(mm: mmap.mmap, size: int, path: Path, rel: str) -> GGUFHeader:
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
-    if mm[:4] != b"GGUF":
-        raise FormatError(f"{rel} is not a GGUF file (bad magic)")
-    (version,) = struct.unpack_from("<I", mm, 4)
-    if version not in (2, 3):
-        raise FormatError(f"{rel}: GGUF version {version} is not supported (2 and 3 are)")
-    n_tensors, n_kv = struct.unpack_from("<QQ", mm, 8)
-    # Each tensor info needs at least 24 bytes and each key/value 13: bound counts by the file size.
-    if n_tensors * 24 > size or n_kv * 13 > size:
-        raise FormatError(f"{rel} is truncated or damaged: GGUF header counts exceed the file size")
-    pos = 24
-
-    def read_str() -> str:
-        nonlocal pos
-        (n,) = struct.unpack_from("<Q", mm, pos)
-        if pos + 8 + n > size:
-            raise IndexError
-        s = mm[pos + 8:pos + 8 + n].decode("utf-8", errors="replace")
-        pos += 8 + n
-        return s
-
-    def read_value(t: int) -> Any:
-        nonlocal pos
-        if t == _GGUF_STRING:
-            return read_str()
-        if t in _GGUF_SCALAR:
-            fmt = _GGUF_SCALAR[t]
-            (v,) = struct.unpack_from(fmt, mm, pos)
-            pos += struct.calcsize(fmt)
-            return v
-        if t == _GGUF_ARRAY:
-            (it, count) = struct.unpack_from("<IQ", mm, pos)
-            pos += 12
-            if count <= _GGUF_ARRAY_KEEP:
-                return [read_value(it) for _ in range(count)]
-            if it in _GGUF_SCALAR:
-                pos += count * struct.calcsize(_GGUF_SCALAR[it])
-                if pos > size:
-                    raise IndexError
-            elif it == _GGUF_STRING:
-                for _ in range(count):
-                    (n,) = struct.unpack_from("<Q", mm, pos)
-                    pos += 8 + n
-                if pos > size:
-                    raise IndexError
-            else:
-                for _ in range(count):
-                    read_value(it)
-            return GGUFArray(type=it, length=count)
-        raise FormatError(f"{rel}: unknown GGUF metadata type {t} (damaged file?)")
-
-    meta: dict[str, Any] = {}
-    for _ in range(n_kv):
-        key = read_str()
-        (t,) = struct.unpack_from("<I", mm, pos)
-        pos += 4
-        meta[key] = read_value(t)
-    arch = meta.get("general.architecture") if isinstance(meta.get("general.architecture"), str) else None
-    raw: list[tuple[str, tuple[int, ...], int, int]] = []
-    for _ in range(n_tensors):
-        name = read_str()
-        (nd,) = struct.unpack_from("<I", mm, pos)
-        if nd > 8:
-            raise FormatError(f"{rel}: tensor {name!r} has {nd} dimensions (damaged file?)")
-        dims = struct.unpack_from(f"<{nd}Q", mm, pos + 4)
-        pos += 4 + 8 * nd
-        ttype, toff = struct.unpack_from("<IQ", mm, pos)
-        pos += 12
-        raw.append((name, dims, ttype, toff))
-    align = meta.get("general.alignment", 32)
-    if not isinstance(align, int) or align <= 0 or align & (align - 1):
-        raise FormatError(f"{rel}: invalid general.alignment {align!r}")
-    data_start = pos + (-pos % align)
-    transforms = _gguf_transforms(arch, meta)
-    names = [r[0] for r in raw]
-    if len(set(names)) != len(names):
-        raise FormatError(f"{rel}: duplicate tensor names in GGUF header")
-    out: list[TensorInfo] = []
-    for name, dims, ttype, toff in sorted(raw):
-        try:
-            qt = GGMLQuantizationType(ttype)
-        except ValueError as exc:
-            raise FormatError(f"{rel}: tensor {name!r} has unknown GGML type {ttype}") from exc
-        block, tsize = GGML_QUANT_SIZES[qt]
-        numel = 1
-        for d in dims:
-            numel *= d
-        if dims and dims[0] % block:
-            raise FormatError(f"{rel}: tensor {name!r} row of {dims[0]} is not a multiple of {qt.name} blocks")
-        nbytes = numel * tsize // block
-        if data_start + toff + nbytes > size:
-            raise FormatError(f"{rel} is truncated: tensor {name!r} ends at byte {data_start + toff + nbytes} but "
-                              f"the file has {size}")
-        hf = gguf_to_hf_name(name, arch) if arch else name
-        out.append(TensorInfo(name=name, hf_name=hf, dtype=qt.name, shape=tuple(int(d) for d in reversed(dims)),
-                              file=rel, nbytes=nbytes, location=path.absolute(), layout="gguf",
-                              offset=data_start + toff, transform=transforms(name)))
-    return GGUFHeader(version=version, metadata=meta, tensors=out, architecture=arch)
+    g = read_gguf_file(path, rel=rel)
+    reason = g.fatal()
+    if reason is not None:
+        raise FormatError(problem_message(rel, reason, None))
+    if g.endian != "<":  # the data is big-endian too: decoding it as little-endian would give wrong numbers
+        raise FormatError(f"{rel}: a big-endian GGUF file; assay reads the tensors of little-endian files only")
+    arch = g.architecture
+    transforms = _gguf_transforms(arch, g.metadata)
+    where = path.absolute()
+    out = [TensorInfo(name=t.name, hf_name=gguf_to_hf_name(t.name, arch) if arch else t.name,
+                      dtype=t.type_name or str(t.type), shape=t.shape, file=rel, nbytes=t.nbytes or 0,
+                      location=where, layout="gguf", offset=g.data_start + t.offset, transform=transforms(t.name))
+           for t in sorted(g.tensors, key=lambda t: t.name)]
+    return GGUFHeader(version=g.version, metadata=g.metadata, tensors=out, architecture=arch)
 
 
 def _gguf_transforms(arch: str | None, meta: dict[str, Any]) -> Any:
@@ -544,238 +367,24 @@ def _gguf_reverse_table(arch: str) -> dict[str, tuple[str, ...]]:
 # --------------------------------------------------------------------------------------------- torch archives
 
 
-class _Mark:
-    pass
-
-
-_MARK = _Mark()
-
-
-@dataclass
-class _Global:
-    module: str
-    name: str
-
-
-@dataclass
-class _Call:
-    func: Any
-    args: Any
-    state: Any = None
-
-
-@dataclass
-class _Persistent:
-    pid: Any
-
-
-class _SymDict:
-    """A dict built by the pickle, with keys kept in order (keys may be unhashable symbols)."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[Any, Any]] = []
-
-
 class PickleWalkError(Exception):
-    """The pickle uses constructs the symbolic walk does not follow."""
+    """The pickle of a torch archive cannot be followed symbolically (malformed, or beyond a resource limit)."""
 
 
-def walk_pickle(stream: io.BufferedIOBase | io.BytesIO, *, max_ops: int = 5_000_000) -> Any:
-    """Evaluate a pickle *symbolically*: globals, calls and persistent ids become inert records.
+def torch_entries(path: Path, fmt: Format) -> list[TorchTensorRecord]:
+    """Tensor records of a torch archive from its pickle, without unpickling. Raises PickleWalkError/FormatError.
 
-    Nothing is imported or called; the result is plain data mixed with :class:`_Global`, :class:`_Call` and
-    :class:`_Persistent` records. Raises :class:`PickleWalkError` on constructs it does not model.
+    The pickle runs on the scanner's symbolic machine (:func:`assay.scan.pickle_vm.evaluate_pickle`), so the
+    tensor reader and the scanner read the same opcodes the same way.
     """
-    stack: list[Any] = []
-    memo: dict[int, Any] = {}
-
-    def pop_mark() -> list[Any]:
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i] is _MARK:
-                items = stack[i + 1:]
-                del stack[i:]
-                return items
-        raise PickleWalkError("MARK missing")
-
-    n = 0
     try:
-        for op, arg, _pos in pickletools.genops(stream):
-            n += 1
-            if n > max_ops:
-                raise PickleWalkError("pickle too long")
-            name = op.name
-            if name in ("PROTO", "FRAME"):
-                continue
-            if name == "STOP":
-                return stack.pop() if stack else None
-            if name == "MARK":
-                stack.append(_MARK)
-            elif name == "POP":
-                stack.pop()
-            elif name == "POP_MARK":
-                pop_mark()
-            elif name == "DUP":
-                stack.append(stack[-1])
-            elif name in ("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
-                          "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
-                          "BYTEARRAY8", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"):
-                stack.append(arg)
-            elif name == "NONE":
-                stack.append(None)
-            elif name == "NEWTRUE":
-                stack.append(True)
-            elif name == "NEWFALSE":
-                stack.append(False)
-            elif name in ("EMPTY_LIST",):
-                stack.append([])
-            elif name == "EMPTY_TUPLE":
-                stack.append(())
-            elif name == "EMPTY_DICT":
-                stack.append(_SymDict())
-            elif name == "EMPTY_SET":
-                stack.append([])
-            elif name == "LIST":
-                stack.append(list(pop_mark()))
-            elif name == "TUPLE":
-                stack.append(tuple(pop_mark()))
-            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-                k = int(name[-1])
-                items = stack[-k:]
-                del stack[-k:]
-                stack.append(tuple(items))
-            elif name == "DICT":
-                items = pop_mark()
-                d = _SymDict()
-                d.items = list(zip(items[::2], items[1::2]))
-                stack.append(d)
-            elif name == "FROZENSET":
-                stack.append(list(pop_mark()))
-            elif name == "APPEND":
-                v = stack.pop()
-                if isinstance(stack[-1], list):
-                    stack[-1].append(v)
-            elif name in ("APPENDS", "ADDITEMS"):
-                items = pop_mark()
-                if isinstance(stack[-1], list):
-                    stack[-1].extend(items)
-            elif name == "SETITEM":
-                v = stack.pop()
-                k = stack.pop()
-                _setitem(stack[-1], k, v)
-            elif name == "SETITEMS":
-                items = pop_mark()
-                for k, v in zip(items[::2], items[1::2]):
-                    _setitem(stack[-1], k, v)
-            elif name in ("GLOBAL", "INST"):
-                module, _, gname = str(arg).partition(" ")
-                if name == "INST":
-                    stack.append(_Call(_Global(module, gname), tuple(pop_mark())))
-                else:
-                    stack.append(_Global(module, gname))
-            elif name == "STACK_GLOBAL":
-                gname = stack.pop()
-                module = stack.pop()
-                stack.append(_Global(str(module), str(gname)))
-            elif name == "REDUCE":
-                args = stack.pop()
-                func = stack.pop()
-                stack.append(_reduce(func, args))
-            elif name == "NEWOBJ":
-                args = stack.pop()
-                cls = stack.pop()
-                stack.append(_reduce(cls, args))
-            elif name == "NEWOBJ_EX":
-                _kw = stack.pop()
-                args = stack.pop()
-                cls = stack.pop()
-                stack.append(_reduce(cls, args))
-            elif name == "OBJ":
-                items = pop_mark()
-                stack.append(_Call(items[0], tuple(items[1:])) if items else None)
-            elif name == "BUILD":
-                state = stack.pop()
-                if isinstance(stack[-1], _Call):
-                    stack[-1].state = state
-            elif name == "PERSID":
-                stack.append(_Persistent(arg))
-            elif name == "BINPERSID":
-                stack.append(_Persistent(stack.pop()))
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[int(arg)] = stack[-1]
-            elif name == "MEMOIZE":
-                memo[len(memo)] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo[int(arg)])
-            else:  # EXT*, NEXT_BUFFER, READONLY_BUFFER and anything newer
-                raise PickleWalkError(f"opcode {name} not followed")
-    except PickleWalkError:
-        raise
-    except (ValueError, IndexError, KeyError, TypeError, EOFError, struct.error) as exc:
-        raise PickleWalkError(f"malformed pickle: {exc}") from exc
-    raise PickleWalkError("pickle ends without STOP")
+        root = _torch_root(path, fmt)
+        return torch_tensor_records(root)
+    except PickleFormatError as exc:
+        raise PickleWalkError(str(exc)) from exc
 
 
-def _setitem(target: Any, k: Any, v: Any) -> None:
-    if isinstance(target, _SymDict):
-        target.items.append((k, v))
-    elif isinstance(target, _Call) and isinstance(target.state, _SymDict):
-        target.state.items.append((k, v))
-
-
-def _reduce(func: Any, args: Any) -> Any:
-    if isinstance(func, _Global) and (func.module, func.name) == ("collections", "OrderedDict") and not args:
-        return _SymDict()
-    return _Call(func, args)
-
-
-@dataclass(frozen=True)
-class _TorchEntry:
-    key: tuple[str, ...]
-    dtype: str
-    shape: tuple[int, ...]
-    storage: str
-    offset: int
-    stride: tuple[int, ...]
-
-
-def _collect_tensors(obj: Any, key: tuple[str, ...], out: list[_TorchEntry], depth: int = 0) -> None:
-    if depth > 50:
-        return
-    if isinstance(obj, _SymDict):
-        for k, v in obj.items:
-            _collect_tensors(v, key + (str(k),), out, depth + 1)
-    elif isinstance(obj, (list, tuple)) and key:
-        for i, v in enumerate(obj):
-            _collect_tensors(v, key + (str(i),), out, depth + 1)
-    elif isinstance(obj, _Call) and isinstance(obj.func, _Global):
-        entry = _tensor_entry(obj, key)
-        if entry is not None:
-            out.append(entry)
-
-
-def _tensor_entry(call: _Call, key: tuple[str, ...]) -> _TorchEntry | None:
-    fn = (call.func.module, call.func.name)
-    args = call.args if isinstance(call.args, tuple) else ()
-    if fn == ("torch._utils", "_rebuild_parameter") and args and isinstance(args[0], _Call):
-        return _tensor_entry(args[0], key)
-    if fn == ("torch._tensor", "_rebuild_from_type_v2") and len(args) >= 3 and isinstance(args[0], _Global):
-        return _tensor_entry(_Call(args[0], args[2]), key)
-    if fn not in (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")) or len(args) < 4:
-        return None
-    storage, offset, size, stride = args[:4]
-    if not isinstance(storage, _Persistent) or not isinstance(storage.pid, tuple) or len(storage.pid) < 3:
-        return None
-    stype = storage.pid[1]
-    dtype = TORCH_STORAGE_DTYPE.get(stype.name, stype.name) if isinstance(stype, _Global) else "?"
-    if not isinstance(size, tuple) or not all(isinstance(d, int) for d in size):
-        return None
-    return _TorchEntry(key=key, dtype=dtype, shape=tuple(size), storage=str(storage.pid[2]),
-                       offset=int(offset) if isinstance(offset, int) else 0,
-                       stride=tuple(stride) if isinstance(stride, tuple) else ())
-
-
-def torch_entries(path: Path, fmt: Format) -> list[_TorchEntry]:
-    """Tensor records of a torch archive from its pickle, without unpickling. Raises PickleWalkError/FormatError."""
+def _torch_root(path: Path, fmt: Format) -> Any:
     if fmt is Format.TORCH_ZIP:
         # The record torch reads, found the way torch finds it (assay.model.zipread: miniz semantics).
         from assay.model.zipread import ZipReadError, open_member
@@ -787,20 +396,16 @@ def torch_entries(path: Path, fmt: Format) -> list[_TorchEntry]:
             raise FormatError(f"{path.name}: {exc.message}") from exc
         except (OSError, ValueError) as exc:
             raise FormatError(f"{path.name}: cannot read the archive ({exc})") from exc
-        root = walk_pickle(io.BytesIO(data))
+        return evaluate_pickle(io.BytesIO(data))
     else:
         with path.open("rb") as fh:
-            first = walk_pickle(fh)
+            first = evaluate_pickle(fh)
             # Legacy torch.save: magic number, protocol, sys info, then the object (then raw storages).
-            if isinstance(first, int) and first == 0x1950A86A20F9469CFC6C:
-                walk_pickle(fh)
-                walk_pickle(fh)
-                root = walk_pickle(fh)
-            else:
-                root = first
-    out: list[_TorchEntry] = []
-    _collect_tensors(root, (), out)
-    return out
+            if type(first) is int and first == TORCH_LEGACY_MAGIC:
+                evaluate_pickle(fh)
+                evaluate_pickle(fh)
+                return evaluate_pickle(fh)
+            return first
 
 
 def torch_tensors(path: Path, *, fmt: Format, rel: str, allow_pickle: bool = False) -> list[TensorInfo]:
@@ -849,20 +454,3 @@ def _torch_load(path: str, mtime_ns: int) -> Any:
         return _torch_load_cached(path, mtime_ns)
 
 
-# --------------------------------------------------------------------------------------------- weight files
-
-
-def _weight_files(target: ModelRef | Path | str) -> list[tuple[Path, Path, Format]]:
-    if isinstance(target, ModelRef):
-        from assay.model.inventory import weight_files
-
-        return [(target.root, rel, fmt) for rel, fmt in weight_files(target)]
-    path = Path(target)
-    if path.is_dir():
-        from assay.model.inventory import weight_files
-        from assay.model.ref import resolve
-
-        ref = resolve(path)
-        return [(ref.root, rel, fmt) for rel, fmt in weight_files(ref)]
-    fmt = detect(path)
-    return [(path.parent, Path(path.name), fmt)]

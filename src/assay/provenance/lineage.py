@@ -267,10 +267,11 @@ def _rank_above_noise(d: np.ndarray, cand: np.ndarray, dtype: str) -> tuple[int,
     """Numerical rank of ``d = cand - base``, counting singular values above the rounding noise floor.
 
     Storing ``base + update`` in ``dtype`` adds an error of up to half a unit in the last place to each
-    element (a LoRA merged into bf16 weights changes many elements by exactly that): full-rank noise whose largest singular value is about ``s * (sqrt(m) + sqrt(n))`` for an element
-    standard deviation ``s``. Singular values below three times that cannot be told from rounding. Small
-    matrices get an exact SVD; larger ones a randomised sketch of ``_MAX_LORA_RANK + 8`` directions, and a
-    residual above the noise means "rank above the sketch" (reported as ``_MAX_LORA_RANK + 1`` or more).
+    element (a LoRA merged into bf16 weights changes many elements by exactly that): full-rank noise whose
+    largest singular value is about ``s * (sqrt(m) + sqrt(n))`` for an element standard deviation ``s``.
+    Singular values below three times that cannot be told from rounding. Small matrices get an exact SVD;
+    larger ones a randomised sketch of ``_MAX_LORA_RANK + 8`` directions, and a residual above the noise means
+    "rank above the sketch" (reported as ``_MAX_LORA_RANK + 1`` or more).
     """
     import numpy as np
 
@@ -559,7 +560,7 @@ def _compare(name: str, tb: TensorInfo, tc: TensorInfo, a: np.ndarray, b: np.nda
 
 def _pairs(candidate: ModelRef, base: ModelRef, *, allow_pickle: bool) -> tuple[
         dict[str, TensorInfo], dict[str, TensorInfo], _Adapter | None]:
-    from assay.model.tensors import tensor_index
+    from assay.model.inventory import tensor_index
 
     def index(ref: ModelRef, what: str) -> dict[str, TensorInfo]:
         try:
@@ -623,6 +624,53 @@ def _iter_loaded(names: list[str], base_idx: dict[str, TensorInfo], cand_idx: di
         del a, b
 
 
+def _byte_identical(tb: TensorInfo, tc: TensorInfo) -> bool:
+    """The two tensors are stored as the same bytes (same dtype and shape): compared without decoding."""
+    import numpy as np
+
+    if "torch" in (tb.layout, tc.layout) or tb.dtype != tc.dtype or tuple(tb.shape) != tuple(tc.shape) \
+            or tb.nbytes != tc.nbytes:
+        return False
+    try:
+        if tb.offset == tc.offset and (tb.location == tc.location or tb.location.samefile(tc.location)):
+            return True  # the same bytes of the same file (``lineage X --base X``)
+        ra, rb = tb._bytes(), tc._bytes()
+        step = _CHUNK * 8
+        return all(np.array_equal(ra[i:i + step], rb[i:i + step]) for i in range(0, tb.nbytes, step))
+    except (OSError, FormatError):
+        return False
+
+
+def _all_byte_identical(names: list[str], base_idx: dict[str, TensorInfo], cand_idx: dict[str, TensorInfo],
+                        progress: Progress) -> tuple[list[TensorEvidence], dict[tuple[str, str], _Acc],
+                                                     dict[str, _Acc]] | None:
+    """Evidence for a candidate whose every tensor is byte-identical to the base's, or None at the first that is
+    not. Identical bytes settle the relation without dequantising or comparing values (a file against itself
+    costs nothing but the header reads)."""
+    progress.start("comparing bytes", total=float(len(names)))
+    try:
+        for name in names:
+            if not _byte_identical(base_idx[name], cand_idx[name]):
+                return None
+            progress.advance("comparing bytes")
+    finally:
+        progress.finish("comparing bytes")
+    evidence = []
+    layer_acc: dict[tuple[str, str], _Acc] = {}
+    total_acc: dict[str, _Acc] = {}
+    for name in names:
+        tb, tc = base_idx[name], cand_idx[name]
+        evidence.append(TensorEvidence(name=name, layer=_layer_of(name), kind=TensorKind.IDENTICAL,
+                                       shape_base=tuple(tb.shape), shape_candidate=tuple(tc.shape),
+                                       dtype_base=tb.dtype, dtype_candidate=tc.dtype, rel_change=0.0, cosine=1.0,
+                                       max_abs_diff=0.0, note="byte-identical"))
+        one = _Acc(aa=1.0, bb=1.0, ab=1.0, n=1)  # identical: relative change 0, cosine 1
+        kind = "mat" if len(tb.shape) >= 2 else "vec"
+        layer_acc.setdefault((_layer_of(name), kind), _Acc()).merge(one)
+        total_acc.setdefault(kind, _Acc()).merge(one)
+    return evidence, layer_acc, total_acc
+
+
 def compare_lineage(candidate: ModelRef, base: ModelRef, *, allow_pickle: bool = False,
                     progress: Progress = NULL_PROGRESS, check_card: bool = True) -> LineageReport:
     """Compare the candidate's weights with the base's, tensor by tensor, and name the relation.
@@ -643,6 +691,11 @@ def compare_lineage(candidate: ModelRef, base: ModelRef, *, allow_pickle: bool =
     evidence: list[TensorEvidence] = []
     layer_acc: dict[tuple[str, str], _Acc] = {}
     total_acc: dict[str, _Acc] = {}
+    if adapter is None and not only_base and not only_cand and common:
+        same = _all_byte_identical(common, base_idx, cand_idx, progress)
+        if same is not None:
+            evidence, layer_acc, total_acc = same
+            common = []  # settled by bytes: nothing to load
     progress.start("comparing tensors", total=float(len(common)))
     try:
         for name, tb, tc, a, b in _iter_loaded(common, base_idx, cand_idx, adapter):

@@ -223,7 +223,7 @@ def _weights_root_and_note(ref: ModelRef, *, algorithm: str, allow_pickle: bool,
                            progress: Progress = NULL_PROGRESS) -> tuple[str | None, str | None]:
     new_hasher(algorithm)
     try:
-        from assay.model.tensors import tensor_index
+        from assay.model.inventory import tensor_index
     except ImportError:  # pragma: no cover - the tensor reader is part of the core
         return None, "the tensor reader is not available"
     try:

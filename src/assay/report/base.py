@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import ReportError
+from assay.formatting import human_bytes as human_bytes  # re-exported for the renderers
+from assay.formatting import num as _num
 from assay.jsonable import as_mapping
 
 
@@ -94,7 +96,8 @@ def comparison_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     significant change`` | ``not comparable``); ``note`` says why a row was not compared. ``direction`` is +1
     when higher is better, -1 when lower is better.
     """
-    from assay.verdict import _metric_direction, entry_change
+    from assay.evaluate.stats import metric_direction
+    from assay.verdict import entry_change
 
     ev = evaluation_policy(doc)
     failed = {str(r.get("evidence")) for r in doc.get("reasons") or []
@@ -113,7 +116,7 @@ def comparison_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "task": task, "metric": metric, "base": e.get("base"), "candidate": e.get("candidate"),
                 "delta": e.get("delta"), "ci": ci, "p": e.get("p_holm", e.get("p")),
                 "margin": ev.margin(task, metric), "judged": ev.margin(task, metric) is not None,
-                "direction": _metric_direction(metric, e), "change": change,
+                "direction": metric_direction(metric, e), "change": change,
                 "status": "regressed" if evidence in failed else change, "note": str(e.get("note") or ""),
                 "interval": e.get("interval"),
                 "gained": _count(e.get("gained")), "lost": _count(e.get("lost")),
@@ -132,12 +135,8 @@ def _count(v: Any) -> int | None:
 
 
 def num(x: Any, spec: str = ".4f") -> str:
-    """A number formatted for people; ``n/a`` for missing values."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return "n/a"
-    if abs(x) >= 1e5 and spec.endswith("f"):  # perplexities of tiny models: keep the columns narrow
-        return format(x, "+.4g" if "+" in spec else ".4g")
-    return format(x, spec)
+    """A number for a report cell (:func:`assay.formatting.num`, compact); ``n/a`` for missing values."""
+    return _num(x, spec, compact=True)
 
 
 def stage_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -226,16 +225,6 @@ def stage_summary(name: str, sd: Any) -> str:
         return (f"{money(sd.get('self_per_task'))} per task self-hosted against {money(sd.get('api_per_task'))} "
                 f"via the API; break-even {'never' if be is None else f'{be:,} tasks'}")
     return ""
-
-
-def human_bytes(n: Any) -> str:
-    """Bytes for people (binary units); ``n/a`` when unknown."""
-    if isinstance(n, bool) or not isinstance(n, (int, float)):
-        return "n/a"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def money(x: Any) -> str:

@@ -20,7 +20,7 @@ import zlib
 from typing import Any, BinaryIO
 
 from assay.errors import FormatError
-from assay.model._bufio import Buffer, BufReader
+from assay.model._bufio import Buffer, BufReader, stream_of
 from assay.model.formats import Format
 from assay.model.zipread import (
     ResourceLimit,
@@ -39,7 +39,7 @@ from assay.model.zipread import (
 )
 from assay.scan.allowlist import storage_element_size
 from assay.scan.context import FileScan, at
-from assay.scan.files import scan_buffer, stream_of
+from assay.scan.payload import check_tensor_start
 from assay.scan.findings import Severity
 from assay.scan.pickle_vm import TORCH_LEGACY_MAGIC, StreamResult, constant_list, scan_pickle_stream, storage_refs
 
@@ -171,7 +171,7 @@ def scan_zip(buf: Buffer, fmt: Format, fs: FileScan, *, where: str | None, depth
             continue  # numpy reads a numeric array's header and then raw numbers: nothing more to scan
         data = _decompressed(buf, m, fs, where, depth, ratio=MAX_RATIO)
         if data is not None:
-            scan_buffer(data, m.name, fs, where=at(where, f"member {m.name}"), depth=depth + 1)
+            fs.nested(data, m.name, where=at(where, f"member {m.name}"), depth=depth + 1)
 
 
 _HEAD = 64 * 1024
@@ -322,7 +322,7 @@ def _scan_pickle_bytes(data: bytes, fs: FileScan, where: str | None, depth: int)
 
 def _nested_scanner(fs: FileScan, depth: int):  # type: ignore[no-untyped-def]
     def nested(blob: bytes, location: str) -> None:
-        scan_buffer(blob, location, fs, where=location, depth=depth + 1)
+        fs.nested(blob, location, where=location, depth=depth + 1)
     return nested
 
 
@@ -350,6 +350,8 @@ def _check_storages(buf: Buffer, miniz: ZipReading, prefix: str | None, results:
                 if e.method != 0:
                     fs.add("ZIP-FLAGS", at(where, f"member {e.name}"), "torch storage is compressed (torch stores "
                            "them uncompressed and reads them by offset)", f"method {e.method}")
+                elif 0 <= e.data_start <= e.data_end <= len(buf):
+                    check_tensor_start(buf, e.data_start, e.data_end, fs, at(where, f"member {e.name}"))
                 if fs.options.deep and e.data_start >= 0 and e.method == 0 and e.data_end <= len(buf):
                     crc = _crc_of_span(buf, e.data_start, e.data_end)
                     if crc != e.crc:
@@ -435,6 +437,7 @@ def _check_legacy_tail(buf: Buffer, res: StreamResult, fs: FileScan, where: str 
         if pos + 8 > len(buf):
             break
         count = u64(buf, pos)
+        check_tensor_start(buf, pos + 8, min(len(buf), pos + 8 + count * elem), fs, at(where, f"storage {key}"))
         pos += 8 + count * elem
     if pos != len(buf):
         fs.add("TORCH-LEGACY-LAYOUT", at(where, f"byte {min(pos, len(buf))}"),
@@ -592,7 +595,7 @@ def scan_compressed(buf: Buffer, fmt: Format, fs: FileScan, *, where: str | None
                       f"from {len(buf)} bytes (limits: {MAX_MEMBER_BYTES >> 20} MiB, {MAX_RATIO}:1); not analysed")
         return
     budget[0] -= len(data)
-    scan_buffer(data, f"{label} (decompressed)", fs, where=at(where, f"{fmt.value} content"), depth=depth + 1)
+    fs.nested(data, f"{label} (decompressed)", where=at(where, f"{fmt.value} content"), depth=depth + 1)
 
 
 def _scan_tar(buf: Buffer, fs: FileScan, *, where: str | None, depth: int) -> None:
@@ -625,7 +628,7 @@ def _scan_tar(buf: Buffer, fs: FileScan, *, where: str | None, depth: int) -> No
                     # torch's legacy tar format: torch.load unpickles these record by record (see below)
                     _scan_torch_tar_records(fh.read(), member.name, fs, where=mloc, depth=depth + 1)
                     continue
-                scan_buffer(fh.read(), member.name, fs, where=mloc, depth=depth + 1)
+                fs.nested(fh.read(), member.name, where=mloc, depth=depth + 1)
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         fs.unverified(f"{where or 'file'}: tar archive is corrupt ({exc})")
 

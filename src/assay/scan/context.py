@@ -9,7 +9,9 @@ reports into it; :func:`assay.scan.scan_model` turns it into a :class:`~assay.sc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from assay.scan.findings import RULES, FileResult, FileStatus, Finding, Severity
 
@@ -47,6 +49,21 @@ class FileScan:
     reasons: list[str] = field(default_factory=list)
     format: str = "unknown"
     _seen: set[tuple[str, str | None, str | None]] = field(default_factory=set)
+    pickle_ops: int = 0
+    """Pickle opcodes run so far in this file (bounded, see :data:`assay.scan.pickle_vm.MAX_PICKLE_OPS`)."""
+    payload_bytes: int = 0
+    """Bytes of tensor starts the pickle decoder consumed so far (bounded per file, see :mod:`assay.scan.payload`)."""
+    nested_seen: set[bytes] = field(default_factory=set)
+    """Digests of nested byte strings already scanned in this file (each is scanned once)."""
+    scan_nested: Callable[..., Any] | None = None
+    """The content router (:func:`assay.scan.files.scan_buffer`), set when it first sees this file: containers
+    hand every member back to it with :meth:`nested`, so they need not import the router."""
+
+    def nested(self, buf: Any, name: str, *, where: str | None, depth: int) -> None:
+        """Scan ``buf``, a member found inside this file, by its content (through the router)."""
+        if self.scan_nested is None:
+            raise RuntimeError("FileScan.nested called before the content router saw this file")
+        self.scan_nested(buf, name, self, where=where, depth=depth)
 
     def add(self, rule: str, location: str | None, message: str, evidence: str | None = None, *,
             severity: Severity | None = None) -> None:

@@ -9,7 +9,6 @@ A buffer is ``bytes`` (archive members, nested pickles) or a read-only ``mmap`` 
 
 from __future__ import annotations
 
-import io
 import json
 from typing import BinaryIO, assert_never, cast
 
@@ -22,18 +21,13 @@ from assay.scan.findings import Severity
 MAX_JSON_BYTES = 256 * 1024 * 1024
 
 
-def stream_of(buf: Buffer, start: int = 0) -> BinaryIO:
-    """A C-speed seekable stream over ``buf`` positioned at ``start`` (offsets stay those of ``buf``)."""
-    stream: BinaryIO = io.BytesIO(buf) if isinstance(buf, bytes) else buf  # type: ignore[assignment]
-    stream.seek(start)
-    return stream
-
-
 def scan_buffer(buf: Buffer, name: str, fs: FileScan, *, where: str | None, depth: int,
                 fmt: Format | None = None) -> Format:
     """Scan ``buf`` (a file or member called ``name``) by its content; returns the detected format."""
     from assay.scan import code, containers, gguf, safetensors, templates
 
+    if fs.scan_nested is None:  # members found inside this file come back here
+        fs.scan_nested = scan_buffer
     if depth == 0:
         containers.reset_budget()
     if depth > MAX_DEPTH:

@@ -13,43 +13,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from assay.severity import Severity
 
-class Severity(enum.StrEnum):
-    """How bad a finding is. Ordered: ``Severity.LOW < Severity.HIGH``."""
-
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        """0 for info up to 4 for critical."""
-        return _RANK[self]
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Severity):
-            return NotImplemented
-        return self.rank < other.rank
-
-    def __le__(self, other: object) -> bool:
-        if not isinstance(other, Severity):
-            return NotImplemented
-        return self.rank <= other.rank
-
-    def __gt__(self, other: object) -> bool:
-        if not isinstance(other, Severity):
-            return NotImplemented
-        return self.rank > other.rank
-
-    def __ge__(self, other: object) -> bool:
-        if not isinstance(other, Severity):
-            return NotImplemented
-        return self.rank >= other.rank
-
-
-_RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
+__all__ = ["Severity"]  # re-exported: findings carry it
 
 
 class ScanVerdict(enum.StrEnum):
@@ -151,6 +117,8 @@ RULES: dict[str, Rule] = {r.id: r for r in [
     _r("GGUF-ALIGNMENT", Severity.HIGH, "GGUF alignment is invalid or a tensor offset is misaligned"),
     _r("GGUF-DUPLICATE", Severity.HIGH, "GGUF metadata key or tensor name appears twice"),
     _r("GGUF-OVERLAP", Severity.HIGH, "GGUF tensors overlap"),
+    _r("GGUF-LAYOUT", Severity.MEDIUM, "GGUF tensor offsets differ from the layout llama.cpp requires"),
+    _r("TENSOR-EMBEDDED-PAYLOAD", Severity.MEDIUM, "tensor data is a pickle, an executable or a script"),
     # templates
     _r("TEMPLATE-DUNDER", Severity.CRITICAL, "chat template reaches a dunder or private attribute"),
     _r("TEMPLATE-ATTR-FILTER", Severity.HIGH, "chat template uses the attr filter with a computed or private name"),

@@ -15,11 +15,12 @@ after the other; a stream that breaks keeps what was found before the break.
 from __future__ import annotations
 
 import _compat_pickle
+import hashlib
 import io
 import pickletools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from assay.scan.allowlist import NESTED_LOADERS, NUMERIC_DTYPE_KINDS, danger_of, is_allowed
 from assay.scan.context import FileScan, at
@@ -46,6 +47,10 @@ class Call:
     func: Any
     args: Any
     pos: int
+    pairs: list[tuple[Any, Any]] = field(default_factory=list)
+    """Items set on the result afterwards (``SETITEM(S)``: an ``OrderedDict`` state dict is filled this way)."""
+    state: Any = None
+    """The ``BUILD`` state applied to the result, if any."""
 
 
 @dataclass(eq=False)
@@ -96,6 +101,19 @@ class PickleFormatError(Exception):
     def __init__(self, message: str, pos: int | None) -> None:
         super().__init__(message)
         self.pos = pos
+
+
+class PickleResourceLimit(Exception):
+    """The file's pickles run more opcodes than :data:`MAX_PICKLE_OPS`."""
+
+    def __init__(self, message: str, pos: int | None) -> None:
+        super().__init__(message)
+        self.pos = pos
+
+
+#: Opcodes run per scanned file, over all its pickles (about 4 s of work; a torch data.pkl of a 70B model runs
+#: well under a million).
+MAX_PICKLE_OPS = 10_000_000
 
 
 @dataclass
@@ -192,13 +210,20 @@ class _Machine:
         if full in NESTED_LOADERS:
             # Allowing the loader (--allow-global) silences this finding, never the scan of what it loads.
             report = not is_allowed(full, self.fs.options.allow_globals)
-            blobs = list(_constant_bytes(args))
+            blobs, complete = _constant_bytes(args)
+            if not complete:
+                self.fs.unverified(f"resource limit: {at(self.loc(pos), None)}: the argument of {full} has more than "
+                                   f"{MAX_ARG_NODES:,} parts; not all of them were scanned")
             if blobs:
                 if report:
                     self.fs.add("PICKLE-NESTED-LOADER", self.loc(pos),
                                 f"calls {full} on {len(blobs)} embedded byte string(s); scanned below", full)
                 if self.nested is not None:
                     for i, blob in enumerate(blobs):
+                        digest = hashlib.sha256(blob).digest()
+                        if digest in self.fs.nested_seen:  # the same bytes loaded again: scanned once per file
+                            continue
+                        self.fs.nested_seen.add(digest)
                         self.nested(blob, at(self.loc(pos), f"nested bytes #{i + 1} of {full}") or "")
             elif report:
                 self.fs.add("PICKLE-NESTED-LOADER", self.loc(pos),
@@ -229,16 +254,23 @@ class _Machine:
             self.fs.add("PICKLE-BUILD", self.loc(pos),
                         f"BUILD sets attributes on {obj.full} itself (a class or module), changing it for the "
                         "whole process", obj.full)
-        del state
+        elif isinstance(obj, Call):
+            obj.state = state
 
     # the main loop
     def run(self, stream: BinaryIO) -> PickleResult:
         start = stream.tell()
         handlers = _HANDLERS
         pos = start
+        fs = self.fs
         try:
             for opcode, arg, p in pickletools.genops(stream):
                 pos = p if p is not None else pos
+                fs.pickle_ops += 1
+                if fs.pickle_ops > MAX_PICKLE_OPS:
+                    raise PickleResourceLimit(f"resource limit: the pickles of this file run more than "
+                                              f"{MAX_PICKLE_OPS:,} opcodes (an honest checkpoint's run a few "
+                                              "hundred thousand); the rest was not analysed", pos)
                 h = handlers.get(opcode.name)
                 if h is None:  # pragma: no cover - every opcode has a handler (tested)
                     raise PickleFormatError(f"unsupported opcode {opcode.name}", pos)
@@ -246,7 +278,7 @@ class _Machine:
                     value = self.pop(pos)  # the stdlib unpickler ignores whatever else is left on the stack
                     return PickleResult(value, self.calls, self.persistent, start, stream.tell())
                 h(self, arg, pos)
-        except PickleFormatError:
+        except (PickleFormatError, PickleResourceLimit):
             raise
         except (ValueError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError, MemoryError,
                 TypeError) as exc:
@@ -282,29 +314,46 @@ def _first_arg(args: Any) -> Any:
     return None
 
 
-def _constant_bytes(v: Any, depth: int = 0) -> list[bytes]:
-    """Every constant byte string inside an argument structure."""
-    if depth > 20:
-        return []
-    if isinstance(v, (bytes, bytearray)):
-        return [bytes(v)]
-    if isinstance(v, str) and depth == 1:
-        # pickle.loads on a latin-1 str (protocol 0 spelling of bytes) is still a pickle
-        return [v.encode("latin-1", errors="ignore")]
+#: Nodes of an argument structure visited when looking for embedded bytes (memo sharing makes DAGs).
+MAX_ARG_NODES = 100_000
+
+
+def _constant_bytes(v: Any) -> tuple[list[bytes], bool]:
+    """Every distinct constant byte string inside an argument structure, and whether all of it was visited.
+
+    The structure can share sub-structures through the memo (a 600-byte pickle can describe a tree with
+    billions of paths): each node is visited once, and at most :data:`MAX_ARG_NODES` nodes are visited.
+    """
     out: list[bytes] = []
-    if isinstance(v, tuple):
-        for x in v:
-            out += _constant_bytes(x, depth + 1)
-    elif isinstance(v, SymList):
-        for x in v.items:
-            out += _constant_bytes(x, depth + 1)
-    elif isinstance(v, Call):
-        # io.BytesIO(b"...") or _codecs.encode("...", "latin1") around the bytes
-        if isinstance(v.func, Global) and v.func.full == "_codecs.encode" and isinstance(v.args, tuple) \
-                and v.args and isinstance(v.args[0], str):
-            return [v.args[0].encode("latin-1", errors="ignore")]
-        out += _constant_bytes(v.args, depth + 1)
-    return out
+    seen_nodes: set[int] = set()
+    seen_blobs: set[bytes] = set()
+    todo: list[tuple[Any, int]] = [(v, 0)]
+    while todo and len(seen_nodes) < MAX_ARG_NODES:
+        x, depth = todo.pop()
+        if depth > 20 or id(x) in seen_nodes:
+            continue
+        seen_nodes.add(id(x))
+        blob: bytes | None = None
+        if isinstance(x, (bytes, bytearray)):
+            blob = bytes(x)
+        elif isinstance(x, str) and depth == 1:
+            # pickle.loads on a latin-1 str (protocol 0 spelling of bytes) is still a pickle
+            blob = x.encode("latin-1", errors="ignore")
+        elif isinstance(x, tuple):
+            todo.extend((y, depth + 1) for y in reversed(x))
+        elif isinstance(x, SymList):
+            todo.extend((y, depth + 1) for y in reversed(x.items))
+        elif isinstance(x, Call):
+            # io.BytesIO(b"...") or _codecs.encode("...", "latin1") around the bytes
+            if isinstance(x.func, Global) and x.func.full == "_codecs.encode" and isinstance(x.args, tuple) \
+                    and x.args and isinstance(x.args[0], str):
+                blob = x.args[0].encode("latin-1", errors="ignore")
+            else:
+                todo.append((x.args, depth + 1))
+        if blob is not None and blob not in seen_blobs:
+            seen_blobs.add(blob)
+            out.append(blob)
+    return out, not todo
 
 
 # Opcode handlers ------------------------------------------------------------------------------------------------
@@ -432,8 +481,11 @@ def _setitem(m: _Machine, arg: Any, pos: int) -> None:
     d = m.top(pos)
     if isinstance(d, SymDict):
         d.pairs.append((key, value))
-    elif isinstance(d, (Call, Global)):
+    elif isinstance(d, Call):
         m.calls += 1  # __setitem__ on an object
+        d.pairs.append((key, value))
+    elif isinstance(d, Global):
+        m.calls += 1
 
 
 def _setitems(m: _Machine, arg: Any, pos: int) -> None:
@@ -443,7 +495,10 @@ def _setitems(m: _Machine, arg: Any, pos: int) -> None:
     d = m.top(pos)
     if isinstance(d, SymDict):
         d.pairs.extend(zip(items[::2], items[1::2], strict=True))
-    elif isinstance(d, (Call, Global)):
+    elif isinstance(d, Call):
+        m.calls += 1
+        d.pairs.extend(zip(items[::2], items[1::2], strict=True))
+    elif isinstance(d, Global):
         m.calls += 1
 
 
@@ -629,6 +684,9 @@ def scan_pickle_stream(stream: BinaryIO, fs: FileScan, *, where: str | None,
         machine = _Machine(fs, where, nested)
         try:
             res = machine.run(stream)
+        except PickleResourceLimit as exc:
+            fs.unverified(f"{where + ': ' if where else ''}{exc}")
+            return StreamResult(results, exc.pos if exc.pos is not None else stream.tell(), legacy, str(exc))
         except PickleFormatError as exc:
             pos = exc.pos if exc.pos is not None else stream.tell()
             if machine.calls:
@@ -639,7 +697,7 @@ def scan_pickle_stream(stream: BinaryIO, fs: FileScan, *, where: str | None,
                 fs.add("PICKLE-TRAILING-DATA", at(where, f"byte {results[-1].end}"),
                        f"bytes after the last complete pickle do not form a pickle ({exc})")
             else:
-                fs.unverified(f"{at(where, None) + ': ' if where else ''}not a well-formed pickle at byte {pos}: "
+                fs.unverified(f"{where + ': ' if where else ''}not a well-formed pickle at byte {pos}: "
                               f"{exc}")
             return StreamResult(results, pos, legacy, str(exc))
         results.append(res)
@@ -649,7 +707,7 @@ def scan_pickle_stream(stream: BinaryIO, fs: FileScan, *, where: str | None,
             break
     else:
         if stream.tell() < size:
-            fs.unverified(f"{at(where, None) + ': ' if where else ''}more than {max_pickles} stacked pickles; the "
+            fs.unverified(f"{where + ': ' if where else ''}more than {max_pickles} stacked pickles; the "
                           "rest of the stream was not scanned")
     return StreamResult(results, stream.tell(), legacy)
 
@@ -679,3 +737,103 @@ def constant_list(value: Any) -> list[Any] | None:
     if isinstance(value, tuple):
         return list(value)
     return None
+
+
+# Reading torch archives -------------------------------------------------------------------------------------------
+
+def evaluate_pickle(stream: IO[bytes], *, allow_globals: frozenset[str] = frozenset()) -> Any:
+    """The symbolic value of the next pickle in ``stream`` (nothing is imported or called).
+
+    The tensor reader lists the tensors of a torch archive from this value (:func:`torch_tensor_records`), so
+    it reads a pickle exactly as the scanner does. Raises :class:`PickleFormatError` for a malformed pickle.
+    """
+    from assay.scan.context import ScanOptions
+
+    machine = _Machine(FileScan("<pickle>", ScanOptions(allow_globals=allow_globals)), None, None)
+    try:
+        return machine.run(cast(BinaryIO, stream)).value
+    except PickleResourceLimit as exc:
+        raise PickleFormatError(str(exc), exc.pos) from exc
+
+
+#: torch storage class (``torch.FloatStorage``) -> safetensors-style dtype name.
+TORCH_STORAGE_DTYPE: dict[str, str] = {
+    "FloatStorage": "F32", "HalfStorage": "F16", "BFloat16Storage": "BF16", "DoubleStorage": "F64",
+    "LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16", "CharStorage": "I8", "ByteStorage": "U8",
+    "BoolStorage": "BOOL", "ComplexFloatStorage": "C64", "Float8_e4m3fnStorage": "F8_E4M3",
+    "Float8_e5m2Storage": "F8_E5M2",
+}
+#: Containers visited when listing the tensors of a symbolic value.
+MAX_TENSOR_WALK = 2_000_000
+
+
+@dataclass(frozen=True)
+class TorchTensorRecord:
+    """One tensor a torch pickle rebuilds (``torch._utils._rebuild_tensor_v2``), found symbolically."""
+
+    key: tuple[str, ...]
+    """Path of keys from the root object to the tensor."""
+    dtype: str
+    shape: tuple[int, ...]
+    storage: str
+    """Storage key (``archive/data/<storage>``)."""
+    offset: int
+    stride: tuple[int, ...]
+
+
+def torch_tensor_records(root: Any) -> list[TorchTensorRecord]:
+    """Every tensor reachable from a symbolic value through dicts, ``OrderedDict``s, lists and tuples.
+
+    Each container is walked once, however often the memo shares it (a shared sub-structure keeps the name of
+    the first path that reaches it); a tensor reached by several paths is listed under each.
+    """
+    out: list[TorchTensorRecord] = []
+    seen: set[int] = set()
+    todo: list[tuple[Any, tuple[str, ...]]] = [(root, ())]
+    while todo:
+        obj, key = todo.pop()
+        if isinstance(obj, Call) and isinstance(obj.func, Global):
+            rec = _tensor_record(obj, key)
+            if rec is not None:
+                out.append(rec)
+                continue
+        if id(obj) in seen or len(key) > 64:
+            continue
+        if len(seen) >= MAX_TENSOR_WALK:
+            raise PickleFormatError(f"resource limit: more than {MAX_TENSOR_WALK:,} containers", None)
+        seen.add(id(obj))
+        children: list[tuple[Any, Any]] = []
+        if isinstance(obj, SymDict):
+            children = obj.pairs
+        elif isinstance(obj, Call) and isinstance(obj.func, Global) and obj.func.full == "collections.OrderedDict":
+            children = obj.pairs
+        elif isinstance(obj, SymList) and key:
+            children = list(enumerate(obj.items))
+        elif isinstance(obj, tuple) and key:
+            children = list(enumerate(obj))
+        todo.extend((v, key + (str(k),)) for k, v in reversed(children))
+    return out
+
+
+def _tensor_record(call: Call, key: tuple[str, ...]) -> TorchTensorRecord | None:
+    fn = call.func.full
+    args = call.args if isinstance(call.args, tuple) else ()
+    if fn == "torch._utils._rebuild_parameter" and args and isinstance(args[0], Call) \
+            and isinstance(args[0].func, Global):
+        return _tensor_record(args[0], key)
+    if fn == "torch._tensor._rebuild_from_type_v2" and len(args) >= 3 and isinstance(args[0], Global) \
+            and isinstance(args[2], tuple):
+        return _tensor_record(Call(args[0], args[2], call.pos), key)
+    if fn not in ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor") or len(args) < 4:
+        return None
+    storage, offset, size, stride = args[:4]
+    if not isinstance(storage, Persistent) or not isinstance(storage.pid, tuple) or len(storage.pid) < 3:
+        return None
+    stype = storage.pid[1]
+    short = stype.full.rsplit(".", 1)[-1] if isinstance(stype, Global) else "?"
+    dtype = TORCH_STORAGE_DTYPE.get(short, short)
+    if not isinstance(size, tuple) or not all(isinstance(d, int) and not isinstance(d, bool) for d in size):
+        return None
+    return TorchTensorRecord(key=key, dtype=dtype, shape=tuple(size), storage=str(storage.pid[2]),
+                             offset=offset if isinstance(offset, int) else 0,
+                             stride=tuple(stride) if isinstance(stride, tuple) else ())

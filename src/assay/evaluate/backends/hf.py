@@ -885,12 +885,9 @@ def _load_config_and_tokenizer(ref: ModelRef) -> tuple[Any, Any]:
 
 
 def _load_gguf(root: Path, name: str, dtype: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from assay.model.gguf_load import load_gguf_model
 
-    model = AutoModelForCausalLM.from_pretrained(root, gguf_file=name, dtype=_torch_dtype(dtype),
-                                                 trust_remote_code=False, local_files_only=True)
-    tok = AutoTokenizer.from_pretrained(root, gguf_file=name, trust_remote_code=False, local_files_only=True)
-    return model, tok
+    return load_gguf_model(root / name, dtype=_torch_dtype(dtype))
 
 
 def _load_single_safetensors(ref: ModelRef, path: Path, dtype: str) -> tuple[Any, Any]:

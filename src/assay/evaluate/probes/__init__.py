@@ -16,11 +16,11 @@ benchmark suites, so candidate and base are compared item by item with the same 
 - ``contamination:<task>`` (:mod:`.contamination`): Min-K% probability of a benchmark's published items against
   perturbed copies; :func:`possible_contamination` turns the comparison into evidence with numbers.
 
-Importing this package registers the ``contamination`` prefix with :func:`assay.evaluate.tasks.register_suite`
-and the direction of every lower-is-better probe metric with :mod:`assay.evaluate.stats`; ``builtin:NAME`` specs
-reach :func:`load_probe` through :mod:`assay.evaluate.suites`.
+Importing this package registers the ``contamination`` prefix with
+:func:`assay.evaluate.tasks.register_wrapping_suite` and the direction of every lower-is-better probe metric with
+:mod:`assay.evaluate.stats`; ``builtin:NAME`` specs reach :func:`load_probe` through :mod:`assay.evaluate.suites`.
 
-    from assay.evaluate.tasks import load_tasks
+    from assay.evaluate.loading import load_tasks
     tasks = load_tasks("builtin:refusal") + load_tasks("contamination:builtin:knowledge")
 """
 
@@ -62,7 +62,7 @@ def _register() -> None:
              *contamination.LOWER_IS_BETTER, *hallucination.LOWER_IS_BETTER)
     for name in lower:
         stats.register_metric(name, higher_is_better=False)
-    tasks.register_suite(contamination.PREFIX, load_contamination_tasks)
+    tasks.register_wrapping_suite(contamination.PREFIX, load_contamination_tasks)
 
 
 _register()

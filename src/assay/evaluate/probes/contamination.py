@@ -18,7 +18,7 @@ items, which ``assay eval --base`` reports with a paired bootstrap interval (``m
 lower-is-better, so a significant rise is marked like a regression). :func:`possible_contamination` turns a
 comparison into findings with numbers; it is evidence, never a verdict on its own.
 
-    [task] = load_contamination_tasks("builtin:knowledge")
+    [task] = load_contamination_tasks("builtin:knowledge", load_tasks)    # load_tasks from assay.evaluate.loading
     cmp = compare_results(evaluate_model(base, [task]), evaluate_model(cand, [task]))
     [finding] = possible_contamination(cmp)
     finding.flagged, finding.delta, finding.ci
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from assay.errors import EvalError
 from assay.evaluate.probes.base import ProbeRunner, entry_change, entry_ci, entry_value
-from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind
+from assay.evaluate.tasks import GenerationSpec, Item, SpecLoader, Task, TaskKind
 
 if TYPE_CHECKING:
     from assay.evaluate.backends.base import Backend
@@ -247,14 +247,13 @@ def contamination_task(inner: Task, *, k_percent: float = K_PERCENT, seed: int =
                 source=f"{inner.source or inner.name}; controls: {mix}")
 
 
-def load_contamination_tasks(arg: str | None) -> list[Task]:
-    """``contamination:<task spec>``: one probe task per task the inner spec names."""
+def load_contamination_tasks(arg: str | None, load: SpecLoader) -> list[Task]:
+    """``contamination:<task spec>``: one probe task per task the inner spec names (resolved with ``load``,
+    :func:`assay.evaluate.loading.load_tasks` when the registry calls it)."""
     if not arg:
         raise EvalError("contamination needs a task to test: contamination:builtin:knowledge, "
                         "contamination:mmlu:PATH or contamination:TASK.yaml")
-    from assay.evaluate.tasks import load_tasks
-
-    inner = [t for t in load_tasks(arg) if t.kind in (TaskKind.MULTIPLE_CHOICE, TaskKind.GENERATE)]
+    inner = [t for t in load(arg) if t.kind in (TaskKind.MULTIPLE_CHOICE, TaskKind.GENERATE)]
     if not inner:
         raise EvalError(f"contamination:{arg}: the task has no multiple-choice or generation items to test")
     return [contamination_task(t) for t in inner]
