@@ -348,8 +348,9 @@ def main() -> None:
     ap.add_argument("--lmeval-batch-size", type=int, default=8)
     ap.add_argument("--lm-eval", default=shutil.which("lm_eval") or str(Path(sys.executable).with_name("lm_eval")))
     ap.add_argument("--model", help="a model folder (default: SmolLM2-135M-Instruct converted into assay's cache)")
-    ap.add_argument("--gsm8k", type=Path, default=Path("/work/shared/data/gsm8k/test.jsonl"),
-                    help="GSM8K test JSONL (question, answer)")
+    ap.add_argument("--gsm8k", type=Path, required=True,
+                    help="GSM8K test-split JSONL (question, answer) with at least 5 + --gen-items lines: the public "
+                         "test split (tests/data/gsm8k holds only 40 items)")
     ap.add_argument("--documents", type=Path, default=Path("/usr/share/common-licenses"),
                     help=f"folder of long text documents (default: the licence texts {', '.join(_LICENCES)})")
     ap.add_argument("--workdir", type=Path, default=None)

@@ -128,7 +128,8 @@ def main() -> int:
         print(f"two checkpoints of {size / mib:.0f} MiB each ({len(spec)} tensors, largest {largest / mib:.0f} MiB); "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, OMP_NUM_THREADS="
               f"{os.environ.get('OMP_NUM_THREADS', '1')}")
-        print(f"{'method':44s} {'seconds':>8s} {'peak RSS MiB':>13s} {'RSS / largest tensor':>21s} {'RSS / model':>12s}")
+        print(f"{'method':44s} {'seconds':>8s} {'peak RSS MiB':>13s} {'RSS / largest tensor':>21s} "
+              f"{'RSS / model':>12s}")
         for name, r in (("assay lineage (streaming, full evidence)", assay),
                         ("naive: load both, norms + cosine only", naive)):
             rss = r["peak_kib"] * 1024

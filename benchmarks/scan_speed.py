@@ -76,7 +76,8 @@ def measure(cmd: list[str], repeats: int, env: dict[str, str]) -> dict[str, floa
             fields = {k.strip(): v.strip() for k, _, v in (line.partition(": ") for line in proc.stderr.splitlines())}
             kb = fields.get("Maximum resident set size (kbytes)")
             rss.append(int(kb) / 1024 if kb else None)
-            cpu.append(float(fields.get("User time (seconds)", "nan")) + float(fields.get("System time (seconds)", "nan")))
+            user = float(fields.get("User time (seconds)", "nan"))
+            cpu.append(user + float(fields.get("System time (seconds)", "nan")))
             codes.append(proc.returncode)
         else:
             wrapper = ("import json,resource,subprocess,sys,time;t=time.perf_counter();"
@@ -137,7 +138,8 @@ def main() -> int:
     small, large = results.get("torch-64MiB.pt", {}).get("assay"), results.get("torch-1GiB.pt", {}).get("assay")
     if small and large and small["peak_rss_mib"] and large["peak_rss_mib"]:
         print(f"assay peak RSS, 1 GiB vs 64 MiB torch checkpoint: {large['peak_rss_mib']:.0f} vs "
-              f"{small['peak_rss_mib']:.0f} MiB (x{large['peak_rss_mib'] / small['peak_rss_mib']:.2f} for 16x the data)")
+              f"{small['peak_rss_mib']:.0f} MiB "
+              f"(x{large['peak_rss_mib'] / small['peak_rss_mib']:.2f} for 16x the data)")
     return 0
 
 

@@ -373,9 +373,9 @@ def evaluate_task(backend: Backend, task: Task, *, limit: int | None = None, cac
     progress.start(label, total=len(items))
     if task.kind in _KIND_RUNNERS and task.kind not in (TaskKind.MULTIPLE_CHOICE, TaskKind.GENERATE,
                                                         TaskKind.PERPLEXITY, TaskKind.LOGLIKELIHOOD):
-        results = _KIND_RUNNERS[task.kind](backend, task, items, progress)
+        ran = _KIND_RUNNERS[task.kind](backend, task, items, progress)
         progress.finish(label)
-        return _aggregate(task, results, cached=0)
+        return _aggregate(task, ran, cached=0)
     if task.kind == TaskKind.KL:
         raise EvalError(f"task {task.name} measures KL drift, which needs a base model and the KL module "
                         f"(assay.evaluate.kl)")
@@ -396,7 +396,7 @@ def evaluate_task(backend: Backend, task: Task, *, limit: int | None = None, cac
         for i, res in zip(chunk, scored, strict=True):
             results[i] = res
         if cache is not None:
-            cache.put_many({keys[i]: _item_to_json(results[i]) for i in chunk})  # type: ignore[arg-type]
+            cache.put_many({keys[i]: _item_to_json(res) for i, res in zip(chunk, scored, strict=True)})
         progress.advance(label, len(chunk))
     progress.finish(label)
     return _aggregate(task, [r for r in results if r is not None], cached=n_cached)

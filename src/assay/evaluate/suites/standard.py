@@ -124,7 +124,8 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
     except ImportError:
         raise EvalError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
     try:
-        return pq.read_table(path).to_pylist()
+        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+        return rows
     except FileNotFoundError:
         raise EvalError(f"no such data file: {path}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
@@ -237,7 +238,7 @@ def _splits_for_file(path: Path, eval_split: str) -> Splits:
 
 
 def _load(files: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
-    out = []
+    out: list[tuple[Path, dict[str, Any]]] = []
     for f in files:
         out.extend((f, r) for r in read_records(f))
     return out
@@ -287,7 +288,7 @@ def _mmlu_subject_from_name(path: Path) -> str:
 
 def _mmlu_rows(files: Sequence[Path]) -> list[tuple[str, dict[str, Any], str]]:
     """(subject, {question, choices, answer}, where) for every MMLU row of the files."""
-    out = []
+    out: list[tuple[str, dict[str, Any], str]] = []
     for f in files:
         if f.suffix.lower() == ".csv":
             rows = read_csv_rows(f)
