@@ -90,15 +90,13 @@ def test_assay_reports_every_hidden_payload(payloads: tuple[list[PayloadSample],
             assert "pickle" in hits[0].message and "system" in (hits[0].evidence or "") or s.kind == "pickle4"
 
 
+# Linux keeps a process's peak RSS across execve, and a forked child starts with its parent's: a command started
+# straight from a big pytest worker would report the worker's peak. So a small wrapper starts assay as its own
+# child and reports that child's peak alone.
 _MEASURED = r"""
-import resource, runpy, sys
-sys.argv = ["assay", *sys.argv[1:]]
-code = 0
-try:
-    runpy.run_module("assay", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else 1
-sys.stderr.write(f"\nMAXRSS_KB={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\n")
+import resource, subprocess, sys
+code = subprocess.run([sys.executable, "-m", "assay", *sys.argv[1:]]).returncode
+sys.stderr.write(f"\nMAXRSS_KB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\n")
 sys.exit(code)
 """
 

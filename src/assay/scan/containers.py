@@ -371,7 +371,7 @@ def scan_pickle_file(buf: Buffer, fs: FileScan, *, where: str | None, depth: int
     """
     stream = stream if stream is not None else stream_of(buf)
     nested = _nested_scanner(fs, depth)
-    probe = FileScan(fs.path, fs.options)
+    probe = fs.probe()
     first = scan_pickle_stream(stream, probe, where=where, nested=nested, expect_more=False)
     legacy = bool(first.pickles) and first.error is None and type(first.pickles[0].value) is int \
         and first.pickles[0].value == TORCH_LEGACY_MAGIC
@@ -381,7 +381,7 @@ def scan_pickle_file(buf: Buffer, fs: FileScan, *, where: str | None, depth: int
         if first.error is not None or stream.tell() >= len(buf):
             return
         start = stream.tell()
-        rest = FileScan(fs.path, fs.options)
+        rest = fs.probe()
         res = scan_pickle_stream(stream, rest, where=where, nested=nested)
         if res.pickles or any(f.severity > Severity.INFO for f in rest.findings):
             _merge(rest, fs)

@@ -59,6 +59,11 @@ class FileScan:
     """The content router (:func:`assay.scan.files.scan_buffer`), set when it first sees this file: containers
     hand every member back to it with :meth:`nested`, so they need not import the router."""
 
+    def probe(self) -> FileScan:
+        """A fresh collector for another reading of this same file (its findings are merged or dropped by the
+        caller); members it finds still go to this file's router."""
+        return FileScan(self.path, self.options, scan_nested=self.scan_nested)
+
     def nested(self, buf: Any, name: str, *, where: str | None, depth: int) -> None:
         """Scan ``buf``, a member found inside this file, by its content (through the router)."""
         if self.scan_nested is None:

@@ -158,7 +158,7 @@ def _scan_other_readings(buf: Buffer, name: str, fmt: Format, fs: FileScan, *, w
     from assay.scan import containers, gguf, safetensors
 
     for other in other_readings(buf, fmt):
-        probe = FileScan(fs.path, fs.options)
+        probe = fs.probe()
         try:
             if other is Format.PICKLE:
                 containers.scan_pickle_file(buf, probe, where=where, depth=depth,
