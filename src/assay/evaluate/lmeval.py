@@ -36,7 +36,7 @@ import yaml
 
 from assay.errors import EvalError
 from assay.evaluate.filters import FLEXIBLE_PATTERN, PIPELINE, PIPELINE_STEPS, STRICT_PATTERN
-from assay.evaluate.taskdata import Renderer, check_regex, digest_files, read_rows, resolve_data
+from assay.evaluate.taskdata import Renderer, check_regex, digest_files, read_rows, resolve_data, text_field
 from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind
 
 #: Fields assay reads (docs/lm-eval-tasks.md says how); any other field is refused, naming it.
@@ -369,8 +369,8 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
         raise EvalError(f"{where}: multiple_choice needs doc_to_choice")
     if "doc_to_target" not in cfg:
         raise EvalError(f"{where}: doc_to_target is required")
-    tgt_delim = _text(cfg, "target_delimiter", " ", where)
-    few_delim = _text(cfg, "fewshot_delimiter", "\n\n", where)
+    tgt_delim = text_field(cfg, "target_delimiter", " ", where)
+    few_delim = text_field(cfg, "fewshot_delimiter", "\n\n", where)
     gen_prefix_spec = cfg.get("gen_prefix")
     description_spec = cfg.get("description") or ""
     doc_to_text, doc_to_target, doc_to_choice = cfg.get("doc_to_text"), cfg["doc_to_target"], cfg.get("doc_to_choice")
@@ -526,15 +526,6 @@ def _digest(paths: Sequence[Path]) -> str:
 def _doc_key(doc: Mapping[str, Any]) -> str:
     """Equality of documents (lm-eval compares the dicts) as a digest of their canonical JSON."""
     return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False, default=repr).encode()).hexdigest()
-
-
-def _text(cfg: Mapping[str, Any], key: str, default: str, where: str) -> str:
-    value = cfg.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise EvalError(f"{where}: {key} must be text")
-    return value
 
 
 def _splits(path: Path, cfg: Mapping[str, Any], data: Mapping[str, Sequence[Path]] | None,

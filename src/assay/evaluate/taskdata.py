@@ -181,3 +181,13 @@ def check_regex(pattern: str, where: str) -> None:
         re.compile(pattern)
     except re.error as exc:
         raise EvalError(f"{where}: invalid regular expression {pattern!r} ({exc})") from exc
+
+
+def text_field(cfg: Mapping[str, Any], key: str, default: str, where: str) -> str:
+    """The text value of ``key`` in a task file (``default`` when absent or null); refuses any other type."""
+    value = cfg.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise EvalError(f"{where}: {key} must be text")
+    return value

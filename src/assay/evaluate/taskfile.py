@@ -36,7 +36,7 @@ from typing import Any
 
 from assay.errors import EvalError
 from assay.evaluate.lmeval import FunctionRef, load_lmeval_task, read_yaml
-from assay.evaluate.taskdata import Renderer, check_regex, digest_files, read_rows, resolve_data
+from assay.evaluate.taskdata import Renderer, check_regex, digest_files, read_rows, resolve_data, text_field
 from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind, with_num_fewshot
 
 OWN_FIELDS = frozenset({
@@ -175,15 +175,6 @@ def _rows_of(paths: list[Path]) -> list[tuple[dict[str, Any], str]]:
     return rows
 
 
-def _str_field(cfg: Mapping[str, Any], key: str, default: str, where: str) -> str:
-    value = cfg.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise EvalError(f"{where}: {key} must be text")
-    return value
-
-
 # --------------------------------------------------------------------------------------------- own format
 def _own_task(path: Path, cfg: dict[str, Any]) -> Task:
     where = str(path)
@@ -259,9 +250,9 @@ def _own_task(path: Path, cfg: dict[str, Any]) -> Task:
     gen = _own_generation(cfg.get("generation") or {}, where)
     return Task(name=str(name), version=str(cfg.get("version", "1")), kind=kind, items=items, fewshot_pool=pool,
                 num_fewshot=num, fewshot_sampler=sampler, fewshot_seed=seed,
-                target_delimiter=_str_field(cfg, "target_delimiter", " ", where),
-                fewshot_delimiter=_str_field(cfg, "fewshot_delimiter", "\n\n", where),
-                description=_str_field(cfg, "description", "", where), metrics=tuple(metrics), generation=gen,
+                target_delimiter=text_field(cfg, "target_delimiter", " ", where),
+                fewshot_delimiter=text_field(cfg, "fewshot_delimiter", "\n\n", where),
+                description=text_field(cfg, "description", "", where), metrics=tuple(metrics), generation=gen,
                 use_chat_template=bool(cfg.get("chat_template", False)),
                 source=f"{path} (data sha256 {digest_files(data_paths)})")
 

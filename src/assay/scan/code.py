@@ -167,16 +167,7 @@ def _is_main_guard(test: ast.expr) -> bool:
 
 def check_auto_map(value: Any, fs: FileScan, *, where: str | None) -> None:
     """``auto_map``: the classes (``module.Class``) that trust_remote_code=True imports."""
-    refs: list[str] = []
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            refs.append(v)
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            stack.extend(v.values())
+    refs = strings_in(value)
     allowed = fs.options.allow_remote_code
     remote = [r for r in refs if "--" in r]
     local = [r for r in refs if "--" not in r]
@@ -249,16 +240,7 @@ def _auto_map_modules(path: Path) -> list[str]:
         return []
     if not isinstance(doc, dict) or "auto_map" not in doc:
         return []
-    refs: list[str] = []
-    stack = [doc["auto_map"]]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            refs.append(v)
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            stack.extend(v.values())
+    refs = strings_in(doc["auto_map"])
     modules = []
     for ref in refs:
         if "--" in ref:
@@ -279,3 +261,18 @@ def check_loader_file(source: bytes, fs: FileScan, *, rel: str, why: str, analys
                severity=Severity.INFO if allowed else None)
     if not analysed:
         scan_python(source, fs, where=f"as Python ({why})", name=PurePosixPath(rel).name)
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string inside ``value`` (nested lists, tuples and dict values), depth first."""
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+    return out
