@@ -12,9 +12,11 @@ torch is imported only by the fixtures, so tests that need no model never pay fo
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,3 +95,30 @@ def _documents_match_their_schemas(monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setattr(common, "to_jsonable", checked)
     yield
     assert not problems, "\n".join(problems)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One CLI run."""
+
+    rc: int
+    out: str
+    err: str
+
+    def json(self) -> dict:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Call `assay` in process: `cli("inspect", path, "--json")` -> Run(rc, stdout, stderr)."""
+
+    from assay.cli.main import main
+
+    def run(*args: object) -> Run:
+        capsys.readouterr()
+        rc = main([str(a) for a in args])
+        cap = capsys.readouterr()
+        return Run(rc, cap.out, cap.err)
+
+    return run

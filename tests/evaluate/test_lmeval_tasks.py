@@ -26,19 +26,10 @@ from assay.evaluate.backends.base import (Backend, BackendInfo, GenerationReques
 from assay.evaluate.loading import load_task, load_tasks
 from assay.evaluate.runner import build_choice_contexts, build_context, evaluate_model, fewshot_examples
 from assay.evaluate.tasks import TaskKind
+from tests.evaluate.files import write_jsonl, write_yaml
 
 LMEVAL = Path(__file__).resolve().parents[1] / "data" / "lmeval"
 TASKS, DATA = LMEVAL / "tasks", LMEVAL / "data"
-
-
-def _jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def _yaml(path: Path, text: str) -> Path:
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def _data(name: str, **splits: str) -> dict[str, list[Path]]:
@@ -75,9 +66,9 @@ def _shot_questions(task, item) -> list[str]:
 def _fewshot_task(tmp_path: Path, extra: str = "") -> Path:
     train = [{"q": f"train question {i}", "options": ["yes", "no"], "label": i % 2} for i in range(10)]
     test = [{"q": f"test question {i}", "options": ["yes", "no"], "label": i % 2} for i in range(6)]
-    _jsonl(tmp_path / "train.jsonl", train)
-    _jsonl(tmp_path / "test.jsonl", test)
-    return _yaml(tmp_path / "t.yaml", f"""\
+    write_jsonl(tmp_path / "train.jsonl", train)
+    write_jsonl(tmp_path / "test.jsonl", test)
+    return write_yaml(tmp_path / "t.yaml", f"""\
         task: draws
         dataset_path: json
         dataset_kwargs: {{data_files: {{train: {tmp_path / 'train.jsonl'}, test: {tmp_path / 'test.jsonl'}}}}}
@@ -126,7 +117,7 @@ def test_hellaswag_layout_excludes_the_item_even_from_another_split(tmp_path: Pa
     # so every draw is sample(pool, k + 1) cut to k
     [task] = load_tasks(str(_fewshot_task(tmp_path).with_name("t.yaml")), num_fewshot=2)
     text = (tmp_path / "t.yaml").read_text().replace("test_split: test", "validation_split: test")
-    [hs] = load_tasks(str(_yaml(tmp_path / "v.yaml", text)), num_fewshot=2)
+    [hs] = load_tasks(str(write_yaml(tmp_path / "v.yaml", text)), num_fewshot=2)
     assert not task.fewshot_exclude_self and hs.fewshot_exclude_self
     rnd = random.Random(1234)
     for item in hs.items:
@@ -135,8 +126,8 @@ def test_hellaswag_layout_excludes_the_item_even_from_another_split(tmp_path: Pa
 
 # ------------------------------------------------------------------------------------- (b), (c) choices, labels
 def test_a_yaml_list_of_choices_is_taken_literally(tmp_path: Path) -> None:
-    _jsonl(tmp_path / "d.jsonl", [{"q": "Pick", "a": "left", "b": "right", "label": 1}])
-    task = load_task(str(_yaml(tmp_path / "t.yaml", f"""\
+    write_jsonl(tmp_path / "d.jsonl", [{"q": "Pick", "a": "left", "b": "right", "label": 1}])
+    task = load_task(str(write_yaml(tmp_path / "t.yaml", f"""\
         task: lit
         dataset_path: json
         dataset_kwargs: {{data_files: {{test: {tmp_path / 'd.jsonl'}}}}}
@@ -153,10 +144,10 @@ def test_a_yaml_list_of_choices_is_taken_literally(tmp_path: Path) -> None:
 def test_a_text_label_is_looked_up_among_the_choices(tmp_path: Path) -> None:
     rows = [{"q": "Capital of Italy?", "options": ["Paris", "Rome", "Oslo"], "label": "Rome", "digit": "1",
              "far": 7}]
-    _jsonl(tmp_path / "d.jsonl", rows)
+    write_jsonl(tmp_path / "d.jsonl", rows)
 
     def task(target: str):
-        return load_task(str(_yaml(tmp_path / "t.yaml", f"""\
+        return load_task(str(write_yaml(tmp_path / "t.yaml", f"""\
             task: lab
             dataset_path: json
             dataset_kwargs: {{data_files: {{test: {tmp_path / 'd.jsonl'}}}}}
@@ -346,7 +337,7 @@ def test_generation_pipeline_gen_prefix_and_templated_description() -> None:
 
 
 def test_unknown_and_unsupported_fields_name_themselves(tmp_path: Path) -> None:
-    _jsonl(tmp_path / "d.jsonl", [{"q": "x", "options": ["a", "b"], "label": 0}])
+    write_jsonl(tmp_path / "d.jsonl", [{"q": "x", "options": ["a", "b"], "label": 0}])
     base = f"""\
         task: u
         dataset_path: json
@@ -364,7 +355,7 @@ def test_unknown_and_unsupported_fields_name_themselves(tmp_path: Path) -> None:
         if "filter_list" in extra:
             text = text.replace("multiple_choice", "generate_until").replace("doc_to_choice: options\n", "")
         with pytest.raises(EvalError, match=message):
-            load_task(str(_yaml(tmp_path / "u.yaml", text)))
+            load_task(str(write_yaml(tmp_path / "u.yaml", text)))
 
 
 def test_num_fewshot_in_the_file_without_a_sampler_draws_as_lm_eval(tmp_path: Path) -> None:

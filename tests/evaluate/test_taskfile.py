@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from assay.evaluate.loading import load_task, load_tasks, registered_suites
 from assay.evaluate.runner import build_context
 from assay.evaluate.tasks import TaskKind, register_suite
 from assay.evaluate.tasks import Item, Task
+from tests.evaluate.files import write_jsonl, write_yaml
 
 ROWS = [
     {"question": "Capital of France?", "options": ["Paris", "Rome", "Oslo"], "label": 0, "answer_text": "Paris"},
@@ -21,25 +21,15 @@ ROWS = [
 ]
 
 
-def _jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def _yaml(path: Path, text: str) -> Path:
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
 @pytest.fixture()
 def data(tmp_path: Path) -> Path:
-    _jsonl(tmp_path / "test.jsonl", ROWS)
-    _jsonl(tmp_path / "train.jsonl", [dict(r, question="Train " + r["question"]) for r in ROWS])
+    write_jsonl(tmp_path / "test.jsonl", ROWS)
+    write_jsonl(tmp_path / "train.jsonl", [dict(r, question="Train " + r["question"]) for r in ROWS])
     return tmp_path
 
 
 def test_lm_eval_yaml_with_every_supported_field(data: Path) -> None:
-    path = _yaml(data / "caps.yaml", f"""\
+    path = write_yaml(data / "caps.yaml", f"""\
         task: caps
         tag: [geography]
         dataset_path: json
@@ -84,7 +74,7 @@ def test_lm_eval_yaml_with_every_supported_field(data: Path) -> None:
 
 
 def test_lm_eval_templates_choices_and_targets(data: Path) -> None:
-    path = _yaml(data / "t.yaml", f"""\
+    path = write_yaml(data / "t.yaml", f"""\
         task: t
         dataset_path: json
         dataset_kwargs:
@@ -98,7 +88,7 @@ def test_lm_eval_templates_choices_and_targets(data: Path) -> None:
     task = load_task(str(path))
     assert task.items[1].context == "Capital of Italy?"
     assert [i.gold for i in task.items] == [0, 1, 2]  # target text mapped to its choice index
-    literal = _yaml(data / "lit.yaml", f"""\
+    literal = write_yaml(data / "lit.yaml", f"""\
         task: lit
         dataset_path: json
         dataset_kwargs:
@@ -119,7 +109,7 @@ def test_csv_and_parquet_data(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     (tmp_path / "d.csv").write_text("q,a,b,label\nOne?,x,y,1\nTwo?,x,y,0\n", encoding="utf-8")
-    csv_task = load_task(str(_yaml(tmp_path / "c.yaml", f"""\
+    csv_task = load_task(str(write_yaml(tmp_path / "c.yaml", f"""\
         task: c
         dataset_path: csv
         dataset_kwargs: {{data_files: {{test: {tmp_path / 'd.csv'}}}}}
@@ -131,7 +121,7 @@ def test_csv_and_parquet_data(tmp_path: Path) -> None:
         """)))
     assert [i.gold for i in csv_task.items] == [1, 0] and csv_task.items[0].choices == ("x", "y")
     pq.write_table(pa.table({"q": ["One?"], "choices": [["x", "y", "z"]], "label": [2]}), tmp_path / "d.parquet")
-    own = load_task(str(_yaml(tmp_path / "p.yaml", """\
+    own = load_task(str(write_yaml(tmp_path / "p.yaml", """\
         name: p
         data: d.parquet
         prompt: "{{q}}"
@@ -142,8 +132,8 @@ def test_csv_and_parquet_data(tmp_path: Path) -> None:
 
 
 def test_lm_eval_generate_until_with_gsm8k_filters(tmp_path: Path) -> None:
-    _jsonl(tmp_path / "g.jsonl", [{"question": "2+2?", "answer": "so 4\n#### 4"}])
-    task = load_task(str(_yaml(tmp_path / "g.yaml", f"""\
+    write_jsonl(tmp_path / "g.jsonl", [{"question": "2+2?", "answer": "so 4\n#### 4"}])
+    task = load_task(str(write_yaml(tmp_path / "g.yaml", f"""\
         task: g
         dataset_path: json
         dataset_kwargs: {{data_files: {{test: {tmp_path / 'g.jsonl'}}}}}
@@ -188,7 +178,7 @@ def test_lm_eval_generate_until_with_gsm8k_filters(tmp_path: Path) -> None:
     ("repeats: 4", "repeats"),
 ])
 def test_unsupported_lm_eval_fields_are_refused(data: Path, extra: str, message: str) -> None:
-    path = _yaml(data / "bad.yaml", f"""\
+    path = write_yaml(data / "bad.yaml", f"""\
         task: bad
         dataset_path: json
         dataset_kwargs: {{data_files: {{test: {data / 'test.jsonl'}, train: {data / 'train.jsonl'}}}}}
@@ -205,7 +195,7 @@ def test_unsupported_lm_eval_fields_are_refused(data: Path, extra: str, message:
 
 
 def test_hub_datasets_are_refused(tmp_path: Path) -> None:
-    path = _yaml(tmp_path / "hub.yaml", """\
+    path = write_yaml(tmp_path / "hub.yaml", """\
         task: arc
         dataset_path: allenai/ai2_arc
         output_type: multiple_choice
@@ -218,8 +208,8 @@ def test_hub_datasets_are_refused(tmp_path: Path) -> None:
 
 
 def test_own_format_with_random_fewshot_and_generation(tmp_path: Path) -> None:
-    _jsonl(tmp_path / "d.jsonl", ROWS)
-    task = load_task(str(_yaml(tmp_path / "own.yaml", """\
+    write_jsonl(tmp_path / "d.jsonl", ROWS)
+    task = load_task(str(write_yaml(tmp_path / "own.yaml", """\
         name: own
         version: "3"
         kind: generate
@@ -240,43 +230,45 @@ def test_own_format_with_random_fewshot_and_generation(tmp_path: Path) -> None:
 
 
 def test_perplexity_task(tmp_path: Path) -> None:
-    _jsonl(tmp_path / "docs.jsonl", [{"body": "One document."}, {"body": "Another one."}])
-    task = load_task(str(_yaml(tmp_path / "ppl.yaml", "name: ppl\nkind: perplexity\ndata: docs.jsonl\ntext: body\n")))
+    write_jsonl(tmp_path / "docs.jsonl", [{"body": "One document."}, {"body": "Another one."}])
+    spec = write_yaml(tmp_path / "ppl.yaml", "name: ppl\nkind: perplexity\ndata: docs.jsonl\ntext: body\n")
+    task = load_task(str(spec))
     assert task.kind == TaskKind.PERPLEXITY and task.items[1].text == "Another one."
 
 
 # ----------------------------------------------------------------------------------------- bad input
 def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_text(json.dumps(ROWS[0]) + "\n{not json\n", encoding="utf-8")
-    path = _yaml(tmp_path / "t.yaml", "data: d.jsonl\nprompt: question\nchoices: options\nlabel: label\n")
+    path = write_yaml(tmp_path / "t.yaml", "data: d.jsonl\nprompt: question\nchoices: options\nlabel: label\n")
     with pytest.raises(EvalError, match=r"d\.jsonl:2: malformed JSON line"):
         load_task(str(path))
 
 
 def test_label_out_of_range(tmp_path: Path) -> None:
-    _jsonl(tmp_path / "d.jsonl", [dict(ROWS[0], label=3)])
-    path = _yaml(tmp_path / "t.yaml", "data: d.jsonl\nprompt: question\nchoices: options\nlabel: label\n")
+    write_jsonl(tmp_path / "d.jsonl", [dict(ROWS[0], label=3)])
+    path = write_yaml(tmp_path / "t.yaml", "data: d.jsonl\nprompt: question\nchoices: options\nlabel: label\n")
     with pytest.raises(EvalError, match="label 3 .* out of range for 3 choices"):
         load_task(str(path))
 
 
 def test_empty_task(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_text("\n", encoding="utf-8")
-    path = _yaml(tmp_path / "t.yaml", "data: d.jsonl\nprompt: question\nchoices: options\nlabel: label\n")
+    path = write_yaml(tmp_path / "t.yaml", "data: d.jsonl\nprompt: question\nchoices: options\nlabel: label\n")
     with pytest.raises(EvalError, match="empty task"):
         load_task(str(path))
 
 
 def test_template_with_a_missing_field(tmp_path: Path) -> None:
-    _jsonl(tmp_path / "d.jsonl", ROWS)
-    path = _yaml(tmp_path / "t.yaml", "data: d.jsonl\nprompt: '{{questoin}}'\nchoices: options\nlabel: label\n")
+    write_jsonl(tmp_path / "d.jsonl", ROWS)
+    path = write_yaml(tmp_path / "t.yaml", "data: d.jsonl\nprompt: '{{questoin}}'\nchoices: options\nlabel: label\n")
     with pytest.raises(EvalError, match="missing field.*questoin.*row 1"):
         load_task(str(path))
 
 
 def test_unknown_fields_and_specs(tmp_path: Path) -> None:
-    _jsonl(tmp_path / "d.jsonl", ROWS)
-    path = _yaml(tmp_path / "t.yaml", "data: d.jsonl\nprompt: question\nchoices: options\nlabel: label\nshots: 3\n")
+    write_jsonl(tmp_path / "d.jsonl", ROWS)
+    path = write_yaml(tmp_path / "t.yaml",
+                      "data: d.jsonl\nprompt: question\nchoices: options\nlabel: label\nshots: 3\n")
     with pytest.raises(EvalError, match="unknown field.*shots"):
         load_task(str(path))
     with pytest.raises(EvalError, match="task file not found"):

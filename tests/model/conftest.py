@@ -1,4 +1,5 @@
-"""Helpers for the model tests: run the CLI and check its one-line errors; run it with permissions enforced.
+"""Helpers for the model tests: check the CLI's one-line errors (the `cli` fixture is in tests/conftest.py);
+run it with permissions enforced.
 
 Permission-denied cases need a process that permission bits apply to: when the tests run as root (containers,
 CI), `run_unprivileged` runs `assay` in a subprocess without the capabilities that let root read anything.
@@ -12,37 +13,11 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from assay.cli.main import main
-
-
-@dataclass(frozen=True)
-class Run:
-    """One CLI run."""
-
-    rc: int
-    out: str
-    err: str
-
-    def json(self) -> dict:
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    """Call `assay` in process: `cli("inspect", path, "--json")` -> Run(rc, stdout, stderr)."""
-
-    def run(*args: object) -> Run:
-        capsys.readouterr()
-        rc = main([str(a) for a in args])
-        cap = capsys.readouterr()
-        return Run(rc, cap.out, cap.err)
-
-    return run
+from tests.conftest import Run
 
 
 def assert_one_line_error(run: Run, *fragments: str) -> None:

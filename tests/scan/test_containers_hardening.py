@@ -33,7 +33,7 @@ from tests.factory.hostile_containers import (
     npy,
     torch_members,
 )
-from tests.model.conftest import Run, assert_one_line_error
+from tests.model.conftest import assert_one_line_error
 
 _LOADER = r'''
 import importlib.util, pickle, sys
@@ -57,20 +57,6 @@ for p in sys.argv[2:]:
     except BaseException as exc:  # the payload runs before most loaders notice anything wrong
         print(p, type(exc).__name__, exc)
 '''
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    """Call `assay` in process: `cli("inspect", path)` -> Run(rc, stdout, stderr)."""
-    from assay.cli.main import main
-
-    def run(*args: object) -> Run:
-        capsys.readouterr()
-        rc = main([str(a) for a in args])
-        cap = capsys.readouterr()
-        return Run(rc, cap.out, cap.err)
-
-    return run
 
 
 @pytest.fixture(scope="session")
