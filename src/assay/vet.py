@@ -40,10 +40,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from assay import __version__
-from assay.deploy.claims import card_with_claims, match_claims
+from assay.deploy.claims import match_claims, review_card
 from assay.deploy.training_log import read_training_log
 from assay.evaluate.policy_tasks import kl_tasks, probe_tasks, probes_document
 from assay.errors import AssayError, ModelError, PolicyError, debugging
@@ -52,7 +52,10 @@ from assay.model.ref import ModelRef, resolve
 from assay.policy import CostPolicy, Policy, policy_document
 from assay.progress import NULL_PROGRESS, Progress
 from assay.report.io import VET_SCHEMA, check_out_dir, write_reports
-from assay.verdict import Status, StageOutcome, Verdict, decide, reason_document
+from assay.verdict import (BenchResult, CardResult, ComparisonResult, CostResult, DriftResult, DriftTask,
+                           EvaluationResult, HardwareResult, InventoryResult, LicenceResult, LineageResult,
+                           ProbesResult, ScanResult, SignatureResult, StageOutcome, StageResult, Status, Verdict,
+                           decide, reason_document)
 
 if TYPE_CHECKING:
     from assay.evaluate.pair import ModelComparison
@@ -174,13 +177,13 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _timed(name: str, fn: Callable[[], Mapping[str, Any]], progress: Progress) -> StageOutcome:
+def _timed(name: str, fn: Callable[[], StageResult], progress: Progress) -> StageOutcome:
     """Run one stage; an AssayError inside it becomes an ``error`` outcome (the vet goes on)."""
     progress.start(f"vet: {name}")
     t0 = time.perf_counter()
     try:
-        doc = fn()
-        return StageOutcome.ran(name, _plain(doc), seconds=round(time.perf_counter() - t0, 3))
+        result = fn()
+        return StageOutcome.ran(name, result, seconds=round(time.perf_counter() - t0, 3))
     except AssayError as exc:
         return StageOutcome.error(name, exc.diagnostics(), seconds=round(time.perf_counter() - t0, 3))
     except Exception as exc:  # noqa: BLE001 - one stage's failure is recorded; the vet goes on to a verdict
@@ -295,19 +298,23 @@ class VetContext:
         """Why the base is not loaded although there is one (None when it is safe, or there is none)."""
         if self.base is None or self.base_ok:
             return None
-        outcome = self.outcomes.get("base_scan")
-        word = ((outcome.document if outcome else None) or {}).get("verdict") or "not scanned"
+        scan = self.result("base_scan", ScanResult)
+        word = (scan.verdict if scan is not None else None) or "not scanned"
         return f"the base {self.base.name} scanned {word}, so it is not loaded"
 
-    def document(self, stage: str) -> Mapping[str, Any] | None:
-        """The document of an earlier stage, None when it produced none."""
+    def result(self, stage: str, kind: type[R]) -> R | None:
+        """The typed result of an earlier stage when it ran and is a ``kind``, else None."""
         outcome = self.outcomes.get(stage)
-        return outcome.document if outcome is not None else None
+        found = outcome.result if outcome is not None and outcome.status is Status.RAN else None
+        return found if isinstance(found, kind) else None
+
+
+R = TypeVar("R")
 
 
 def _scan_is_safe(outcome: StageOutcome | None) -> bool:
-    return (outcome is not None and outcome.status is Status.RAN
-            and str((outcome.document or {}).get("verdict")) == "safe")
+    return (outcome is not None and outcome.status is Status.RAN and isinstance(outcome.result, ScanResult)
+            and outcome.result.safe)
 
 
 # --- requirements -----------------------------------------------------------------------------------------
@@ -353,7 +360,8 @@ _NO_TASKS = "no evaluation tasks in the policy"
 def _candidate_unsafe(ctx: VetContext) -> str | None:
     if ctx.candidate_safe:
         return None
-    word = (ctx.document("scan") or {}).get("verdict") or "not scanned"
+    scan = ctx.result("scan", ScanResult)
+    word = (scan.verdict if scan is not None else None) or "not scanned"
     return f"the candidate scanned {word.replace('_', ' ')}, so it is never loaded"
 
 
@@ -371,7 +379,7 @@ PROBES_ASKED = Requirement("probes in the policy", lambda ctx: None if ctx.setti
                            Status.NOT_APPLICABLE)
 DRIFT_ASKED = Requirement("drift.kl in the policy", lambda ctx: None if ctx.settings.kl else _DRIFT_OFF,
                           Status.NOT_APPLICABLE)
-CARD_READ = Requirement("a model card read", lambda ctx: None if ctx.document("card") is not None else
+CARD_READ = Requirement("a model card read", lambda ctx: None if ctx.result("card", CardResult) is not None else
                         "no model card was read, so the licence is unknown", Status.SKIPPED)
 BENCH_ASKED = Requirement("deploy.bench in the policy", lambda ctx: None if ctx.policy.deploy.bench else
                           "off (policy deploy.bench is false; `assay vet --bench` measures speed and memory)",
@@ -385,18 +393,17 @@ BENCH_EXTRA = Requirement("the eval extra", lambda ctx: "the bench needs the eva
 
 def _inventory(ctx: VetContext) -> StageOutcome:
     """The inventory document (headers only); the :class:`~assay.model.inventory.Inventory` is handed on."""
-    from assay.model.inventory import inventory_document, open_model
+    from assay.model.inventory import open_model
 
-    def run() -> Mapping[str, Any]:
+    def run() -> InventoryResult:
         ctx.state.inventory = open_model(ctx.candidate.spec)
-        return inventory_document(ctx.state.inventory)
+        return InventoryResult(ctx.state.inventory)
 
     return _timed("inventory", run, ctx.progress)
 
 
 def _hardware(ctx: VetContext) -> StageOutcome:
     """Memory at 16/8/4 bits plus the key/value cache, and the devices it fits (from the headers alone)."""
-    from assay.deploy.bench import fit_document
     from assay.deploy.hardware import hardware_fit, shape_from_inventory
 
     inv, policy = ctx.state.inventory, ctx.policy
@@ -409,22 +416,22 @@ def _hardware(ctx: VetContext) -> StageOutcome:
         return StageOutcome.skipped("hardware", "the parameter count could not be read from the headers, so the "
                                                 "memory needed is unknown")
 
-    def run() -> Mapping[str, Any]:
-        fit = hardware_fit(shape_from_inventory(inv), context=policy.deploy.context, batch=policy.deploy.batch)
-        return {"schema": "assay.fit/1", "source": "headers (estimate, nothing loaded)", **fit_document(fit)}
+    def run() -> HardwareResult:
+        return HardwareResult(hardware_fit(shape_from_inventory(inv), context=policy.deploy.context,
+                                           batch=policy.deploy.batch))
 
     return _timed("hardware", run, NULL_PROGRESS)
 
 
-def _scan(ctx: VetContext, ref: ModelRef, role: str) -> Mapping[str, Any]:
+def _scan(ctx: VetContext, ref: ModelRef, role: str) -> ScanResult:
     """Scan ``ref``; the report is handed on as ``state.scans[role]`` (the evaluation backend asks for it)."""
-    from assay.scan import Severity, scan_document, scan_model
+    from assay.scan import Severity, scan_model
 
     policy = ctx.policy
     report = scan_model(ref, fail_on=Severity(policy.scan.fail_on), allow_globals=list(policy.scan.allow_globals),
                         allow_remote_code=policy.scan.allow_remote_code, deep=False, progress=ctx.progress)
     ctx.state.scans[role] = report
-    return scan_document(report)
+    return ScanResult.of(report)
 
 
 def _scan_candidate(ctx: VetContext) -> StageOutcome:
@@ -437,7 +444,7 @@ def _scan_base(ctx: VetContext) -> StageOutcome:
     ever loaded."""
     state = ctx.state
     if state.base is None:
-        state.base, state.base_source = _base_from_card(ctx.document("inventory"))
+        state.base, state.base_source = _base_from_card(ctx.result("inventory", InventoryResult))
         if state.base is not None:
             try:
                 _require_model(state.base, "base")
@@ -461,32 +468,28 @@ def _signature(ctx: VetContext) -> StageOutcome:
     if not policy.signature.trusted_keys:
         return StageOutcome.skipped("signature", f"{sig.name} is present but the policy trusts no public key "
                                                  "(signature.trusted_keys), so it was not verified")
-    from assay.provenance.signing import verify_document, verify_model
+    from assay.provenance.signing import verify_model
 
-    def run() -> Mapping[str, Any]:
-        last: Mapping[str, Any] | None = None
+    def run() -> SignatureResult:
+        last: SignatureResult | None = None
         for key in policy.signature.trusted_keys:
             try:
                 pem = Path(key).read_bytes()
             except OSError as exc:
                 raise PolicyError(f"cannot read trusted key {key} (signature.trusted_keys): "
                                   f"{exc.strerror or exc}") from exc
-            doc = _plain(verify_document(verify_model(ref, public_key_pem=pem, signature_path=sig)))
-            doc = {**doc, "key": key}
-            if doc.get("valid") is True:
-                return doc
-            last = doc
+            v = verify_model(ref, public_key_pem=pem, signature_path=sig)
+            last = SignatureResult(v.valid, v.message, key, v)
+            if v.valid:
+                return last
         assert last is not None
         return last
 
     return _timed("signature", run, NULL_PROGRESS)
 
 
-def _base_from_card(inventory: Mapping[str, Any] | None) -> tuple[ModelRef | None, str]:
-    card = (inventory or {}).get("card") or {}
-    claimed = card.get("base_model")
-    if isinstance(claimed, list):
-        claimed = claimed[0] if claimed else None
+def _base_from_card(inventory: InventoryResult | None) -> tuple[ModelRef | None, str]:
+    claimed = inventory.card_base_model if inventory is not None else None
     if not claimed:
         return None, "none: no --base given and the model card names no base_model"
     try:
@@ -496,11 +499,11 @@ def _base_from_card(inventory: Mapping[str, Any] | None) -> tuple[ModelRef | Non
     return ref, "card"
 
 
-def _lineage(cand: ModelRef, base: ModelRef, progress: Progress) -> Mapping[str, Any]:
-    from assay.provenance.lineage import compare_lineage, lineage_document
+def _lineage(cand: ModelRef, base: ModelRef, progress: Progress) -> LineageResult:
+    from assay.provenance.lineage import compare_lineage
 
     # Both were scanned safe before this point, so torch archives may be read with weights_only=True.
-    return lineage_document(compare_lineage(cand, base, allow_pickle=True, progress=progress))
+    return LineageResult.of(compare_lineage(cand, base, allow_pickle=True, progress=progress))
 
 
 def _lineage_stage(ctx: VetContext) -> StageOutcome:
@@ -571,9 +574,7 @@ def _models(ctx: VetContext) -> ModelComparison:
 
 
 def _evaluation(ctx: VetContext) -> StageOutcome:
-    """The candidate (and the base) on the evaluation tasks: an ``assay.eval/1`` document with the comparison."""
-    from assay.evaluate.compare import eval_document
-
+    """The candidate (and the base) on the evaluation tasks: an ``assay.eval/1`` result with the comparison."""
     models = _models(ctx)
     secs = round(models.seconds["evaluation"], 3)
     why = models.errors.get("evaluation")
@@ -581,94 +582,105 @@ def _evaluation(ctx: VetContext) -> StageOutcome:
         return StageOutcome.error("evaluation", why, seconds=secs)
     base_results = models.base.results if models.base is not None else None
     base = ctx.base
-    try:
-        doc = _plain(eval_document(model=ctx.candidate.spec, results=models.candidate.results or {},
-                                   base=base.spec if base_results is not None and base is not None else None,
-                                   base_results=base_results, comparison=models.comparison,
-                                   settings={"backend": "hf", "dtype": "float32", "limit": ctx.settings.limit,
-                                             "tasks": list(ctx.settings.tasks)}))
-    except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
-        return StageOutcome.error("evaluation", _why(exc), seconds=secs)
-    return StageOutcome.ran("evaluation", doc, seconds=secs)
+    return StageOutcome.ran("evaluation", EvaluationResult(
+        model=ctx.candidate.spec, results=models.candidate.results or {},
+        base=base.spec if base_results is not None and base is not None else None, base_results=base_results,
+        comparison=models.comparison, settings={"backend": "hf", "dtype": "float32", "limit": ctx.settings.limit,
+                                                "tasks": list(ctx.settings.tasks)}), seconds=secs)
 
 
 def _comparison(ctx: VetContext) -> StageOutcome:
-    """The paired comparison, as the evaluation document holds it."""
-    return StageOutcome.ran("comparison", (ctx.document("evaluation") or {}).get("comparison") or {})
+    """The paired comparison of the evaluation, each entry with its judgement."""
+    evaluation = ctx.result("evaluation", EvaluationResult)
+    return StageOutcome.ran("comparison", ComparisonResult(
+        (evaluation.comparison if evaluation is not None and evaluation.base is not None else None) or {}))
 
 
 def _probes(ctx: VetContext) -> StageOutcome:
-    """The behaviour probes: an ``assay.probes/1`` document (see :func:`probes_document`)."""
+    """The behaviour probes: compared with the base once here; written as ``assay.probes/1``
+    (:func:`probes_document`)."""
+    from assay.evaluate.compare import compare_results
+
     models = _models(ctx)
     secs = round(models.seconds["probes"], 3)
     if "probes" in models.errors:
         return StageOutcome.error("probes", models.errors["probes"], seconds=secs)
+    cand, base = ctx.candidate, ctx.safe_base
+    cand_results = models.candidate.probes or {}
+    base_results = models.base.probes if models.base is not None else None
     try:
-        return StageOutcome.ran("probes", probes_document(
-            ctx.candidate, ctx.safe_base, models.candidate.probes or {},
-            models.base.probes if models.base is not None else None, ctx.policy), seconds=secs)
+        comparison = compare_results(base_results, cand_results) if base_results is not None else None
     except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
         return StageOutcome.error("probes", _why(exc), seconds=secs)
+    policy = ctx.policy
+    return StageOutcome.ran("probes", ProbesResult(
+        metrics={t: dict(r.metrics) for t, r in cand_results.items()},
+        base_metrics={t: dict(r.metrics) for t, r in base_results.items()} if base_results is not None else None,
+        comparison=comparison,
+        write=lambda: probes_document(cand, base, cand_results, base_results, policy, comparison=comparison)),
+        seconds=secs)
 
 
 def _drift(ctx: VetContext) -> StageOutcome:
     """KL drift of the candidate from the base on the policy's ``drift.kl`` text."""
-    from assay.evaluate.kl import kl_document
-
     models = _models(ctx)
     secs = round(models.seconds["drift"], 3)
     if "drift" in models.errors or models.kl is None:
         return StageOutcome.error("drift", models.errors.get("drift", "the KL comparison did not run"), seconds=secs)
-    doc = {"schema": "assay.drift/1", "tasks": {name: kl_document(r) for name, r in models.kl.items()}}
-    return StageOutcome.ran("drift", _plain(doc), seconds=secs)
+    return StageOutcome.ran("drift", DriftResult({name: DriftTask.of(r) for name, r in models.kl.items()}),
+                            seconds=secs)
 
 
 def _card(ctx: VetContext) -> StageOutcome:
     """The card review, its claimed scores checked against what this vet measured. The card is read as text
     (nothing is loaded or unpickled), so a reviewer still sees what an unsafe model claims to be; the base's
     licence is read only from a base that scanned safe."""
-    return _timed("card", lambda: card_with_claims(ctx.candidate, base=ctx.safe_base,
-                                                   evaluation=ctx.document("evaluation")), ctx.progress)
+    evaluation = ctx.result("evaluation", EvaluationResult)
+
+    def run() -> CardResult:
+        review = review_card(ctx.candidate, base=ctx.safe_base,
+                             evaluation=evaluation.document() if evaluation is not None else None)
+        return CardResult.of(review.report, review.claims, review.unmatched, review.basis)
+
+    return _timed("card", run, ctx.progress)
 
 
 def _licence(ctx: VetContext) -> StageOutcome:
     """The licence the card declares, against the policy's allow and deny lists."""
-    card_doc = ctx.document("card")
-    assert card_doc is not None  # required: a model card read
-    return _timed("licence", lambda: _licence_document(card_doc, ctx.policy), ctx.progress)
+    card = ctx.result("card", CardResult)
+    assert card is not None  # required: a model card read
+    return _timed("licence", lambda: _licence_result(card, ctx.policy), ctx.progress)
 
 
-def _licence_document(card_doc: Mapping[str, Any], policy: Policy) -> Mapping[str, Any]:
+def _licence_result(card: CardResult, policy: Policy) -> LicenceResult:
     from assay.deploy.licences import check_licence, lookup, normalise
 
-    lic = card_doc.get("licence")
+    report = card.report
+    lic = report.licence if report is not None else None
     violations = check_licence(lic, allow=list(policy.licence.allow), deny=list(policy.licence.deny),
                                monthly_active_users=policy.licence.monthly_active_users)
-    return {"schema": "assay.licence/1", "licence": normalise(lic) if lic else None,
-            "terms": _plain(lookup(lic)), "violations": _plain(violations),
-            "base_licence": card_doc.get("base_licence"), "base_licence_source": card_doc.get("base_licence_source")}
+    return LicenceResult(normalise(lic) if lic else None, tuple(violations), lookup(lic),
+                         report.base_licence if report is not None else None,
+                         report.base_licence_source if report is not None else None)
 
 
 def _bench(ctx: VetContext) -> StageOutcome:
     """Speed and memory (optional, slow): only models that scanned safe are loaded."""
     bench_base = ctx.safe_base
     note = None if bench_base is not None else f"no base measured ({ctx.bad_base or ctx.no_base_reason}): no ratios"
-    return _timed("bench", lambda: _bench_document(ctx.candidate, bench_base, note, ctx.policy, ctx.progress),
+    return _timed("bench", lambda: _bench_result(ctx.candidate, bench_base, note, ctx.policy, ctx.progress),
                   ctx.progress)
 
 
-def _bench_document(cand: ModelRef, base: ModelRef | None, base_note: str | None, policy: Policy,
-                    progress: Progress) -> Mapping[str, Any]:
+def _bench_result(cand: ModelRef, base: ModelRef | None, base_note: str | None, policy: Policy,
+                  progress: Progress) -> BenchResult:
     """Speed and memory of the candidate (and its base, in the same run); both scanned safe before this."""
-    from assay.deploy.bench import bench_document, run_bench
+    from assay.deploy.bench import run_bench
 
     d = policy.deploy
     report = run_bench(cand, base=base, prompt_tokens=d.prompt_tokens, output_tokens=d.output_tokens,
                        batch_sizes=(d.batch,), repeats=d.repeats, warmup=1, isolate=d.isolate, progress=progress)
-    doc = bench_document(report)
-    if base_note:
-        doc["notes"] = [*doc["notes"], base_note]
-    return doc
+    return BenchResult.of(report, notes=(base_note,) if base_note else ())
 
 
 def _cost(ctx: VetContext) -> StageOutcome:
@@ -692,12 +704,12 @@ def _cost(ctx: VetContext) -> StageOutcome:
         if bench.status is not Status.RAN:
             return StageOutcome.skipped("cost", f"no measured throughput: the bench {bench.status.value} "
                                                 f"({bench.reason})")
-        bench_doc = bench.document
+        bench_doc = _plain(bench.document)  # the cost model reads the bench's figures as assay.bench/1 has them
 
-    def run() -> Mapping[str, Any]:
-        from assay.deploy.cost import compute_cost, cost_document, inputs_from_policy
+    def run() -> CostResult:
+        from assay.deploy.cost import compute_cost, inputs_from_policy
 
-        return cost_document(compute_cost(inputs_from_policy(c, bench_doc)))
+        return CostResult.of(compute_cost(inputs_from_policy(c, bench_doc)))
 
     return _timed("cost", run, NULL_PROGRESS)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from assay.deploy.card import CardReport, ClaimCheck, EvalClaim, card_document, check_claims, read_card
@@ -103,16 +103,38 @@ def match_claims(report: CardReport, measured: Mapping[tuple[str, str], float]
     return checks, unmatched
 
 
-def card_with_claims(ref: ModelRef, *, base: ModelRef | None,
-                     evaluation: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ``assay.card/1`` document of ``ref`` (``base``: the base whose licence the card is checked against),
-    its claims checked against the candidate's scores in ``evaluation`` (an ``assay.eval/1`` document, None when
-    nothing was measured); ``claims_unmatched`` lists the claims no measured task matched."""
+@dataclass(frozen=True)
+class CardReview:
+    """A card read, with its claimed scores checked against what a vet measured."""
+
+    report: CardReport
+    """The card review."""
+    claims: tuple[ClaimCheck, ...]
+    """Each claim matched to a measured task."""
+    unmatched: tuple[EvalClaim, ...]
+    """Claims no measured task matched."""
+    basis: str
+    """What the claims were checked against."""
+
+
+def review_card(ref: ModelRef, *, base: ModelRef | None, evaluation: Mapping[str, Any] | None) -> CardReview:
+    """Read the card of ``ref`` (``base``: the base whose licence the card is checked against) and check its
+    claims against the candidate's scores in ``evaluation`` (an ``assay.eval/1`` document, None when nothing was
+    measured)."""
     report = read_card(ref, base=base)
     measured = measured_scores(evaluation)
     claims, unmatched = match_claims(report, measured) if measured else ([], list(report.eval_results))
-    doc = dict(card_document(report, claims=claims))
-    doc["claims_unmatched"] = to_jsonable(unmatched)
-    doc["claims_basis"] = ("the candidate's scores measured by this vet" if measured
-                           else "nothing measured (evaluation did not run), so no claim was checked")
+    return CardReview(report, tuple(claims), tuple(unmatched),
+                      "the candidate's scores measured by this vet" if measured
+                      else "nothing measured (evaluation did not run), so no claim was checked")
+
+
+def card_with_claims(ref: ModelRef, *, base: ModelRef | None,
+                     evaluation: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``assay.card/1`` document of :func:`review_card`; ``claims_unmatched`` lists the claims no measured
+    task matched."""
+    review = review_card(ref, base=base, evaluation=evaluation)
+    doc = dict(card_document(review.report, claims=list(review.claims)))
+    doc["claims_unmatched"] = to_jsonable(list(review.unmatched))
+    doc["claims_basis"] = review.basis
     return doc

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from assay.errors import PolicyError
-from assay.evaluate.compare import compare_results, eval_document
+from assay.evaluate.compare import MetricComparison, compare_results, eval_document
 from assay.evaluate.loading import load_tasks
 from assay.evaluate.probes import degeneration, possible_contamination, refusal_summary, stability
 from assay.evaluate.probes.contamination import contamination_document
@@ -58,10 +58,13 @@ def kl_tasks(policy: Policy) -> list[Task]:
 
 
 def probes_document(cand: ModelRef, base: ModelRef | None, cand_results: Mapping[str, TaskResult],
-                    base_results: Mapping[str, TaskResult] | None, policy: Policy) -> dict[str, Any]:
-    """The probes stage document: ``tasks``, ``base_tasks``, ``comparison`` (paired, Holm across the probe tasks),
-    ``refusal`` (rates of both sets, candidate against base) and ``contamination`` (each task's Min-K% gap)."""
-    comparison = compare_results(base_results, cand_results) if base_results is not None else None
+                    base_results: Mapping[str, TaskResult] | None, policy: Policy, *,
+                    comparison: Mapping[str, Mapping[str, MetricComparison]] | None = None) -> dict[str, Any]:
+    """The probes stage document: ``tasks``, ``base_tasks``, ``comparison`` (paired, Holm across the probe tasks;
+    computed here unless given), ``refusal`` (rates of both sets, candidate against base) and ``contamination``
+    (each task's Min-K% gap)."""
+    if comparison is None and base_results is not None:
+        comparison = compare_results(base_results, cand_results)
     doc = eval_document(model=cand.spec, results=cand_results, base=base.spec if base_results is not None and base
                         else None, base_results=base_results, comparison=comparison,
                         settings={"backend": "hf", "dtype": "float32", "limit": policy.probes.limit,

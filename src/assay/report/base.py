@@ -23,6 +23,7 @@ from assay.errors import ReportError
 from assay.formatting import human_bytes as human_bytes  # re-exported for the renderers
 from assay.formatting import num as _num
 from assay.jsonable import as_mapping
+from assay.verdict.results import metric_comparison_from_document
 
 
 class Renderer(abc.ABC):
@@ -93,12 +94,10 @@ def comparison_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     ``status`` renders what was decided, never a new judgement: ``regressed`` when a verdict reason points at
     the row (``reasons[].evidence``), else the comparison's own ``change`` field (``better`` | ``worse`` | ``no
-    significant change`` | ``not comparable``); ``note`` says why a row was not compared. ``direction`` is +1
-    when higher is better, -1 when lower is better.
+    significant change`` | ``not comparable``) as the entry is read by
+    :func:`assay.verdict.results.metric_comparison_from_document`; ``note`` says why a row was not compared.
+    ``direction`` is +1 when higher is better, -1 when lower is better (the entry's own ``higher_is_better``).
     """
-    from assay.evaluate.stats import metric_direction
-    from assay.verdict import entry_change
-
     ev = evaluation_policy(doc)
     failed = {str(r.get("evidence")) for r in doc.get("reasons") or []
               if isinstance(r, Mapping) and str(r.get("level")).upper() == "FAIL"}
@@ -111,12 +110,13 @@ def comparison_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
                 continue
             ci = e.get("ci") if isinstance(e.get("ci"), (list, tuple)) and len(e["ci"]) == 2 else None
             evidence = f"comparison.{task}.{metric}"
-            change = entry_change(e, metric=metric)
+            mc = metric_comparison_from_document(metric, e)
+            change = mc.change
             rows.append({
                 "task": task, "metric": metric, "base": e.get("base"), "candidate": e.get("candidate"),
                 "delta": e.get("delta"), "ci": ci, "p": e.get("p_holm", e.get("p")),
                 "margin": ev.margin(task, metric), "judged": ev.margin(task, metric) is not None,
-                "direction": metric_direction(metric, e), "change": change,
+                "direction": 1 if mc.higher_is_better else -1, "change": change,
                 "status": "regressed" if evidence in failed else change, "note": str(e.get("note") or ""),
                 "interval": e.get("interval"),
                 "gained": _count(e.get("gained")), "lost": _count(e.get("lost")),
@@ -352,12 +352,6 @@ BEHAVIOUR_MEASURES = (
 )
 
 
-def _entry_change(entry: Mapping[str, Any], metric: str) -> str:
-    from assay.verdict import entry_change
-
-    return entry_change(entry, metric=metric)
-
-
 def _fmt_measure(x: Any, kind: str, *, signed: bool = False) -> str:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return "n/a"
@@ -398,7 +392,7 @@ def behaviour_view(doc: Mapping[str, Any]) -> dict[str, Any] | None:
                 "ci": (f"[{_fmt_measure(ci[0], kind, signed=True)}, {_fmt_measure(ci[1], kind, signed=True)}]"
                        if ci else ""),
                 "p": num(entry.get("p_holm", entry.get("p")), ".3g") if entry else "",
-                "change": _entry_change(entry, metric) if entry else "",
+                "change": metric_comparison_from_document(metric, entry).change if entry else "",
                 "evidence": cmp_ev if entry else own_ev,
                 "level": flagged.get(cmp_ev) or flagged.get(own_ev),
             })

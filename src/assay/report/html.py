@@ -21,6 +21,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from assay.jsonable import as_mapping
+from assay.verdict.results import metric_comparison_from_document
 from assay.report.base import (VERDICT_COLOURS, Renderer, behaviour_view, bench_rows, claim_rows, comparison_rows,
                                evaluation_policy, fit_rows, human_bytes, licence_terms, money, num, stage_rows)
 
@@ -328,10 +329,6 @@ def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
     probes = as_mapping(doc.get("probes"))
     cmp = as_mapping(probes.get("comparison"))
     flagged = {str(r.get("evidence")) for r in doc.get("reasons") or [] if isinstance(r, Mapping)}
-    from assay.verdict import entry_change
-
-    policy = as_mapping(doc.get("policy"))
-    probes_alpha = (policy.get("probes") or {}).get("alpha") if isinstance(policy.get("probes"), Mapping) else None
     rows = []
     for task, per in cmp.items():
         if not isinstance(per, Mapping):
@@ -341,12 +338,10 @@ def behaviour_chart(doc: Mapping[str, Any]) -> Markup:
             if not isinstance(e, Mapping) or not isinstance(e.get("delta"), (int, float)):
                 continue
             ci = e.get("ci") if isinstance(e.get("ci"), (list, tuple)) and len(e["ci"]) == 2 else None
-            direction = 1 if e.get("higher_is_better", metric not in ("over_refused", "loop_rate", "repetition",
-                                                                        "empty_rate", "fabricated", "invented",
-                                                                        "over_abstained")) else -1
-            status = ("regressed" if f"probes.comparison.{task}.{metric}" in flagged
-                      else entry_change(e, probes_alpha, metric))
-            rows.append({"task": task, "metric": metric, "delta": 100 * e["delta"], "direction": direction,
+            mc = metric_comparison_from_document(metric, e)  # the judgement stored with the entry
+            status = "regressed" if f"probes.comparison.{task}.{metric}" in flagged else mc.change
+            rows.append({"task": task, "metric": metric, "delta": 100 * e["delta"],
+                         "direction": 1 if mc.higher_is_better else -1,
                          "ci": [100 * c for c in ci] if ci and None not in ci else None, "margin": None,
                          "status": status})
     return delta_chart(rows)

@@ -1,0 +1,630 @@
+"""The typed result of each stage of ``assay vet``: frozen data the verdict's rules read.
+
+Each stage of :data:`assay.vet.STAGE_TABLE` leaves one of these in its :class:`~assay.verdict.outcome.StageOutcome`.
+A result holds the stage's own objects (the :class:`~assay.scan.findings.ScanReport`, the
+:class:`~assay.evaluate.compare.MetricComparison` of every task and metric, the card's
+:class:`~assay.deploy.card.CardReport` ...) and writes its JSON document (``assay.<kind>/1``) only when asked,
+when the ``assay.vet/1`` document is written::
+
+    scan = ScanResult.of(scan_model(ref))
+    scan.verdict, scan.findings[0].severity        # what ScanSafe reads
+    scan.document()["schema"]                      # 'assay.scan/1'
+
+Judgements are made once, where the numbers are computed, and stored here: a comparison entry carries its
+``change`` (``better`` / ``worse`` / ``no significant change`` / ``not comparable``, from
+:func:`assay.evaluate.compare.compare_results`); the verdict adds ``regressed`` (beyond the policy's margin) as a
+reason; reports render both and never judge again.
+
+:func:`read_result` reads a saved stage document (``vet.json["scan"]``) back into its typed result, so a saved
+result can be judged again under another policy; a document from an older assay whose comparison entries carry
+no ``change`` is judged once here, as :func:`assay.evaluate.stats.judge_change` judges a fresh comparison.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from assay.deploy.card import CardFinding, ClaimCheck, EvalClaim, card_document, claim_findings
+from assay.deploy.licences import Licence, Violation
+from assay.evaluate.compare import MetricComparison, comparison_document, eval_document
+from assay.evaluate.kl import KLResult, kl_document
+from assay.evaluate.stats import CHANGES, judge_change, metric_direction
+from assay.jsonable import as_mapping, to_jsonable
+from assay.scan import scan_document
+from assay.scan.findings import FileResult, Finding, ScanReport
+from assay.severity import SEVERITIES, Severity
+
+if TYPE_CHECKING:
+    from assay.deploy.bench import BenchReport
+    from assay.deploy.card import CardReport
+    from assay.deploy.cost import CostReport
+    from assay.evaluate.runner import TaskResult
+    from assay.model.inventory import Inventory
+    from assay.provenance.lineage import LineageReport
+    from assay.provenance.signing import VerifyResult
+
+Comparisons = Mapping[str, Mapping[str, MetricComparison]]
+"""Task -> metric -> paired comparison of the candidate with its base."""
+
+
+def _float(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _text(x: Any) -> str | None:
+    return None if x is None else str(x)
+
+
+# --- safety -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The scan of the candidate (or the base): ``scan`` and ``base_scan``."""
+
+    verdict: str
+    """``safe``, ``unsafe`` or ``unverified`` (anything else: the scan gave no usable verdict)."""
+    findings: tuple[Finding, ...] = ()
+    """Every finding, in the order of the document's ``findings``."""
+    files: tuple[FileResult, ...] = ()
+    """One entry per file, in the order of the document's ``files``."""
+    report: ScanReport | None = None
+    """The scanner's report, when the scan ran in this process (its document is written from it)."""
+
+    @classmethod
+    def of(cls, report: ScanReport) -> ScanResult:
+        """The result of a scan that ran."""
+        return cls(report.verdict.value, report.findings, report.files, report)
+
+    @property
+    def safe(self) -> bool:
+        """True only for a ``safe`` verdict."""
+        return self.verdict == "safe"
+
+    def document(self) -> dict[str, Any]:
+        """``assay.scan/1``."""
+        if self.report is not None:
+            return scan_document(self.report)
+        return {"schema": "assay.scan/1", "verdict": self.verdict,
+                "findings": [{"rule": f.rule, "severity": f.severity.value, "path": f.path, "location": f.location,
+                              "message": f.message, "evidence": f.evidence} for f in self.findings],
+                "files": [{"path": f.path, "format": f.format, "status": f.status, "reason": f.reason}
+                          for f in self.files]}
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> ScanResult:
+        """A saved ``assay.scan/1``. A finding of unknown severity counts as ``info``."""
+        findings = tuple(Finding(rule=str(f.get("rule")),
+                                 severity=Severity(f["severity"]) if f.get("severity") in SEVERITIES
+                                 else Severity.INFO,
+                                 path=str(f.get("path") or "?"), location=_text(f.get("location")),
+                                 message=str(f.get("message")), evidence=_text(f.get("evidence")))
+                         for f in (as_mapping(x) for x in doc.get("findings") or []))
+        files = tuple(FileResult(path=str(f.get("path")), format=str(f.get("format")),
+                                 status=str(f.get("status", "")).lower().replace(" ", "_"),
+                                 reason=_text(f.get("reason") or f.get("message")))
+                      for f in (as_mapping(x) for x in doc.get("files") or []))
+        return cls(str(doc.get("verdict", "")).lower().replace(" ", "_"), findings, files)
+
+
+@dataclass(frozen=True)
+class SignatureResult:
+    """The check of ``model.sig`` against the policy's trusted keys: ``signature``."""
+
+    valid: bool
+    """True only when the signature verifies with a trusted key and every file matches it."""
+    message: str
+    """What the check found, for the user."""
+    key: str | None = None
+    """The trusted key it was checked with (the last one tried when none verifies)."""
+    verification: VerifyResult | None = None
+    """The verifier's result (its document is written from it)."""
+
+    def document(self) -> dict[str, Any]:
+        """``assay.verify/1`` and the key."""
+        if self.verification is not None:
+            from assay.provenance.signing import verify_document
+
+            return {**verify_document(self.verification), "key": self.key}
+        return {"schema": "assay.verify/1", "valid": self.valid, "message": self.message, "key": self.key}
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> SignatureResult:
+        """A saved signature document."""
+        return cls(doc.get("valid") is True, str(doc.get("message") or "the signature does not verify"),
+                   _text(doc.get("key")))
+
+
+# --- lineage ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FalseClaim:
+    """A claim of the card that the weights contradict."""
+
+    claim: str
+    """What is claimed (``base_model``, ``adapter``, ...)."""
+    message: str
+    """What the weights show instead."""
+
+
+@dataclass(frozen=True)
+class BaseClaim:
+    """What the card claims about the base, against what the weights show."""
+
+    base_model: Any = None
+    """The card's ``base_model`` (a name or a list of names), None when it names none."""
+    consistent: bool | None = None
+    """Whether the weights agree with the claim (None: not checked)."""
+    false_claims: tuple[FalseClaim, ...] | None = None
+    """Each claim the weights contradict (None: a document from before these were listed)."""
+    notes: tuple[str, ...] = ()
+    """Remarks on the claim."""
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> BaseClaim:
+        """The ``claim`` object of ``assay.lineage/1``."""
+        raw = doc.get("false_claims")
+        false = None if raw is None else tuple(FalseClaim(str(f.get("claim")), str(f.get("message")))
+                                               for f in raw if isinstance(f, Mapping))
+        consistent = doc.get("consistent")
+        return cls(doc.get("base_model"), consistent if isinstance(consistent, bool) else None, false,
+                   tuple(str(n) for n in doc.get("notes") or []))
+
+
+@dataclass(frozen=True)
+class LineageResult:
+    """How the candidate's weights relate to the base's: ``lineage``."""
+
+    relation: str
+    """``identical``, ``recast``, ``quantized``, ``finetune``, ``lora_merge``, ``unrelated``, ``incompatible`` ..."""
+    claim: BaseClaim = field(default_factory=BaseClaim)
+    """The card's base claim, checked against the weights."""
+    report: LineageReport | None = None
+    """The lineage report (its document is written from it)."""
+
+    @classmethod
+    def of(cls, report: LineageReport) -> LineageResult:
+        """The result of a lineage comparison that ran."""
+        return cls(report.relation.value, BaseClaim.from_document(report.claim or {}), report)
+
+    def document(self) -> dict[str, Any]:
+        """``assay.lineage/1``."""
+        if self.report is not None:
+            from assay.provenance.lineage import lineage_document
+
+            return lineage_document(self.report)
+        c = self.claim
+        claim: dict[str, Any] = {"base_model": c.base_model, "consistent": c.consistent, "notes": list(c.notes)}
+        if c.false_claims is not None:
+            claim["false_claims"] = [{"claim": f.claim, "message": f.message} for f in c.false_claims]
+        return {"schema": "assay.lineage/1", "relation": self.relation, "claim": claim}
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> LineageResult:
+        """A saved ``assay.lineage/1``."""
+        return cls(str(doc.get("relation")), BaseClaim.from_document(as_mapping(doc.get("claim"))))
+
+
+# --- evaluation -------------------------------------------------------------------------------------------
+
+
+def metric_comparison_from_document(metric: str, e: Mapping[str, Any]) -> MetricComparison:
+    """A saved ``comparison.TASK.METRIC`` entry. Its stored ``change`` is kept; an entry from an older assay that
+    has none is judged here once, by :func:`assay.evaluate.stats.judge_change` (unknown numbers are NaN, which
+    judge as ``no significant change``)."""
+    nan = math.nan
+
+    def f(key: str) -> float:
+        v = _float(e.get(key))
+        return nan if v is None else v
+
+    ci_doc = e.get("ci")
+    ci = ((f_or_nan(ci_doc[0]), f_or_nan(ci_doc[1])) if isinstance(ci_doc, (list, tuple)) and len(ci_doc) == 2
+          else (nan, nan))
+    p = f("p")
+    p_holm = _float(e.get("p_holm"))
+    hib = e.get("higher_is_better")
+    higher = hib if isinstance(hib, bool) else metric_direction(metric) > 0
+    alpha = _float(e.get("alpha"))
+    n = e.get("n")
+    change = e.get("change")
+    if change not in CHANGES:
+        change = judge_change(ci, p_holm if p_holm is not None else (None if math.isnan(p) else p),
+                              higher_is_better=higher, alpha=alpha if alpha is not None else 0.05)
+    return MetricComparison(
+        metric=metric, base=f("base"), candidate=f("candidate"), delta=f("delta"), ci=ci, p=p,
+        p_holm=p if p_holm is None else p_holm, test=str(e.get("test") or ""), mde=f("mde"),
+        n=n if isinstance(n, int) and not isinstance(n, bool) else 0, higher_is_better=higher,
+        gained=_ids(e.get("gained")), lost=_ids(e.get("lost")), change=change,
+        interval=str(e.get("interval") or ""), alpha=alpha if alpha is not None else 0.05,
+        note=str(e.get("note") or ""))
+
+
+def f_or_nan(x: Any) -> float:
+    """``x`` as a float, NaN when it is not a number."""
+    v = _float(x)
+    return math.nan if v is None else v
+
+
+def _ids(v: Any) -> tuple[str, ...]:
+    return tuple(str(x) for x in v) if isinstance(v, (list, tuple)) else ()
+
+
+def comparisons_from_document(doc: Mapping[str, Any] | None) -> dict[str, dict[str, MetricComparison]]:
+    """A saved comparison (task -> metric -> entry) as typed entries; anything that is not an entry is skipped."""
+    return {str(task): {str(m): metric_comparison_from_document(str(m), e) for m, e in metrics.items()
+                        if isinstance(e, Mapping)}
+            for task, metrics in (doc or {}).items() if isinstance(metrics, Mapping)}
+
+
+def comparisons_document(cmp: Comparisons) -> dict[str, dict[str, dict[str, Any]]]:
+    """Task -> metric -> ``comparison`` entry, as ``assay.eval/1`` writes it."""
+    return {t: {m: comparison_document(mc) for m, mc in per.items()} for t, per in cmp.items()}
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """The candidate (and its base) on the evaluation tasks: ``evaluation``."""
+
+    model: str
+    """The candidate as given."""
+    results: Mapping[str, TaskResult]
+    """The candidate's results by task."""
+    base: str | None = None
+    """The base as given, when it was evaluated."""
+    base_results: Mapping[str, TaskResult] | None = None
+    """The base's results by task."""
+    comparison: Comparisons | None = None
+    """The paired comparison, when both were evaluated."""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """Backend, dtype, limit and tasks."""
+
+    def document(self) -> dict[str, Any]:
+        """``assay.eval/1``."""
+        out: dict[str, Any] = to_jsonable(eval_document(
+            model=self.model, results=self.results, base=self.base, base_results=self.base_results,
+            comparison=self.comparison, settings=self.settings))
+        return out
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """The paired comparison of the candidate with its base: ``comparison``."""
+
+    tasks: Comparisons
+    """Task -> metric -> comparison, each entry with its judgement (:attr:`MetricComparison.change`)."""
+
+    def document(self) -> dict[str, Any]:
+        """Task -> metric -> entry (the ``comparison`` of ``assay.eval/1``)."""
+        out: dict[str, Any] = to_jsonable(comparisons_document(self.tasks))
+        return out
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> ComparisonResult:
+        """A saved comparison."""
+        return cls(comparisons_from_document(doc))
+
+
+# --- card, licence, bench, cost ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardResult:
+    """The model-card review with its claimed scores checked against what vet measured: ``card``."""
+
+    findings: tuple[CardFinding, ...] = ()
+    """What the review found (licence laundering, missing facts, unsupported claims ...), document order."""
+    claims: tuple[ClaimCheck, ...] = ()
+    """Each claimed score matched to a measurement."""
+    report: CardReport | None = None
+    """The card review (its document is written from it)."""
+    unmatched: tuple[EvalClaim, ...] = ()
+    """Claims no measured task matched."""
+    basis: str = ""
+    """What the claims were checked against."""
+
+    @classmethod
+    def of(cls, report: CardReport, claims: Sequence[ClaimCheck], unmatched: Sequence[EvalClaim],
+           basis: str) -> CardResult:
+        """The result of a card review."""
+        return cls(tuple(report.findings) + tuple(claim_findings(list(claims))), tuple(claims), report,
+                   tuple(unmatched), basis)
+
+    def document(self) -> dict[str, Any]:
+        """``assay.card/1``, with ``claims_unmatched`` and ``claims_basis``."""
+        if self.report is None:
+            return {"schema": "assay.card/1", "findings": to_jsonable(list(self.findings)),
+                    "claims": to_jsonable(list(self.claims))}
+        doc = dict(card_document(self.report, claims=list(self.claims)))
+        doc["claims_unmatched"] = to_jsonable(list(self.unmatched))
+        doc["claims_basis"] = self.basis
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> CardResult:
+        """A saved ``assay.card/1``."""
+        findings = tuple(CardFinding(str(f.get("rule")), str(f.get("severity", "low")), _text(f.get("path")),
+                                     _text(f.get("location")), str(f.get("message") or f.get("rule")),
+                                     _text(f.get("evidence")))
+                         for f in doc.get("findings") or [] if isinstance(f, Mapping))
+        claims = []
+        for c in doc.get("claims") or []:
+            if not isinstance(c, Mapping):
+                continue
+            cl = as_mapping(c.get("claim"))
+            claims.append(ClaimCheck(
+                EvalClaim(_text(cl.get("task")), _text(cl.get("dataset")), _text(cl.get("dataset_type")),
+                          str(cl.get("metric")), f_or_nan(cl.get("value"))),
+                str(c.get("measured_key", "")), f_or_nan(c.get("claimed")), f_or_nan(c.get("measured")),
+                f_or_nan(c.get("delta")), c.get("supported") is not False))
+        return cls(findings, tuple(claims))
+
+
+@dataclass(frozen=True)
+class LicenceResult:
+    """The declared licence against the policy's allow and deny lists: ``licence``."""
+
+    licence: str | None
+    """The licence id (normalised), None when the model declares none."""
+    violations: tuple[Violation, ...] | None = ()
+    """What the intended use breaks (None: a document from before the stage matched the policy itself)."""
+    terms: Licence | None = None
+    """The licence's key terms, when assay knows it."""
+    base_licence: str | None = None
+    """The base's licence, when known."""
+    base_licence_source: str | None = None
+    """Where the base's licence was read."""
+
+    def document(self) -> dict[str, Any]:
+        """``assay.licence/1``."""
+        return {"schema": "assay.licence/1", "licence": self.licence, "terms": to_jsonable(self.terms),
+                "violations": to_jsonable(list(self.violations or ())), "base_licence": self.base_licence,
+                "base_licence_source": self.base_licence_source}
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> LicenceResult:
+        """A saved ``assay.licence/1``."""
+        lic = doc.get("licence") or doc.get("license")
+        violations = None
+        if "violations" in doc:
+            violations = tuple(Violation(str(v.get("rule")), str(v.get("severity")), _text(v.get("licence")),
+                                         str(v.get("message")), _text(v.get("clause")))
+                               for v in doc.get("violations") or [] if isinstance(v, Mapping))
+        return cls(_text(lic) if lic else None, violations, None, _text(doc.get("base_licence")),
+                   _text(doc.get("base_licence_source")))
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Speed and memory of the candidate (and its base, in the same run): ``bench``."""
+
+    candidate_decode: float | None
+    """The candidate's decode speed, tokens/s."""
+    base_decode: float | None = None
+    """The base's decode speed, tokens/s (same run)."""
+    decode_ratio: float | None = None
+    """Candidate / base decode speed."""
+    report: BenchReport | None = None
+    """The bench report (its document is written from it)."""
+    notes: tuple[str, ...] = ()
+    """Caveats added by vet (why no base was measured)."""
+
+    @classmethod
+    def of(cls, report: BenchReport, notes: Sequence[str] = ()) -> BenchResult:
+        """The result of a bench run."""
+        return cls(_float(report.candidate.decode_tokens_per_s),
+                   _float(report.base.decode_tokens_per_s) if report.base is not None else None,
+                   _float(report.ratios.get("decode_tokens_per_s")), report, tuple(notes))
+
+    def document(self) -> dict[str, Any]:
+        """``assay.bench/1``."""
+        if self.report is None:
+            return {"schema": "assay.bench/1", "candidate": {"decode_tokens_per_s": self.candidate_decode},
+                    "base": None if self.base_decode is None else {"decode_tokens_per_s": self.base_decode},
+                    "ratios": {} if self.decode_ratio is None else {"decode_tokens_per_s": self.decode_ratio},
+                    "notes": list(self.notes)}
+        from assay.deploy.bench import bench_document
+
+        doc = bench_document(self.report)
+        if self.notes:
+            doc["notes"] = [*doc["notes"], *self.notes]
+        return doc
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> BenchResult:
+        """A saved ``assay.bench/1``."""
+        return cls(_float(as_mapping(doc.get("candidate")).get("decode_tokens_per_s")),
+                   _float(as_mapping(doc.get("base")).get("decode_tokens_per_s")),
+                   _float(as_mapping(doc.get("ratios")).get("decode_tokens_per_s")))
+
+
+@dataclass(frozen=True)
+class CostResult:
+    """Cost per task self-hosted and via the API, and break-even: ``cost``."""
+
+    self_per_task: float | None
+    """Self-hosted cost per task (None: not established)."""
+    self_per_task_basis: str | None = None
+    """How it was established (given, from the bench ...)."""
+    report: CostReport | None = None
+    """The cost report (its document is written from it)."""
+
+    @classmethod
+    def of(cls, report: CostReport) -> CostResult:
+        """The result of the cost model."""
+        return cls(_float(report.self_per_task), report.self_per_task_basis, report)
+
+    def document(self) -> dict[str, Any]:
+        """``assay.cost/1``."""
+        if self.report is None:
+            return {"schema": "assay.cost/1", "self_per_task": self.self_per_task,
+                    "self_per_task_basis": self.self_per_task_basis}
+        from assay.deploy.cost import cost_document
+
+        return cost_document(self.report)
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> CostResult:
+        """A saved ``assay.cost/1``."""
+        return cls(_float(doc.get("self_per_task")), _text(doc.get("self_per_task_basis")))
+
+
+# --- behaviour probes and drift ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbesResult:
+    """The behaviour probes on the candidate (and its base), compared pairwise: ``probes``."""
+
+    metrics: Mapping[str, Mapping[str, float]]
+    """The candidate's probe metrics: task -> metric -> value."""
+    base_metrics: Mapping[str, Mapping[str, float]] | None = None
+    """The base's, when it ran the probes."""
+    comparison: Comparisons | None = None
+    """Paired comparison (Holm across the probe tasks), None without a base."""
+    write: Callable[[], Mapping[str, Any]] | None = field(default=None, repr=False, compare=False)
+    """Writes the ``assay.probes/1`` document of the live results (refusal and contamination summaries)."""
+
+    def document(self) -> dict[str, Any]:
+        """``assay.probes/1``."""
+        if self.write is not None:
+            return dict(self.write())
+        return {"schema": "assay.probes/1",
+                "tasks": {t: {"metrics": dict(m)} for t, m in self.metrics.items()},
+                "base_tasks": None if self.base_metrics is None else
+                {t: {"metrics": dict(m)} for t, m in self.base_metrics.items()},
+                "comparison": None if self.comparison is None else to_jsonable(
+                    comparisons_document(self.comparison))}
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> ProbesResult:
+        """A saved ``assay.probes/1``."""
+        def metrics(tasks: Any) -> dict[str, dict[str, float]]:
+            return {str(t): {str(k): float(v) for k, v in as_mapping(as_mapping(r).get("metrics")).items()
+                             if _float(v) is not None}
+                    for t, r in as_mapping(tasks).items()}
+
+        cmp = doc.get("comparison")
+        return cls(metrics(doc.get("tasks")), metrics(doc.get("base_tasks")) if doc.get("base_tasks") else None,
+                   comparisons_from_document(cmp) if isinstance(cmp, Mapping) else None)
+
+
+@dataclass(frozen=True)
+class DriftTask:
+    """KL drift of the candidate from the base on one text."""
+
+    comparable: bool
+    """False when the tokenizers differ (nothing was measured; :attr:`note` says why)."""
+    kl_mean: float | None = None
+    """Mean KL(candidate || base), nats per token."""
+    kl_p95: float | None = None
+    """95th percentile of the per-token KL."""
+    ci: tuple[float, float] | None = None
+    """Bootstrap 95% interval of :attr:`kl_mean`."""
+    note: str = ""
+    """Why it was not measured."""
+    result: KLResult | None = None
+    """The measurement (its document is written from it)."""
+
+    @classmethod
+    def of(cls, r: KLResult) -> DriftTask:
+        """One measured text."""
+        return cls(r.comparable, r.mean, r.p95, (float(r.ci[0]), float(r.ci[1])), r.note, r)
+
+    @classmethod
+    def from_document(cls, t: Mapping[str, Any]) -> DriftTask:
+        """A saved ``drift.tasks.NAME``."""
+        m = as_mapping(t.get("metrics"))
+        ci = as_mapping(t.get("ci")).get("kl_mean")
+        lo, hi = (_float(ci[0]), _float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+        return cls(t.get("comparable") is not False, _float(m.get("kl_mean")), _float(m.get("kl_p95")),
+                   (lo, hi) if lo is not None and hi is not None else None, str(t.get("note") or ""))
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """KL drift of the candidate from the base on the policy's texts: ``drift``."""
+
+    tasks: Mapping[str, DriftTask]
+    """By text (task) name."""
+
+    def document(self) -> dict[str, Any]:
+        """``assay.drift/1``."""
+        tasks: dict[str, Any] = {}
+        for name, t in self.tasks.items():
+            tasks[name] = kl_document(t.result) if t.result is not None else {
+                "kind": "kl", "metrics": {"kl_mean": t.kl_mean, "kl_p95": t.kl_p95},
+                "ci": {"kl_mean": list(t.ci) if t.ci else [None, None]}, "comparable": t.comparable, "note": t.note}
+        out: dict[str, Any] = to_jsonable({"schema": "assay.drift/1", "tasks": tasks})
+        return out
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> DriftResult:
+        """A saved ``assay.drift/1``."""
+        return cls({str(n): DriftTask.from_document(t) for n, t in as_mapping(doc.get("tasks")).items()
+                    if isinstance(t, Mapping)})
+
+
+# --- informative stages -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InventoryResult:
+    """What the candidate is, from its headers: ``inventory``."""
+
+    inventory: Inventory
+    """The inventory."""
+
+    @property
+    def card_base_model(self) -> str | None:
+        """The first ``base_model`` the card names, None when it names none."""
+        claimed = as_mapping(self.inventory.card).get("base_model")
+        if isinstance(claimed, list):
+            claimed = claimed[0] if claimed else None
+        return str(claimed) if claimed else None
+
+    def document(self) -> dict[str, Any]:
+        """``assay.inventory/1``."""
+        from assay.model.inventory import inventory_document
+
+        out: dict[str, Any] = to_jsonable(inventory_document(self.inventory))
+        return out
+
+
+@dataclass(frozen=True)
+class HardwareResult:
+    """Memory at 16/8/4 bits and the devices it fits, from the headers alone: ``hardware``."""
+
+    fit: Any
+    """The :class:`assay.deploy.hardware.FitReport`."""
+    source: str = "headers (estimate, nothing loaded)"
+    """Where the shape came from."""
+
+    def document(self) -> dict[str, Any]:
+        """``assay.fit/1``."""
+        from assay.deploy.bench import fit_document
+
+        out: dict[str, Any] = to_jsonable({"schema": "assay.fit/1", "source": self.source,
+                                           **fit_document(self.fit)})
+        return out
+
+
+READERS: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {
+    "scan": ScanResult.from_document, "base_scan": ScanResult.from_document,
+    "signature": SignatureResult.from_document, "lineage": LineageResult.from_document,
+    "comparison": ComparisonResult.from_document, "card": CardResult.from_document,
+    "licence": LicenceResult.from_document, "bench": BenchResult.from_document,
+    "cost": CostResult.from_document, "probes": ProbesResult.from_document, "drift": DriftResult.from_document,
+}
+"""Stage name -> reader of its saved document, for every stage the verdict reads."""
+
+
+def read_result(stage: str, doc: Mapping[str, Any]) -> Any:
+    """A saved stage document read back into its typed result; None for a stage the verdict does not read
+    (inventory, hardware, evaluation: their saved document is kept as it is)."""
+    reader = READERS.get(stage)
+    return reader(doc) if reader is not None else None
