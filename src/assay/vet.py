@@ -30,11 +30,7 @@ Bad input (a base that does not exist, a candidate that is not a model, an unwri
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import importlib.util
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,10 +38,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from assay import __version__
 from assay.deploy.claims import match_claims, review_card
 from assay.deploy.training_log import read_training_log
 from assay.evaluate.policy_tasks import kl_tasks, probe_tasks, probes_document
+from assay.environment import environment
 from assay.errors import AssayError, ModelError, PolicyError, debugging
 from assay.model.formats import Format, detect
 from assay.model.ref import ModelRef, resolve
@@ -136,45 +132,6 @@ def _require_model(ref: ModelRef, role: str) -> None:
             what = f"folder {ref.spec} has no weights file"
         raise ModelError(f"the {role} is not a model assay can vet: {what}; supported formats are safetensors, "
                          "GGUF, torch archive and pickle")
-
-
-def environment() -> dict[str, Any]:
-    """Versions and hardware, without importing torch (its version comes from package metadata)."""
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = None
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        pass
-    gpus: list[str] = []
-    torch = sys.modules.get("torch")  # only if evaluation already imported it
-    if torch is not None:
-        try:
-            if torch.cuda.is_available():
-                gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        except Exception:  # noqa: BLE001 - a broken CUDA install must not break the report
-            gpus = []
-    return {
-        "assay": __version__,
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-        "platform": platform.platform(),
-        "hardware": {"cpu": cpu, "cpu_count": os.cpu_count(), "memory_bytes": mem, "gpus": gpus},
-    }
 
 
 def _timed(name: str, fn: Callable[[], StageResult], progress: Progress) -> StageOutcome:
@@ -566,8 +523,8 @@ def _models(ctx: VetContext) -> ModelComparison:
                 ctx.candidate, ctx.safe_base, open_backend=lambda role, ref: _open_backend(ref, state.scans.get(role),
                                                                                          ctx.progress),
                 tasks=settings.eval_tasks or None, probes=settings.probes, kl=settings.kl, limit=settings.limit,
-                kl_limit=ctx.policy.drift.limit, seed=0, cache=cache, progress=ctx.progress, explain=_why,
-                label="vet: ")
+                kl_limit=ctx.policy.drift.limit, seed=0, alpha=ctx.policy.evaluation.alpha, cache=cache,
+                progress=ctx.progress, explain=_why, label="vet: ")
         finally:
             cache.close()
     return state.models
@@ -609,7 +566,8 @@ def _probes(ctx: VetContext) -> StageOutcome:
     cand_results = models.candidate.probes or {}
     base_results = models.base.probes if models.base is not None else None
     try:
-        comparison = compare_results(base_results, cand_results) if base_results is not None else None
+        comparison = (compare_results(base_results, cand_results, alpha=ctx.policy.probes.alpha)
+                      if base_results is not None else None)
     except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
         return StageOutcome.error("probes", _why(exc), seconds=secs)
     policy = ctx.policy

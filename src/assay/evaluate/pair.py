@@ -75,15 +75,17 @@ class ModelComparison:
 
 def compare_models(candidate: M, base: M | None, *, open_backend: Callable[[Role, M], Backend],
                    tasks: Sequence[Task] | None = None, probes: Sequence[Task] = (), kl: Sequence[Task] = (),
-                   limit: int | None = None, kl_limit: int | None = None, seed: int = 0,
+                   limit: int | None = None, kl_limit: int | None = None, seed: int = 0, alpha: float = 0.05,
                    cache: ResultCache | None = None, progress: Progress = NULL_PROGRESS,
                    explain: Callable[[BaseException], str] | None = None,
                    label: str | None = None) -> ModelComparison:
     """Run ``tasks`` (each cut to ``limit`` items), ``probes`` and the KL ``kl`` tasks (cut to ``kl_limit``
     documents, measured only with a base) on the base, then on the candidate, each opened by
     ``open_backend(role, model)`` once and closed after; ``tasks=None`` runs no evaluation. ``seed`` seeds the
-    comparison and the KL bootstrap. With ``label``, each part reports ``progress.start(label + part)``. With
-    ``explain``, failures are recorded instead of raised (see the module docstring)."""
+    comparison and the KL bootstrap; ``alpha`` is the significance level the comparison judges each change at
+    (:attr:`~assay.evaluate.compare.MetricComparison.change`, judged once there). With ``label``, each part
+    reports ``progress.start(label + part)``. With ``explain``, failures are recorded instead of raised (see the
+    module docstring)."""
     errors: dict[Part, str] = {}
     seconds: dict[Part, float] = dict.fromkeys(PARTS, 0.0)
     runs: dict[Role, dict[str, Any]] = {}
@@ -140,7 +142,7 @@ def compare_models(candidate: M, base: M | None, *, open_backend: Callable[[Role
     comparison = None
     if base_run is not None and base_run.results is not None and cand.results is not None:
         try:
-            comparison = compare_results(base_run.results, cand.results, seed=seed)
+            comparison = compare_results(base_run.results, cand.results, seed=seed, alpha=alpha)
         except Exception as exc:  # noqa: BLE001 - with explain, recorded as the evaluation's failure
             if explain is None:
                 raise

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, assert_never, runtime_checkable
 
+from assay.verdict.results import read_result
+
 
 class Level(enum.StrEnum):
     """How much a reason weighs."""
@@ -102,8 +104,6 @@ class StageOutcome:
         """A stage that ran, from its saved document (``vet.json[name]``): the document is read back into the
         stage's typed result (:func:`assay.verdict.results.read_result`) for the rules, and written back
         unchanged."""
-        from assay.verdict.results import read_result
-
         return cls(name, Status.RAN, read_result(name, document), None, seconds, saved=document)
 
     @classmethod
