@@ -64,7 +64,7 @@ def probes_document(cand: ModelRef, base: ModelRef | None, cand_results: Mapping
     computed here unless given), ``refusal`` (rates of both sets, candidate against base) and ``contamination``
     (each task's Min-K% gap)."""
     if comparison is None and base_results is not None:
-        comparison = compare_results(base_results, cand_results)
+        comparison = compare_results(base_results, cand_results, alpha=policy.probes.alpha)
     doc = eval_document(model=cand.spec, results=cand_results, base=base.spec if base_results is not None and base
                         else None, base_results=base_results, comparison=comparison,
                         settings={"backend": "hf", "dtype": "float32", "limit": policy.probes.limit,
