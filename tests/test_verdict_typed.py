@@ -16,6 +16,7 @@ from assay.deploy.licences import Violation
 from assay.evaluate.compare import MetricComparison
 from assay.evaluate.stats import judge_change
 from assay.policy import default_policy, parse_policy
+from assay.provenance.lineage import LineageReport, Relation
 from assay.report import get_renderer
 from assay.report.base import comparison_rows
 from assay.report.markdown import plain
@@ -25,10 +26,19 @@ from assay.schemas import validate
 from assay.severity import Severity
 from assay.verdict import (BaseClaim, ComparisonResult, FalseClaim, Level, LicenceResult, LineageResult, Outcome,
                            ScanResult, StageOutcome, Stages, decide)
-from assay.vet import vet_document
+from assay.vet import STAGES, vet_document
 from tests.report.builders import make_result
 
 CLEAN_FILE = FileResult("model.safetensors", "safetensors", "clean")
+
+
+def lineage_report(relation: Relation) -> LineageReport:
+    """The lineage report of a fine-tune of ``org/base`` whose card names that base."""
+    claim = {"base_is_claimed": True, "base_model": "org/base", "base_model_relation": "finetune",
+             "consistent": True, "reason": "the weights descend from org/base", "notes": [], "false_claims": []}
+    return LineageReport(relation=relation, claim=claim,
+                         layers=(), tensors=(), candidate="cand", base="base", summary=f"{relation.value} of base",
+                         compared=10, identical=2, changed=8, unrelated=0, rel_change=0.01, cosine=0.999)
 
 
 def mc(metric: str, base: float, cand: float, ci: tuple[float, float], p: float, *, alpha: float = 0.05,
@@ -45,10 +55,10 @@ def typed_stages(**override: StageOutcome) -> dict[str, StageOutcome]:
     report = ScanReport(verdict=ScanVerdict.SAFE, findings=(), files=(CLEAN_FILE,), fail_on=Severity.MEDIUM,
                         model="cand")
     stages = {
-        "scan": StageOutcome.ran("scan", ScanResult.of(report)),
+        "scan": StageOutcome.ran("scan", ScanResult.of(report), seconds=0.1),
         "base_scan": StageOutcome.ran("base_scan", ScanResult.of(report)),
         "signature": StageOutcome.not_applicable("signature", "no model.sig"),
-        "lineage": StageOutcome.ran("lineage", LineageResult("finetune", BaseClaim("org/base", True, ()))),
+        "lineage": StageOutcome.ran("lineage", LineageResult.of(lineage_report(Relation.FINETUNE))),
         "comparison": StageOutcome.ran("comparison", ComparisonResult(
             {"builtin:knowledge": {"acc": mc("acc", 0.50, 0.51, (-0.02, 0.04), 0.4)}})),
         "licence": StageOutcome.ran("licence", LicenceResult("apache-2.0", ())),
@@ -93,6 +103,15 @@ def test_a_stage_document_is_written_from_its_result_when_asked() -> None:
     assert back.document is saved
     assert isinstance(back.result, ScanResult) and back.result.verdict == "safe" and back.result.files == (
         CLEAN_FILE,)
+
+
+def test_a_result_built_without_its_report_refuses_to_write_a_document() -> None:
+    """The verdict can decide from the typed fields alone; an incomplete document is never written from them."""
+    partial = StageOutcome.ran("lineage", LineageResult("unrelated"))
+    assert [r.rule for r in decide({**typed_stages(), "lineage": partial}, default_policy()).reasons] == [
+        "lineage.descends"]
+    with pytest.raises(ValueError, match="LineageResult built without its LineageReport"):
+        _ = partial.document
 
 
 def test_lineage_rules_read_relation_and_false_claims() -> None:
@@ -158,8 +177,11 @@ def _saved(tmp_path: Path) -> tuple[Path, dict[str, object]]:
     cmp = {"builtin:knowledge": {"acc": mc("acc", 0.60, 0.50, (-0.15, -0.05), 0.03, alpha=0.01)},
            "domain": {"acc": mc("acc", 0.30, 0.70, (0.30, 0.50), 1e-5, alpha=0.01)},
            "builtin:arithmetic": {"acc": mc("acc", 0.61, 0.35, (-0.30, -0.22), 1e-6, alpha=0.01)}}
-    stages = typed_stages(comparison=StageOutcome.ran("comparison", ComparisonResult(cmp)))
+    stages: dict[str, StageOutcome] = {n: StageOutcome.not_applicable(n, "not in this test") for n in STAGES}
+    stages["inventory"] = StageOutcome.error("inventory", "not read in this test", seconds=0.1)
+    stages.update(typed_stages(comparison=StageOutcome.ran("comparison", ComparisonResult(cmp))))
     doc = vet_document(make_result(stages, policy=policy, tmp=tmp_path))
+    validate(doc)  # every stage document written from its typed result matches its published schema
     path = tmp_path / "vet.json"
     path.write_text(get_renderer("json").render(doc))
     return path, doc

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from assay.deploy.claims import match_claims, review_card
 from assay.deploy.training_log import read_training_log
-from assay.evaluate.policy_tasks import kl_tasks, probe_tasks, probes_document
+from assay.evaluate.policy_tasks import kl_tasks, probe_tasks
 from assay.environment import environment
 from assay.errors import AssayError, ModelError, PolicyError, debugging
 from assay.model.formats import Format, detect
@@ -50,8 +50,8 @@ from assay.progress import NULL_PROGRESS, Progress
 from assay.report.io import VET_SCHEMA, check_out_dir, write_reports
 from assay.verdict import (BenchResult, CardResult, ComparisonResult, CostResult, DriftResult, DriftTask,
                            EvaluationResult, HardwareResult, InventoryResult, LicenceResult, LineageResult,
-                           ProbesResult, ScanResult, SignatureResult, StageOutcome, StageResult, Status, Verdict,
-                           decide, reason_document)
+                           ProbesResult, ProbesRun, ScanResult, SignatureResult, StageOutcome, StageResult, Status,
+                           Verdict, decide, reason_document)
 
 if TYPE_CHECKING:
     from assay.evaluate.pair import ModelComparison
@@ -555,7 +555,7 @@ def _comparison(ctx: VetContext) -> StageOutcome:
 
 def _probes(ctx: VetContext) -> StageOutcome:
     """The behaviour probes: compared with the base once here; written as ``assay.probes/1``
-    (:func:`probes_document`)."""
+    (:func:`assay.evaluate.policy_tasks.probes_document`)."""
     from assay.evaluate.compare import compare_results
 
     models = _models(ctx)
@@ -570,13 +570,8 @@ def _probes(ctx: VetContext) -> StageOutcome:
                       if base_results is not None else None)
     except Exception as exc:  # noqa: BLE001 - recorded; the vet goes on to a verdict
         return StageOutcome.error("probes", _why(exc), seconds=secs)
-    policy = ctx.policy
-    return StageOutcome.ran("probes", ProbesResult(
-        metrics={t: dict(r.metrics) for t, r in cand_results.items()},
-        base_metrics={t: dict(r.metrics) for t, r in base_results.items()} if base_results is not None else None,
-        comparison=comparison,
-        write=lambda: probes_document(cand, base, cand_results, base_results, policy, comparison=comparison)),
-        seconds=secs)
+    run = ProbesRun(cand, base, cand_results, base_results, ctx.policy)
+    return StageOutcome.ran("probes", ProbesResult.of(run, comparison), seconds=secs)
 
 
 def _drift(ctx: VetContext) -> StageOutcome:

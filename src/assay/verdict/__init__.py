@@ -42,7 +42,7 @@ from assay.verdict.outcome import (Level, Outcome, Reason, StageOutcome, StageRe
                                    reason_document)
 from assay.verdict.results import (BaseClaim, BenchResult, CardResult, ComparisonResult, CostResult, DriftResult,
                                    DriftTask, EvaluationResult, FalseClaim, HardwareResult, InventoryResult,
-                                   LicenceResult, LineageResult, ProbesResult, ScanResult, SignatureResult,
+                                   LicenceResult, LineageResult, ProbesResult, ProbesRun, ScanResult, SignatureResult,
                                    read_result)
 from assay.verdict.rule import AllOf, Rule, StageRan
 from assay.verdict.safety import ScanSafe, SignatureValid
@@ -53,7 +53,8 @@ __all__ = [
     "ComparisonResult", "Contamination", "CostResult", "CostWithinBudget", "Degeneration", "DescendsFromBase",
     "DriftKL", "DriftResult", "DriftTask", "EvaluationResult", "FalseClaim", "Hallucination", "HardwareResult",
     "InventoryResult", "Level", "LicenceAllowed", "LicenceResult", "LineageResult", "MustImprove",
-    "NoRegression", "NotIdentical", "Outcome", "OverRefusal", "ProbesRan", "ProbesResult", "Reason", "Rule",
+    "NoRegression", "NotIdentical", "Outcome", "OverRefusal", "ProbesRan", "ProbesResult", "ProbesRun",
+    "Reason", "Rule",
     "ScanResult", "ScanSafe", "SignatureResult", "SignatureValid", "SpeedVsBase", "Stability", "StageOutcome",
     "StageRan", "StageResult", "Stages", "Status", "Verdict", "beyond_margin", "change_at", "decide",
     "outcome_of", "read_result", "reason_document", "regressed", "rules_for",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from assay.deploy.card import CardFinding, ClaimCheck, EvalClaim, card_document, claim_findings
 from assay.deploy.licences import Licence, Violation
@@ -41,13 +41,26 @@ if TYPE_CHECKING:
     from assay.deploy.bench import BenchReport
     from assay.deploy.card import CardReport
     from assay.deploy.cost import CostReport
+    from assay.deploy.hardware import FitReport
     from assay.evaluate.runner import TaskResult
     from assay.model.inventory import Inventory
+    from assay.model.ref import ModelRef
+    from assay.policy import Policy
     from assay.provenance.lineage import LineageReport
     from assay.provenance.signing import VerifyResult
 
+T = TypeVar("T")
+
 Comparisons = Mapping[str, Mapping[str, MetricComparison]]
 """Task -> metric -> paired comparison of the candidate with its base."""
+
+
+def _source(obj: T | None, result: str, source: str) -> T:
+    """The stage's own object a result writes its document from; a result built without it (from the fields the
+    verdict reads alone) has no complete document, and writing one is refused rather than left incomplete."""
+    if obj is None:
+        raise ValueError(f"a {result} built without its {source} has no complete document to write")
+    return obj
 
 
 def _float(x: Any) -> float | None:
@@ -86,13 +99,7 @@ class ScanResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.scan/1``."""
-        if self.report is not None:
-            return scan_document(self.report)
-        return {"schema": "assay.scan/1", "verdict": self.verdict,
-                "findings": [{"rule": f.rule, "severity": f.severity.value, "path": f.path, "location": f.location,
-                              "message": f.message, "evidence": f.evidence} for f in self.findings],
-                "files": [{"path": f.path, "format": f.format, "status": f.status, "reason": f.reason}
-                          for f in self.files]}
+        return scan_document(_source(self.report, "ScanResult", "ScanReport"))
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> ScanResult:
@@ -125,11 +132,9 @@ class SignatureResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.verify/1`` and the key."""
-        if self.verification is not None:
-            from assay.provenance.signing import verify_document
+        from assay.provenance.signing import verify_document
 
-            return {**verify_document(self.verification), "key": self.key}
-        return {"schema": "assay.verify/1", "valid": self.valid, "message": self.message, "key": self.key}
+        return {**verify_document(_source(self.verification, "SignatureResult", "VerifyResult")), "key": self.key}
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> SignatureResult:
@@ -193,15 +198,9 @@ class LineageResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.lineage/1``."""
-        if self.report is not None:
-            from assay.provenance.lineage import lineage_document
+        from assay.provenance.lineage import lineage_document
 
-            return lineage_document(self.report)
-        c = self.claim
-        claim: dict[str, Any] = {"base_model": c.base_model, "consistent": c.consistent, "notes": list(c.notes)}
-        if c.false_claims is not None:
-            claim["false_claims"] = [{"claim": f.claim, "message": f.message} for f in c.false_claims]
-        return {"schema": "assay.lineage/1", "relation": self.relation, "claim": claim}
+        return lineage_document(_source(self.report, "LineageResult", "LineageReport"))
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> LineageResult:
@@ -336,10 +335,7 @@ class CardResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.card/1``, with ``claims_unmatched`` and ``claims_basis``."""
-        if self.report is None:
-            return {"schema": "assay.card/1", "findings": to_jsonable(list(self.findings)),
-                    "claims": to_jsonable(list(self.claims))}
-        doc = dict(card_document(self.report, claims=list(self.claims)))
+        doc = dict(card_document(_source(self.report, "CardResult", "CardReport"), claims=list(self.claims)))
         doc["claims_unmatched"] = to_jsonable(list(self.unmatched))
         doc["claims_basis"] = self.basis
         return doc
@@ -422,14 +418,9 @@ class BenchResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.bench/1``."""
-        if self.report is None:
-            return {"schema": "assay.bench/1", "candidate": {"decode_tokens_per_s": self.candidate_decode},
-                    "base": None if self.base_decode is None else {"decode_tokens_per_s": self.base_decode},
-                    "ratios": {} if self.decode_ratio is None else {"decode_tokens_per_s": self.decode_ratio},
-                    "notes": list(self.notes)}
         from assay.deploy.bench import bench_document
 
-        doc = bench_document(self.report)
+        doc = bench_document(_source(self.report, "BenchResult", "BenchReport"))
         if self.notes:
             doc["notes"] = [*doc["notes"], *self.notes]
         return doc
@@ -460,12 +451,9 @@ class CostResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.cost/1``."""
-        if self.report is None:
-            return {"schema": "assay.cost/1", "self_per_task": self.self_per_task,
-                    "self_per_task_basis": self.self_per_task_basis}
         from assay.deploy.cost import cost_document
 
-        return cost_document(self.report)
+        return cost_document(_source(self.report, "CostResult", "CostReport"))
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> CostResult:
@@ -474,6 +462,22 @@ class CostResult:
 
 
 # --- behaviour probes and drift ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbesRun:
+    """What the probes stage ran: both models' probe results and the policy that chose the probes."""
+
+    candidate: ModelRef
+    """The candidate."""
+    base: ModelRef | None
+    """The base, when it ran the probes."""
+    results: Mapping[str, TaskResult]
+    """The candidate's probe results by task."""
+    base_results: Mapping[str, TaskResult] | None
+    """The base's, when it ran them."""
+    policy: Policy
+    """The policy (its ``probes`` section: limit, probes, alpha)."""
 
 
 @dataclass(frozen=True)
@@ -486,19 +490,22 @@ class ProbesResult:
     """The base's, when it ran the probes."""
     comparison: Comparisons | None = None
     """Paired comparison (Holm across the probe tasks), None without a base."""
-    write: Callable[[], Mapping[str, Any]] | None = field(default=None, repr=False, compare=False)
-    """Writes the ``assay.probes/1`` document of the live results (refusal and contamination summaries)."""
+    run: ProbesRun | None = None
+    """The probe run the document is written from (with its refusal and contamination summaries)."""
+
+    @classmethod
+    def of(cls, run: ProbesRun, comparison: Comparisons | None) -> ProbesResult:
+        """The result of a probe run and its comparison."""
+        return cls({t: dict(r.metrics) for t, r in run.results.items()},
+                   {t: dict(r.metrics) for t, r in run.base_results.items()} if run.base_results is not None
+                   else None, comparison, run)
 
     def document(self) -> dict[str, Any]:
         """``assay.probes/1``."""
-        if self.write is not None:
-            return dict(self.write())
-        return {"schema": "assay.probes/1",
-                "tasks": {t: {"metrics": dict(m)} for t, m in self.metrics.items()},
-                "base_tasks": None if self.base_metrics is None else
-                {t: {"metrics": dict(m)} for t, m in self.base_metrics.items()},
-                "comparison": None if self.comparison is None else to_jsonable(
-                    comparisons_document(self.comparison))}
+        from assay.evaluate.policy_tasks import probes_document
+
+        r = _source(self.run, "ProbesResult", "ProbesRun")
+        return probes_document(r.candidate, r.base, r.results, r.base_results, r.policy, comparison=self.comparison)
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> ProbesResult:
@@ -554,11 +561,7 @@ class DriftResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.drift/1``."""
-        tasks: dict[str, Any] = {}
-        for name, t in self.tasks.items():
-            tasks[name] = kl_document(t.result) if t.result is not None else {
-                "kind": "kl", "metrics": {"kl_mean": t.kl_mean, "kl_p95": t.kl_p95},
-                "ci": {"kl_mean": list(t.ci) if t.ci else [None, None]}, "comparable": t.comparable, "note": t.note}
+        tasks = {name: kl_document(_source(t.result, "DriftTask", "KLResult")) for name, t in self.tasks.items()}
         out: dict[str, Any] = to_jsonable({"schema": "assay.drift/1", "tasks": tasks})
         return out
 
@@ -599,8 +602,8 @@ class InventoryResult:
 class HardwareResult:
     """Memory at 16/8/4 bits and the devices it fits, from the headers alone: ``hardware``."""
 
-    fit: Any
-    """The :class:`assay.deploy.hardware.FitReport`."""
+    fit: FitReport
+    """Memory needed at each precision and the devices it fits."""
     source: str = "headers (estimate, nothing loaded)"
     """Where the shape came from."""
 
