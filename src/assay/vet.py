@@ -4,7 +4,10 @@
 requires (:class:`Requirement`: "candidate scanned safe", "a base that scanned safe", "evaluation ran"...) and a
 ``run(context) -> StageOutcome``. A stage whose requirement is not met is recorded as blocked, skipped or not
 applicable with the requirement's reason, and the vet goes on; a stage that fails records an ``error`` and the vet
-goes on. Adding a stage is one entry in the table (and its document in the verdict's rules).
+goes on. A stage that ran leaves its typed result (:mod:`assay.verdict.results`: ``ScanResult``,
+``LineageResult``, ``ComparisonResult`` ...); the verdict reads those, and each stage's JSON document is written
+from its result only in :func:`vet_document`. Adding a stage is one entry in the table (and its typed result and
+rule in :mod:`assay.verdict`).
 
     inventory -> hardware -> scan -> base_scan -> signature -> lineage -> evaluation -> comparison -> probes
     -> drift -> card -> licence -> bench -> cost

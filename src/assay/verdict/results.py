@@ -16,8 +16,10 @@ Judgements are made once, where the numbers are computed, and stored here: a com
 reason; reports render both and never judge again.
 
 :func:`read_result` reads a saved stage document (``vet.json["scan"]``) back into its typed result, so a saved
-result can be judged again under another policy; a document from an older assay whose comparison entries carry
-no ``change`` is judged once here, as :func:`assay.evaluate.stats.judge_change` judges a fresh comparison.
+result can be judged again under another policy (the saved document itself is written back unchanged); a document
+from an older assay whose comparison entries carry no ``change`` is judged once here, as
+:func:`assay.evaluate.stats.judge_change` judges a fresh comparison. A result built from the typed fields alone
+(``LineageResult("unrelated")``) can be judged, but refuses to write a document: it would be incomplete.
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ def metric_comparison_from_document(metric: str, e: Mapping[str, Any]) -> Metric
         return nan if v is None else v
 
     ci_doc = e.get("ci")
-    ci = ((f_or_nan(ci_doc[0]), f_or_nan(ci_doc[1])) if isinstance(ci_doc, (list, tuple)) and len(ci_doc) == 2
+    ci = ((_f_or_nan(ci_doc[0]), _f_or_nan(ci_doc[1])) if isinstance(ci_doc, (list, tuple)) and len(ci_doc) == 2
           else (nan, nan))
     p = f("p")
     p_holm = _float(e.get("p_holm"))
@@ -243,7 +245,7 @@ def metric_comparison_from_document(metric: str, e: Mapping[str, Any]) -> Metric
         note=str(e.get("note") or ""))
 
 
-def f_or_nan(x: Any) -> float:
+def _f_or_nan(x: Any) -> float:
     """``x`` as a float, NaN when it is not a number."""
     v = _float(x)
     return math.nan if v is None else v
@@ -354,9 +356,9 @@ class CardResult:
             cl = as_mapping(c.get("claim"))
             claims.append(ClaimCheck(
                 EvalClaim(_text(cl.get("task")), _text(cl.get("dataset")), _text(cl.get("dataset_type")),
-                          str(cl.get("metric")), f_or_nan(cl.get("value"))),
-                str(c.get("measured_key", "")), f_or_nan(c.get("claimed")), f_or_nan(c.get("measured")),
-                f_or_nan(c.get("delta")), c.get("supported") is not False))
+                          str(cl.get("metric")), _f_or_nan(cl.get("value"))),
+                str(c.get("measured_key", "")), _f_or_nan(c.get("claimed")), _f_or_nan(c.get("measured")),
+                _f_or_nan(c.get("delta")), c.get("supported") is not False))
         return cls(findings, tuple(claims))
 
 
