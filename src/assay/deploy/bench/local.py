@@ -28,9 +28,9 @@ from typing import Any
 
 from assay.deploy.bench.loading import check_context, import_libraries, load
 from assay.deploy.bench.machine import RssSampler, describe_hardware
-from assay.deploy.hardware import hardware_fit, shape_from_config
 from assay.deploy.bench.results import (PROMPT_TEXT, BatchResult, BenchReport, BenchSettings, ModelBench,
                                         check_request_shape, percentile, ratios)
+from assay.deploy.hardware import hardware_fit, shape_from_config
 from assay.errors import AssayError, DeployError
 from assay.model.ref import ModelRef
 from assay.progress import NULL_PROGRESS, Progress
