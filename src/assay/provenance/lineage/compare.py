@@ -26,8 +26,8 @@ def compare_lineage(candidate: ModelRef, base: ModelRef, *, allow_pickle: bool =
                     progress: Progress = NULL_PROGRESS, check_card: bool = True) -> LineageReport:
     """Compare the candidate's weights with the base's, tensor by tensor, and name the relation.
 
-    The card's base claims are checked too (:func:`card_claim`); ``check_card=False`` skips checking a base the card
-    names that is not ``base`` (used for that check itself).
+    The card's base claims are checked too (:func:`.claims.card_claim`); ``check_card=False`` skips checking a
+    base the card names that is not ``base`` (used for that check itself).
 
     Raises :class:`ModelError` when either side has no readable tensors (exit 2).
     """
