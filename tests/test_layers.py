@@ -125,7 +125,8 @@ def imports(src: Path, package: str) -> list[Import]:
                 if named != package and not named.startswith(package + "."):
                     continue
                 # ``from x import y`` reaches the module x.y if there is one, else x itself
-                targets = {f"{named}.{n}" if f"{named}.{n}" in mods else deepest(named) for n in names or [""]}
+                targets = {f"{named}.{n}" if f"{named}.{n}" in mods else deepest(named) for n in names} \
+                    if names else {deepest(named)}
                 for target in sorted(t for t in targets if t is not None):
                     if target != module:
                         out.append(Import(module, target, str(path.relative_to(src.parent)),
