@@ -23,7 +23,6 @@ torch, transformers and peft are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -34,7 +33,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -145,6 +144,7 @@ def save_tokenizer(tok: Any, out: Path) -> None:
     cfg_path = out / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg.pop("local_files_only", None)  # how this copy was read, not a property of the tokenizer
     jinja = out / "chat_template.jinja"
     if getattr(tok, "chat_template", None):
         cfg["chat_template"] = tok.chat_template
@@ -189,70 +189,35 @@ def real_base(cache: Path | None = None, *, progress: Progress = NULL_PROGRESS) 
     return target
 
 
-@contextlib.contextmanager
-def _gguf_progress(progress: Progress) -> Iterator[None]:
-    """Route transformers' GGUF de-quantisation loop (a bare tqdm bar on stderr) into ``progress``."""
-    try:
-        import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    except ImportError:
-        yield
-        return
-    original = getattr(gguf_utils, "tqdm", None)
-    label = "demo: de-quantising the GGUF tensors"
-
-    def observed(iterable: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        items = list(iterable)
-        progress.start(label, total=len(items))
-        for item in items:
-            yield item
-            progress.advance(label)
-        progress.finish(label)
-
-    if original is None:
-        yield
-        return
-    gguf_utils.tqdm = observed
-    try:
-        yield
-    finally:
-        gguf_utils.tqdm = original
-
-
 def _convert(gguf_path: Path, out: Path, *, progress: Progress) -> dict[str, Any]:
-    """GGUF -> plain float32 HF folder. save_pretrained refuses a model whose config carries the GGUF
-    quantization_config, so the model is rebuilt from a clean config and given the de-quantised state dict."""
-    progress.start("demo: converting SmolLM2-135M-Instruct (once)", total=4)
+    """GGUF -> plain float32 HF folder, read by assay's own GGUF loader (:mod:`assay.model.gguf_load`: the header
+    parsed once, transformers deciding what the metadata means, the tensors de-quantised by ``gguf.quants``),
+    then saved as safetensors and checked: the saved folder, reloaded by transformers, must compute the same
+    logits as the model read from the GGUF."""
+    label = "demo: converting SmolLM2-135M-Instruct (once)"
+    progress.start(label, total=3)
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    from assay.model.gguf_load import load_gguf_model
+
     hf_logging.disable_progress_bar()
-    folder, name = str(gguf_path.parent), gguf_path.name
     try:
-        with _gguf_progress(progress):
-            gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
-                                                              trust_remote_code=False)
-        progress.advance("demo: converting SmolLM2-135M-Instruct (once)")
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name, trust_remote_code=False)
+        gguf_model, tok = load_gguf_model(gguf_path, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001 - any loader failure means the bundled file is unusable
         raise DemoError(f"cannot read the bundled GGUF {gguf_path}: {type(exc).__name__}: {exc}") from exc
-    progress.advance("demo: converting SmolLM2-135M-Instruct (once)")
+    progress.advance(label)
 
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config._name_or_path = UPSTREAM_ID
-    plain = type(gguf_model)(config)
-    missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
-    # Tied embeddings: lm_head.weight may be absent from the state dict and is tied on load.
-    missing = [m for m in missing if not (config.tie_word_embeddings and m == "lm_head.weight")]
-    if missing or unexpected:
-        raise DemoError(f"converting the bundled GGUF failed: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    plain.eval()
-    plain.save_pretrained(out, safe_serialization=True)
+    gguf_model.eval()
+    gguf_model.save_pretrained(out, safe_serialization=True)
     save_tokenizer(tok, out)
     (out / "README.md").write_text(_card_text(BASE_CARD, BASE_CARD_BODY), encoding="utf-8")
-    progress.advance("demo: converting SmolLM2-135M-Instruct (once)")
+    progress.advance(label)
 
     # The saved folder must compute exactly what the GGUF does.
     probe = tok("The capital of France is Paris, and the capital of Italy is", return_tensors="pt")
@@ -263,8 +228,8 @@ def _convert(gguf_path: Path, out: Path, *, progress: Progress) -> dict[str, Any
     diff = float((want - got).abs().max())
     if not diff <= 1e-5:
         raise DemoError(f"the converted model's logits differ from the GGUF's (max difference {diff:.3g})")
-    progress.advance("demo: converting SmolLM2-135M-Instruct (once)")
-    progress.finish("demo: converting SmolLM2-135M-Instruct (once)")
+    progress.advance(label)
+    progress.finish(label)
     return {"max_logit_diff": diff, "dtype": "float32", "source_quantization": "Q4_1"}
 
 
@@ -1110,6 +1075,62 @@ def demo_policy(task_file: Path, *, limit: int | None = DEFAULT_LIMIT) -> Any:
     return replace(policy, evaluation=evaluation, source=f"default + {DOMAIN_TASK} must improve (assay demo)")
 
 
+def _evaluate_ahead(path: str, task_file: str, limit: int | None) -> str:
+    """In a worker process: scan one model as ``vet`` scans it and, only when it scanned safe, run the demo's
+    evaluation tasks on it with one thread, into the result cache ``vet`` reads. Returns what happened (one line).
+    """
+    from assay.evaluate.backends.hf import HFBackend
+    from assay.evaluate.cache import ResultCache
+    from assay.evaluate.loading import load_tasks
+    from assay.evaluate.runner import evaluate_model
+    from assay.model.ref import resolve
+    from assay.scan import Severity, scan_model
+
+    policy = demo_policy(Path(task_file), limit=limit)
+    ref = resolve(path)
+    report = scan_model(ref, fail_on=Severity(policy.scan.fail_on), allow_globals=list(policy.scan.allow_globals),
+                        allow_remote_code=policy.scan.allow_remote_code)
+    if report.verdict != "safe":
+        return f"{ref.name}: scanned {report.verdict}, not loaded"
+    tasks = [t for spec in policy.evaluation.tasks for t in load_tasks(spec)]
+    cache = ResultCache()
+    backend = HFBackend.from_ref(ref, scanned=report, dtype="float32", threads=1, lazy=True)
+    try:
+        evaluate_model(backend, tasks, limit=policy.evaluation.limit, cache=cache)
+    finally:
+        backend.close()
+        cache.close()
+    return f"{ref.name}: evaluated"
+
+
+def evaluate_ahead(models: Sequence[Path], task_file: Path, *, limit: int | None, workers: int,
+                   progress: Progress = NULL_PROGRESS) -> None:
+    """Fill the result cache for ``models`` with ``workers`` single-threaded processes, so that the vets that
+    follow read every model's results instead of computing them one model at a time.
+
+    Two one-thread processes on two cores do twice the work of one process, where two threads in one process
+    wait on each other for every small matrix product. Each worker scans its model first and loads it only when
+    it scanned safe. Models are taken in order, so put the base first: a later model with the same tensors (a
+    re-upload) then finds the base's results and is never loaded. A worker that fails changes nothing but the
+    time: the vet computes what is missing and reports any error itself.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    label = f"demo: evaluating {len(models)} models ahead in {workers} processes"
+    progress.start(label, total=len(models))
+    # spawn, not fork: the parent has torch's thread pools (and possibly a model) loaded
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_evaluate_ahead, str(m), str(task_file), limit): m for m in models}
+        for future in as_completed(futures):
+            try:
+                progress.note(future.result())
+            except Exception as exc:  # noqa: BLE001 - the vet that follows computes it and reports any error
+                progress.note(f"{futures[future].name}: not evaluated ahead ({type(exc).__name__}); the vet will")
+            progress.advance(label)
+    progress.finish(label)
+
+
 def _metric(doc: Mapping[str, Any] | None, task: str, metric: str = "acc") -> Mapping[str, Any] | None:
     comparison = (doc or {}).get("comparison")
     entry = ((comparison or {}).get(task) or {}).get(metric) if isinstance(comparison, Mapping) else None
@@ -1152,6 +1173,14 @@ def vet_entry(entry: ZooEntry, base: Path, policy: Any, *, out_dir: Path,
                      document=doc)
 
 
+def _free_cores() -> int:
+    """Worker processes for evaluating ahead: the cores this process may use, at most 4 (each holds a model).
+    On a busy machine one-thread workers still get their share of the cores, so none are held back for load."""
+    from assay.evaluate.backends.hf import usable_cores
+
+    return min(4, usable_cores())
+
+
 def run_demo(*, out: Path, limit: int | None = DEFAULT_LIMIT, rebuild: bool = False, base_dir: Path | None = None,
              scale: Scale = "real", progress: Progress = NULL_PROGRESS) -> DemoResult:
     """Convert the bundled model (once), build the zoo (once), vet every entry, write the report.
@@ -1172,6 +1201,10 @@ def run_demo(*, out: Path, limit: int | None = DEFAULT_LIMIT, rebuild: bool = Fa
     entries = build_demo_zoo(base, out / "zoo", scale=scale, rebuild=rebuild, progress=progress)
     task_file = domain_task_file(out / "zoo")
     policy = demo_policy(task_file, limit=limit)
+    workers = min(len(entries), _free_cores())
+    if workers > 1:
+        evaluate_ahead([base, *(e.path for e in entries)], task_file, limit=limit, workers=workers,
+                       progress=progress)
     models: list[DemoModel] = []
     for i, entry in enumerate(entries, 1):
         step = f"demo: vetting {i}/{len(entries)} {entry.name}"
