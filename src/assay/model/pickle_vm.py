@@ -6,7 +6,7 @@ every opcode of protocols 0-5, resolves the names of ``GLOBAL``, ``STACK_GLOBAL`
 the default-deny allowlist (:mod:`assay.model.pickle_allowlist`). Several pickles stacked in one stream are read
 one after the other; a stream that breaks keeps what was found before the break.
 
-This is the one reader of pickles: the scanner judges them (:mod:`assay.scan.containers`, :mod:`assay.scan.files`)
+This is the one reader of pickles: the scanner judges them (:mod:`assay.scan.containers`, :mod:`assay.scan.payload`)
 and the tensor reader lists a torch archive's tensors (:mod:`assay.model.tensors`) from the same machine. It
 lives in ``model`` so that both can import it; it reports through :class:`PickleReport`, which the scanner's
 :class:`~assay.scan.context.FileScan` implements (findings are named by their scan rule id).
