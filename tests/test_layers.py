@@ -48,8 +48,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("provenance",),
     # tasks, backends (hf loads only what scanned safe; hashes with provenance.manifest), runner, stats, probes
     ("evaluate",),
-    # deploy: bench, cost, card, licences (bench drives evaluate's backends); verdict: stage results + policy
-    ("deploy", "verdict"),
+    # bench, cost, card, licences (bench drives evaluate's backends)
+    ("deploy",),
+    # stage results + policy -> verdict: above every stage whose results it reads (deploy's too, once they
+    # travel as typed results)
+    ("verdict",),
     # report renders saved documents (reads verdict's wording, evaluate.stats' metric directions)
     ("report",),
     # the orchestrator of every stage
