@@ -247,9 +247,9 @@ def test_cli_prints_leaderboard_and_json(demo: Any, monkeypatch: pytest.MonkeyPa
 
 def test_missing_model_package_is_one_clear_line(monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    import assay.demo
+    import assay.demo.bundled
 
-    monkeypatch.setattr(assay.demo, "GGUF_PACKAGE", "assay_tests_no_such_package")
+    monkeypatch.setattr(assay.demo.bundled, "GGUF_PACKAGE", "assay_tests_no_such_package")  # where it is read
     capsys.readouterr()
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()
@@ -265,8 +265,9 @@ def test_gguf_conversion_is_exact_atomic_and_done_once(zoo: Any, monkeypatch: py
     from transformers import AutoModelForCausalLM
 
     import assay.demo
+    import assay.demo.bundled
 
-    monkeypatch.setattr(assay.demo, "bundled_gguf", lambda: zoo.gguf_f32)
+    monkeypatch.setattr(assay.demo.bundled, "bundled_gguf", lambda: zoo.gguf_f32)  # where real_base looks it up
     folder = assay.demo.real_base(tmp_path)
     assert folder == tmp_path / "models" / "SmolLM2-135M-Instruct"
     marker = json.loads((folder / ".assay-converted.json").read_text())
