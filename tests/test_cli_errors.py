@@ -19,7 +19,7 @@ EARLY_S = 10.0
 @pytest.fixture
 def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every way a command loads a model (or reads all its tensors) records itself here instead of working."""
-    import assay.deploy.bench as bench
+    import assay.deploy.bench.local as bench_local
     import assay.evaluate.backends.hf as hf
     import assay.provenance.lineage as lineage
 
@@ -33,7 +33,7 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(hf, "load_after_scan", recorder("load_after_scan"))
     monkeypatch.setattr(hf.HFBackend, "from_ref", recorder("HFBackend.from_ref"))
-    monkeypatch.setattr(bench, "_load", recorder("bench._load"))
+    monkeypatch.setattr(bench_local, "load", recorder("bench.load"))
     monkeypatch.setattr(lineage, "compare_lineage", recorder("compare_lineage"))
     return seen
 

@@ -247,9 +247,9 @@ def test_cli_prints_leaderboard_and_json(demo: Any, monkeypatch: pytest.MonkeyPa
 
 def test_missing_model_package_is_one_clear_line(monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    import assay.demo
+    import assay.demo.bundled
 
-    monkeypatch.setattr(assay.demo, "GGUF_PACKAGE", "assay_tests_no_such_package")
+    monkeypatch.setattr(assay.demo.bundled, "GGUF_PACKAGE", "assay_tests_no_such_package")  # where it is read
     capsys.readouterr()
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()
@@ -265,8 +265,9 @@ def test_gguf_conversion_is_exact_atomic_and_done_once(zoo: Any, monkeypatch: py
     from transformers import AutoModelForCausalLM
 
     import assay.demo
+    import assay.demo.bundled
 
-    monkeypatch.setattr(assay.demo, "bundled_gguf", lambda: zoo.gguf_f32)
+    monkeypatch.setattr(assay.demo.bundled, "bundled_gguf", lambda: zoo.gguf_f32)  # where real_base looks it up
     folder = assay.demo.real_base(tmp_path)
     assert folder == tmp_path / "models" / "SmolLM2-135M-Instruct"
     marker = json.loads((folder / ".assay-converted.json").read_text())
@@ -395,3 +396,42 @@ def test_the_cli_prints_plain_progress_lines_without_a_terminal_and_nothing_when
                      "done: demo: converting (T s, 2/2 (100%))"]
     assert main(["demo", "--out", str(tmp_path / "d"), "--json", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_models_are_evaluated_ahead_in_worker_processes_and_an_unsafe_one_is_never_loaded(
+        demo: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What the demo's vets then read: every item of every task of the base comes from the result cache the
+    worker processes filled; the booby-trapped model is scanned there and never loaded."""
+    from assay.demo import demo_policy, evaluate_ahead
+    from assay.evaluate.backends.hf import HFBackend
+    from assay.evaluate.cache import ResultCache
+    from assay.evaluate.loading import load_tasks
+    from assay.evaluate.runner import evaluate_model
+    from assay.model.ref import resolve
+    from assay.scan import scan_model
+
+    monkeypatch.setenv("ASSAY_CACHE_DIR", str(tmp_path / "cache"))  # the spawned workers inherit it
+    heard: list[str] = []
+
+    class Notes:
+        def start(self, *a: Any, **k: Any) -> None: ...
+        def advance(self, *a: Any, **k: Any) -> None: ...
+        def finish(self, *a: Any, **k: Any) -> None: ...
+        def note(self, text: str) -> None:
+            heard.append(text)
+
+    trap = _entry(demo, "booby_trap").entry.path
+    evaluate_ahead([demo.base, trap], demo.task_file, limit=12, workers=2, progress=Notes())  # type: ignore[arg-type]
+    assert sorted(heard) == sorted([f"{demo.base.name}: evaluated", f"{trap.name}: scanned unsafe, not loaded"])
+
+    policy = demo_policy(demo.task_file, limit=12)
+    tasks = [t for spec in policy.evaluation.tasks for t in load_tasks(spec)]
+    ref = resolve(str(demo.base))
+    cache = ResultCache()
+    backend = HFBackend.from_ref(ref, scanned=scan_model(ref), lazy=True)
+    try:
+        results = evaluate_model(backend, tasks, limit=12, cache=cache)
+    finally:
+        backend.close()
+        cache.close()
+    assert {name: r.cached for name, r in results.items()} == {t.name: min(12, len(t.items)) for t in tasks}

@@ -95,6 +95,11 @@ class EvaluationPolicy:
         return None
 
 
+#: The kinds a licence can be, from most to least permissive: what ``kind:NAME`` in ``licence.allow`` and
+#: ``licence.deny`` may name, and what each entry of the licence table (:mod:`assay.deploy.licences`) is.
+LICENCE_KINDS = ("permissive", "copyleft", "open-rail", "community", "non-commercial", "research")
+
+
 @dataclass(frozen=True)
 class LicencePolicy:
     """Which licences may be deployed here."""
@@ -514,14 +519,11 @@ def _parse(data: Any, *, source: str, base_dir: Path | None) -> Policy:
 
 def _check_kinds(licence: LicencePolicy) -> None:
     """``kind:NAME`` entries must name a licence kind assay knows (permissive, copyleft, ...)."""
-    try:
-        from assay.deploy.licences import KINDS
-    except ImportError:  # the licence table is not part of this install: nothing to check against
-        return
     for key, entries in (("licence.allow", licence.allow), ("licence.deny", licence.deny)):
         for e in entries:
-            if e.lower().startswith("kind:") and e.split(":", 1)[1].strip().lower() not in KINDS:
-                raise PolicyError(f"policy key {key}: unknown licence kind {e!r} (known: {', '.join(KINDS)})")
+            if e.lower().startswith("kind:") and e.split(":", 1)[1].strip().lower() not in LICENCE_KINDS:
+                raise PolicyError(f"policy key {key}: unknown licence kind {e!r} "
+                                  f"(known: {', '.join(LICENCE_KINDS)})")
 
 
 def load_policy(path: Path | str) -> Policy:

@@ -16,7 +16,7 @@ from assay.errors import FormatError, ModelError
 from assay.model.ref import resolve
 from assay.model.inventory import iter_tensors, tensor_index
 from assay.model.tensors import TensorInfo, file_tensors, gguf_to_hf_name, read_safetensors_header
-from assay.scan.pickle_vm import evaluate_pickle
+from assay.model.pickle_vm import evaluate_pickle
 
 
 @pytest.fixture(scope="module")

@@ -50,15 +50,15 @@ def test_real_torch_save_outputs_are_safe(torch_outputs: dict[str, Path], name: 
 
 def test_training_args_needs_its_allowlisted_classes(torch_outputs: dict[str, Path]) -> None:
     """The TrainingArguments classes are on the allowlist by exact name; the pickle really references them."""
-    from assay.scan.allowlist import ALLOWED_GLOBALS
+    from assay.model.pickle_allowlist import ALLOWED_GLOBALS
     from assay.scan.context import ScanOptions
-    from assay.scan.pickle_vm import Global
+    from assay.model.pickle_vm import Global
 
     seen: set[str] = set()
     import zipfile
 
     from assay.scan.files import BufReader
-    from assay.scan.pickle_vm import scan_pickle_stream
+    from assay.model.pickle_vm import scan_pickle_stream
 
     with zipfile.ZipFile(torch_outputs["training_args.bin"]) as zf:
         data = zf.read(next(n for n in zf.namelist() if n.endswith("data.pkl")))

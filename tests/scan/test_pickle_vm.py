@@ -15,7 +15,7 @@ import pytest
 
 from assay.scan.context import FileScan, ScanOptions
 from assay.scan.files import BufReader
-from assay.scan.pickle_vm import _HANDLERS, Global, scan_pickle_stream
+from assay.model.pickle_vm import _HANDLERS, Global, scan_pickle_stream
 from tests.factory.hostile import P2_GLOBAL, P2_NOT_ALLOWLISTED, P3_NESTED_PICKLE_LOADS, _su, _u
 
 

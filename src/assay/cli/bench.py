@@ -12,6 +12,7 @@ import click
 from assay.cli.common import (EXIT_PASS, console, download_option, emit_json, json_option, progress,
                               revision_option)
 from assay.errors import UsageError
+from assay.formatting import human_bytes
 
 
 def _sizes(text: tuple[str, ...]) -> tuple[int, ...]:
@@ -161,12 +162,7 @@ _not_measured = "remote: not measured"
 
 
 def _mib(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n} B"
+    return "-" if n is None else human_bytes(n)
 
 
 def _devices(names: list[str], total: int) -> str:

@@ -43,6 +43,7 @@ from assay.deploy.training_log import TRAINER_STATE_MAX, read_trainer_state
 from assay.model.ref import ModelRef
 from assay.jsonable import as_mapping
 from assay.model.card_text import read_front_matter
+from assay.formatting import human_bytes
 
 #: Largest README read (bytes); a bigger one is read up to this size and flagged.
 MAX_CARD_BYTES = 2 * 1024 * 1024
@@ -361,7 +362,7 @@ def _parse_card(ref: ModelRef) -> _Parsed:
     text, truncated = _read_text(path, MAX_CARD_BYTES)
     if truncated:
         findings.append(CardFinding("CARD-TOO-LARGE", "low", "README.md", None,
-                                    f"the card is larger than {MAX_CARD_BYTES // 1024 // 1024} MiB; "
+                                    f"the card is larger than {human_bytes(MAX_CARD_BYTES)}; "
                                     "only the start was read"))
     fm = read_front_matter(text)
     if fm.problem is not None and "YAML" in fm.problem:

@@ -27,9 +27,7 @@ from typing import Any
 import yaml
 
 from assay.errors import DeployError
-
-#: The kinds a licence can be, from most to least permissive.
-KINDS = ("permissive", "copyleft", "open-rail", "community", "non-commercial", "research")
+from assay.policy import LICENCE_KINDS as KINDS  # the kinds a licence can be: the policy names them (kind:NAME)
 
 
 @dataclass(frozen=True)

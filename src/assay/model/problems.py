@@ -35,3 +35,9 @@ def problem_message(rel: str, message: str, location: str | None = None) -> str:
     if message.startswith("truncated: "):
         return f"{rel} is truncated: {message.removeprefix('truncated: ')}{where}"
     return f"{rel}: {message}{where}"
+
+
+def at(where: str | None, detail: str | None) -> str | None:
+    """Join a location prefix (``member x``) and a detail (``byte 12``)."""
+    parts = [p for p in (where, detail) if p]
+    return ", ".join(parts) if parts else None

@@ -37,8 +37,8 @@ from assay.model.formats import Format, detect
 from assay.model.gguf_file import read_gguf_file
 from assay.model.problems import problem_message
 from assay.model.safetensors_file import DTYPE_BITS, read_safetensors
-from assay.scan.pickle_vm import (TORCH_LEGACY_MAGIC, PickleFormatError, TorchTensorRecord, evaluate_pickle,
-                                  torch_tensor_records)
+from assay.model.pickle_vm import (TORCH_LEGACY_MAGIC, PickleFormatError, TorchTensorRecord, evaluate_pickle,
+                                   torch_tensor_records)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -374,7 +374,7 @@ class PickleWalkError(Exception):
 def torch_entries(path: Path, fmt: Format) -> list[TorchTensorRecord]:
     """Tensor records of a torch archive from its pickle, without unpickling. Raises PickleWalkError/FormatError.
 
-    The pickle runs on the scanner's symbolic machine (:func:`assay.scan.pickle_vm.evaluate_pickle`), so the
+    The pickle runs on the scanner's symbolic machine (:func:`assay.model.pickle_vm.evaluate_pickle`), so the
     tensor reader and the scanner read the same opcodes the same way.
     """
     try:

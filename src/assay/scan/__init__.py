@@ -3,7 +3,8 @@
 The scanner is safe by construction: it never unpickles, imports, renders or executes what it scans, never imports
 torch, and sends nothing anywhere. Every file is examined by its content, whatever its name:
 
-- :mod:`.pickle_vm` runs pickles on a symbolic machine against a default-deny allowlist (:mod:`.allowlist`);
+- :mod:`assay.model.pickle_vm` runs pickles on a symbolic machine against a default-deny allowlist
+  (:mod:`assay.model.pickle_allowlist`); it is the one reader of pickles, shared with the tensor reader;
 - :mod:`.containers` reads zip (torch, TorchScript, npz, Keras), legacy torch, numpy, HDF5, tar and compressed
   files the way their loaders do;
 - :mod:`.safetensors` and :mod:`.gguf` check headers against the data they describe;

@@ -22,6 +22,8 @@ from typing import Any, BinaryIO
 from assay.errors import FormatError
 from assay.model._bufio import Buffer, BufReader, stream_of
 from assay.model.formats import Format
+from assay.model.pickle_allowlist import storage_element_size
+from assay.model.pickle_vm import TORCH_LEGACY_MAGIC, StreamResult, constant_list, scan_pickle_stream, storage_refs
 from assay.model.zipread import (
     ResourceLimit,
     ZipMember,
@@ -37,11 +39,9 @@ from assay.model.zipread import (
     u64,
     zip64_extra,
 )
-from assay.scan.allowlist import storage_element_size
 from assay.scan.context import FileScan, at
 from assay.scan.payload import check_tensor_start
 from assay.scan.findings import Severity
-from assay.scan.pickle_vm import TORCH_LEGACY_MAGIC, StreamResult, constant_list, scan_pickle_stream, storage_refs
 
 #: Members larger than this are not decompressed into memory (reported as not verified).
 MAX_MEMBER_BYTES = 256 * 1024 * 1024

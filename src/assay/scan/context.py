@@ -1,7 +1,8 @@
 """The state of scanning one file: its findings, the reasons it could not be verified, and the options.
 
 Each format scanner receives a :class:`FileScan` and a ``where`` prefix (an archive member, a nested pickle) and
-reports into it; :func:`assay.scan.scan_model` turns it into a :class:`~assay.scan.findings.FileResult`.
+reports into it; :func:`assay.scan.scan_model` turns it into a :class:`~assay.scan.findings.FileResult`. It is
+the :class:`~assay.model.pickle_vm.PickleReport` the pickle machine reports into.
 
     >>> fs = FileScan("model.bin", ScanOptions())
     >>> fs.add("PICKLE-GLOBAL", at(None, "byte 12"), "references os.system", "os.system")
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from assay.model.problems import at as at  # re-exported: every format scanner joins locations with it
 from assay.scan.findings import RULES, FileResult, FileStatus, Finding, Severity
 
 #: Archives nested deeper than this are not opened.
@@ -33,12 +35,6 @@ class ScanOptions:
     """The model root is a Hugging Face cache snapshot (its files are links into ``../../blobs``)."""
 
 
-def at(where: str | None, detail: str | None) -> str | None:
-    """Join a location prefix (``member x``) and a detail (``byte 12``)."""
-    parts = [p for p in (where, detail) if p]
-    return ", ".join(parts) if parts else None
-
-
 @dataclass
 class FileScan:
     """Findings and unverified reasons collected for one file of the model."""
@@ -50,7 +46,7 @@ class FileScan:
     format: str = "unknown"
     _seen: set[tuple[str, str | None, str | None]] = field(default_factory=set)
     pickle_ops: int = 0
-    """Pickle opcodes run so far in this file (bounded, see :data:`assay.scan.pickle_vm.MAX_PICKLE_OPS`)."""
+    """Pickle opcodes run so far in this file (bounded, see :data:`assay.model.pickle_vm.MAX_PICKLE_OPS`)."""
     payload_bytes: int = 0
     """Bytes of tensor starts the pickle decoder consumed so far (bounded per file, see :mod:`assay.scan.payload`)."""
     nested_seen: set[bytes] = field(default_factory=set)

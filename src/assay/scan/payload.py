@@ -73,10 +73,10 @@ def _may_be_pickle(head: bytes) -> bool:
 def _pickle(stream: Any, window_is_full: bool) -> tuple[str | None, bool]:
     """(evidence if ``stream`` is a pickle that names a global, whether decoding ran well-formed to its end).
 
-    The scanner's symbolic machine runs it (:mod:`assay.scan.pickle_vm`): opcodes must also make sense on the
+    The scanner's symbolic machine runs it (:mod:`assay.model.pickle_vm`): opcodes must also make sense on the
     stack (``0R.`` decodes as opcodes but no unpickler accepts it), and at least one global must be named.
     """
-    from assay.scan.pickle_vm import PickleFormatError, PickleResourceLimit
+    from assay.model.pickle_vm import PickleFormatError, PickleResourceLimit
 
     machine = _recorder()
     names = machine.names
@@ -100,13 +100,12 @@ def _pickle(stream: Any, window_is_full: bool) -> tuple[str | None, bool]:
 
 
 def _recorder() -> Any:
-    """A symbolic pickle machine that records the globals a pickle names (findings go to a scratch file)."""
+    """A symbolic pickle machine that records the globals a pickle names (its findings are dropped)."""
     global _RECORDER
     if _RECORDER is None:
-        from assay.scan.context import ScanOptions
-        from assay.scan.pickle_vm import Global, _Machine
+        from assay.model.pickle_vm import DiscardReport, Global, PickleMachine
 
-        class Recorder(_Machine):
+        class Recorder(PickleMachine):
             names: list[str]
 
             def global_(self, module: Any, name: Any, pos: int, op: str) -> Global:
@@ -114,10 +113,8 @@ def _recorder() -> Any:
                 self.names.append(g.full)
                 return g
 
-        options = ScanOptions()
-
         def make() -> Any:
-            m = Recorder(FileScan("<tensor>", options), None, None)
+            m = Recorder(DiscardReport(), None, None)
             m.names = []
             return m
 

@@ -3,7 +3,7 @@
 A global is accepted only if its exact ``module.qualname`` is in :data:`ALLOWED_GLOBALS` (or the user adds it
 with ``--allow-global``). The list follows ``torch._weights_only_unpickler`` (tensor and storage rebuilds, dtypes,
 ``torch.Size``, ``torch.device``, ``collections.OrderedDict``, ``_codecs.encode``), numpy array reconstruction
-(numeric dtypes only, checked by :mod:`assay.scan.pickle_vm`), and the honest classes and enums that
+(numeric dtypes only, checked by :mod:`assay.model.pickle_vm`), and the honest classes and enums that
 ``transformers.TrainingArguments`` pickles into ``training_args.bin``. ``docs/rules.md`` lists them.
 
     >>> is_allowed("torch._utils._rebuild_tensor_v2")

@@ -3,9 +3,15 @@
 ``pickletools.genops`` decodes opcodes and their arguments; this module simulates the stack and the memo for
 every opcode of protocols 0-5, resolves the names of ``GLOBAL``, ``STACK_GLOBAL`` and ``INST``, treats
 ``REDUCE``, ``BUILD``, ``INST``, ``OBJ``, ``NEWOBJ`` and ``NEWOBJ_EX`` as calls, and checks each global against
-the default-deny allowlist (:mod:`assay.scan.allowlist`). Several pickles stacked in one stream are read one
-after the other; a stream that breaks keeps what was found before the break.
+the default-deny allowlist (:mod:`assay.model.pickle_allowlist`). Several pickles stacked in one stream are read
+one after the other; a stream that breaks keeps what was found before the break.
 
+This is the one reader of pickles: the scanner judges them (:mod:`assay.scan.containers`, :mod:`assay.scan.payload`)
+and the tensor reader lists a torch archive's tensors (:mod:`assay.model.tensors`) from the same machine. It
+lives in ``model`` so that both can import it; it reports through :class:`PickleReport`, which the scanner's
+:class:`~assay.scan.context.FileScan` implements (findings are named by their scan rule id).
+
+    >>> from assay.scan.context import FileScan, ScanOptions   # the scanner's report; any PickleReport will do
     >>> fs = FileScan("x.pkl", ScanOptions())
     >>> scan_pickle_stream(io.BytesIO(b"cos\\nsystem\\n(S'true'\\ntR."), fs, where=None)
     >>> [f.rule for f in fs.findings]
@@ -20,13 +26,67 @@ import io
 import pickletools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, BinaryIO, Protocol, cast
 
-from assay.scan.allowlist import NESTED_LOADERS, NUMERIC_DTYPE_KINDS, danger_of, is_allowed
-from assay.scan.context import FileScan, at
+from assay.model.pickle_allowlist import NESTED_LOADERS, NUMERIC_DTYPE_KINDS, danger_of, is_allowed
+from assay.model.problems import at
 
 #: The first pickle of a legacy (non-zip) ``torch.save`` file holds this number.
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+# Where the machine reports ---------------------------------------------------------------------------------------
+
+class PickleOptions(Protocol):
+    """What the machine reads of the scan options."""
+
+    @property
+    def allow_globals(self) -> frozenset[str]:
+        """Extra globals (exact ``module.qualname``) to accept."""
+        ...
+
+
+class PickleReport(Protocol):
+    """Where the machine reports what a pickle does (the scanner's :class:`~assay.scan.context.FileScan`).
+
+    ``add`` takes a scan rule id (``PICKLE-GLOBAL``, ...); the counters bound the work per scanned file.
+    """
+
+    pickle_ops: int
+    """Opcodes run so far in this file (bounded by :data:`MAX_PICKLE_OPS`)."""
+    nested_seen: set[bytes]
+    """Digests of nested byte strings already scanned in this file."""
+
+    @property
+    def options(self) -> PickleOptions:
+        """The allowlist additions."""
+        ...
+
+    def add(self, rule: str, location: str | None, message: str, evidence: str | None = None) -> None:
+        """Record a finding of ``rule``."""
+
+    def unverified(self, reason: str) -> None:
+        """Record that part of the file could not be analysed."""
+
+
+@dataclass(frozen=True)
+class _Allow:
+    allow_globals: frozenset[str] = frozenset()
+
+
+@dataclass
+class DiscardReport:
+    """A :class:`PickleReport` that keeps nothing: for reading what a pickle holds, not judging it."""
+
+    options: _Allow = field(default_factory=_Allow)
+    pickle_ops: int = 0
+    nested_seen: set[bytes] = field(default_factory=set)
+
+    def add(self, rule: str, location: str | None, message: str, evidence: str | None = None) -> None:
+        """Dropped."""
+
+    def unverified(self, reason: str) -> None:
+        """Dropped."""
 
 
 # Symbolic values ------------------------------------------------------------------------------------------------
@@ -132,8 +192,10 @@ class PickleResult:
 
 # The machine -----------------------------------------------------------------------------------------------------
 
-class _Machine:
-    def __init__(self, fs: FileScan, where: str | None, nested: Callable[[bytes, str], None] | None) -> None:
+class PickleMachine:
+    """Runs one pickle symbolically (:meth:`run`), reporting into ``fs``."""
+
+    def __init__(self, fs: PickleReport, where: str | None, nested: Callable[[bytes, str], None] | None) -> None:
         self.fs = fs
         self.where = where
         self.nested = nested
@@ -358,70 +420,70 @@ def _constant_bytes(v: Any) -> tuple[list[bytes], bool]:
 
 # Opcode handlers ------------------------------------------------------------------------------------------------
 
-def _push_arg(m: _Machine, arg: Any, pos: int) -> None:
+def _push_arg(m: PickleMachine, arg: Any, pos: int) -> None:
     m.stack.append(arg)
 
 
-def _push_const(value: Any) -> Callable[[_Machine, Any, int], None]:
-    def h(m: _Machine, arg: Any, pos: int) -> None:
+def _push_const(value: Any) -> Callable[[PickleMachine, Any, int], None]:
+    def h(m: PickleMachine, arg: Any, pos: int) -> None:
         m.stack.append(value)
     return h
 
 
-def _proto(m: _Machine, arg: Any, pos: int) -> None:
+def _proto(m: PickleMachine, arg: Any, pos: int) -> None:
     m.proto = int(arg)
 
 
-def _frame(m: _Machine, arg: Any, pos: int) -> None:
+def _frame(m: PickleMachine, arg: Any, pos: int) -> None:
     pass
 
 
-def _mark(m: _Machine, arg: Any, pos: int) -> None:
+def _mark(m: PickleMachine, arg: Any, pos: int) -> None:
     m.metastack.append(m.stack)
     m.stack = []
 
 
-def _pop(m: _Machine, arg: Any, pos: int) -> None:
+def _pop(m: PickleMachine, arg: Any, pos: int) -> None:
     if m.stack:
         m.stack.pop()
     else:  # POP with an empty stack pops the mark (as the stdlib unpickler does)
         m.pop_mark(pos)
 
 
-def _pop_mark(m: _Machine, arg: Any, pos: int) -> None:
+def _pop_mark(m: PickleMachine, arg: Any, pos: int) -> None:
     m.pop_mark(pos)
 
 
-def _dup(m: _Machine, arg: Any, pos: int) -> None:
+def _dup(m: PickleMachine, arg: Any, pos: int) -> None:
     m.stack.append(m.top(pos))
 
 
-def _binbytes(m: _Machine, arg: Any, pos: int) -> None:
+def _binbytes(m: PickleMachine, arg: Any, pos: int) -> None:
     m.stack.append(bytes(arg))
 
 
-def _bytearray(m: _Machine, arg: Any, pos: int) -> None:
+def _bytearray(m: PickleMachine, arg: Any, pos: int) -> None:
     m.stack.append(bytearray(arg))
 
 
-def _buffer(m: _Machine, arg: Any, pos: int) -> None:
+def _buffer(m: PickleMachine, arg: Any, pos: int) -> None:
     m.stack.append(Opaque("out-of-band buffer"))
 
 
-def _readonly_buffer(m: _Machine, arg: Any, pos: int) -> None:
+def _readonly_buffer(m: PickleMachine, arg: Any, pos: int) -> None:
     m.top(pos)
 
 
-def _string(m: _Machine, arg: Any, pos: int) -> None:
+def _string(m: PickleMachine, arg: Any, pos: int) -> None:
     # STRING/BINSTRING: Python 2 str; decoded as latin-1 like encoding="latin1" would (ASCII by default)
     m.stack.append(arg if isinstance(arg, str) else bytes(arg).decode("latin-1"))
 
 
-def _empty_list(m: _Machine, arg: Any, pos: int) -> None:
+def _empty_list(m: PickleMachine, arg: Any, pos: int) -> None:
     m.stack.append(SymList())
 
 
-def _append(m: _Machine, arg: Any, pos: int) -> None:
+def _append(m: PickleMachine, arg: Any, pos: int) -> None:
     value = m.pop(pos)
     lst = m.top(pos)
     if isinstance(lst, SymList):
@@ -431,7 +493,7 @@ def _append(m: _Machine, arg: Any, pos: int) -> None:
         m.calls += 1
 
 
-def _appends(m: _Machine, arg: Any, pos: int) -> None:
+def _appends(m: PickleMachine, arg: Any, pos: int) -> None:
     items = m.pop_mark(pos)
     lst = m.top(pos)
     if isinstance(lst, SymList):
@@ -440,22 +502,22 @@ def _appends(m: _Machine, arg: Any, pos: int) -> None:
         m.calls += 1
 
 
-def _list(m: _Machine, arg: Any, pos: int) -> None:
+def _list(m: PickleMachine, arg: Any, pos: int) -> None:
     items = m.pop_mark(pos)  # pop first: it replaces m.stack
     m.stack.append(SymList(items))
 
 
-def _empty_tuple(m: _Machine, arg: Any, pos: int) -> None:
+def _empty_tuple(m: PickleMachine, arg: Any, pos: int) -> None:
     m.stack.append(())
 
 
-def _tuple(m: _Machine, arg: Any, pos: int) -> None:
+def _tuple(m: PickleMachine, arg: Any, pos: int) -> None:
     items = m.pop_mark(pos)
     m.stack.append(tuple(items))
 
 
-def _tuple_n(n: int) -> Callable[[_Machine, Any, int], None]:
-    def h(m: _Machine, arg: Any, pos: int) -> None:
+def _tuple_n(n: int) -> Callable[[PickleMachine, Any, int], None]:
+    def h(m: PickleMachine, arg: Any, pos: int) -> None:
         if len(m.stack) < n:
             raise PickleFormatError("stack underflow", pos)
         items = m.stack[len(m.stack) - n:]
@@ -464,18 +526,18 @@ def _tuple_n(n: int) -> Callable[[_Machine, Any, int], None]:
     return h
 
 
-def _empty_dict(m: _Machine, arg: Any, pos: int) -> None:
+def _empty_dict(m: PickleMachine, arg: Any, pos: int) -> None:
     m.stack.append(SymDict())
 
 
-def _dict(m: _Machine, arg: Any, pos: int) -> None:
+def _dict(m: PickleMachine, arg: Any, pos: int) -> None:
     items = m.pop_mark(pos)
     if len(items) % 2:
         raise PickleFormatError("odd number of items for DICT", pos)
     m.stack.append(SymDict(list(zip(items[::2], items[1::2], strict=True))))
 
 
-def _setitem(m: _Machine, arg: Any, pos: int) -> None:
+def _setitem(m: PickleMachine, arg: Any, pos: int) -> None:
     value = m.pop(pos)
     key = m.pop(pos)
     d = m.top(pos)
@@ -488,7 +550,7 @@ def _setitem(m: _Machine, arg: Any, pos: int) -> None:
         m.calls += 1
 
 
-def _setitems(m: _Machine, arg: Any, pos: int) -> None:
+def _setitems(m: PickleMachine, arg: Any, pos: int) -> None:
     items = m.pop_mark(pos)
     if len(items) % 2:
         raise PickleFormatError("odd number of items for SETITEMS", pos)
@@ -502,11 +564,11 @@ def _setitems(m: _Machine, arg: Any, pos: int) -> None:
         m.calls += 1
 
 
-def _empty_set(m: _Machine, arg: Any, pos: int) -> None:
+def _empty_set(m: PickleMachine, arg: Any, pos: int) -> None:
     m.stack.append(SymSet())
 
 
-def _additems(m: _Machine, arg: Any, pos: int) -> None:
+def _additems(m: PickleMachine, arg: Any, pos: int) -> None:
     items = m.pop_mark(pos)
     s = m.top(pos)
     if isinstance(s, SymSet):
@@ -515,99 +577,99 @@ def _additems(m: _Machine, arg: Any, pos: int) -> None:
         m.calls += 1
 
 
-def _frozenset(m: _Machine, arg: Any, pos: int) -> None:
+def _frozenset(m: PickleMachine, arg: Any, pos: int) -> None:
     items = m.pop_mark(pos)
     m.stack.append(SymSet(items))
 
 
-def _get(m: _Machine, arg: Any, pos: int) -> None:
+def _get(m: PickleMachine, arg: Any, pos: int) -> None:
     idx = int(arg)
     if idx not in m.memo:
         raise PickleFormatError(f"memo key {idx} not defined", pos)
     m.stack.append(m.memo[idx])
 
 
-def _put(m: _Machine, arg: Any, pos: int) -> None:
+def _put(m: PickleMachine, arg: Any, pos: int) -> None:
     idx = int(arg)
     if idx < 0:
         raise PickleFormatError("negative memo key", pos)
     m.memo[idx] = m.top(pos)
 
 
-def _memoize(m: _Machine, arg: Any, pos: int) -> None:
+def _memoize(m: PickleMachine, arg: Any, pos: int) -> None:
     m.memo[len(m.memo)] = m.top(pos)
 
 
-def _ext(m: _Machine, arg: Any, pos: int) -> None:
+def _ext(m: PickleMachine, arg: Any, pos: int) -> None:
     m.fs.add("PICKLE-EXTENSION", m.loc(pos), f"uses extension code {arg}: the global it names is registered at "
              "load time (copyreg) and cannot be checked", str(arg))
     m.stack.append(Global(f"<extension {arg}>", pos, computed=True))
 
 
-def _global(m: _Machine, arg: Any, pos: int) -> None:
+def _global(m: PickleMachine, arg: Any, pos: int) -> None:
     module, _, name = str(arg).partition(" ")
     m.stack.append(m.global_(module, name, pos, "GLOBAL"))
 
 
-def _stack_global(m: _Machine, arg: Any, pos: int) -> None:
+def _stack_global(m: PickleMachine, arg: Any, pos: int) -> None:
     name = m.pop(pos)
     module = m.pop(pos)
     m.stack.append(m.global_(module, name, pos, "STACK_GLOBAL"))
 
 
-def _reduce(m: _Machine, arg: Any, pos: int) -> None:
+def _reduce(m: PickleMachine, arg: Any, pos: int) -> None:
     args = m.pop(pos)
     func = m.pop(pos)
     m.stack.append(m.call(func, args, pos, "REDUCE"))
 
 
-def _build(m: _Machine, arg: Any, pos: int) -> None:
+def _build(m: PickleMachine, arg: Any, pos: int) -> None:
     m.build(pos)
 
 
-def _inst(m: _Machine, arg: Any, pos: int) -> None:
+def _inst(m: PickleMachine, arg: Any, pos: int) -> None:
     module, _, name = str(arg).partition(" ")
     args = tuple(m.pop_mark(pos))
     cls = m.global_(module, name, pos, "INST")
     m.stack.append(m.call(cls, args, pos, "INST"))
 
 
-def _obj(m: _Machine, arg: Any, pos: int) -> None:
+def _obj(m: PickleMachine, arg: Any, pos: int) -> None:
     items = m.pop_mark(pos)
     if not items:
         raise PickleFormatError("OBJ without a class", pos)
     m.stack.append(m.call(items[0], tuple(items[1:]), pos, "OBJ"))
 
 
-def _newobj(m: _Machine, arg: Any, pos: int) -> None:
+def _newobj(m: PickleMachine, arg: Any, pos: int) -> None:
     args = m.pop(pos)
     cls = m.pop(pos)
     m.stack.append(m.call(cls, args, pos, "NEWOBJ"))
 
 
-def _newobj_ex(m: _Machine, arg: Any, pos: int) -> None:
+def _newobj_ex(m: PickleMachine, arg: Any, pos: int) -> None:
     kwargs = m.pop(pos)
     args = m.pop(pos)
     cls = m.pop(pos)
     m.stack.append(m.call(cls, args, pos, "NEWOBJ_EX", kwargs))
 
 
-def _persid(m: _Machine, arg: Any, pos: int) -> None:
+def _persid(m: PickleMachine, arg: Any, pos: int) -> None:
     m.persistent.append(arg)
     m.stack.append(Persistent(arg))
 
 
-def _binpersid(m: _Machine, arg: Any, pos: int) -> None:
+def _binpersid(m: PickleMachine, arg: Any, pos: int) -> None:
     pid = m.pop(pos)
     m.persistent.append(pid)
     m.stack.append(Persistent(pid))
 
 
-def _stop(m: _Machine, arg: Any, pos: int) -> None:  # handled in the loop
+def _stop(m: PickleMachine, arg: Any, pos: int) -> None:  # handled in the loop
     pass
 
 
-_HANDLERS: dict[str, Callable[[_Machine, Any, int], None]] = {
+_HANDLERS: dict[str, Callable[[PickleMachine, Any, int], None]] = {
     # constants
     "INT": _push_arg, "BININT": _push_arg, "BININT1": _push_arg, "BININT2": _push_arg, "LONG": _push_arg,
     "LONG1": _push_arg, "LONG4": _push_arg, "FLOAT": _push_arg, "BINFLOAT": _push_arg,
@@ -662,7 +724,7 @@ def _is_pickle_start(stream: BinaryIO) -> bool:
 _PROTO0_FIRST = {op.code for op in pickletools.opcodes if op.proto <= 1} - {"."}
 
 
-def scan_pickle_stream(stream: BinaryIO, fs: FileScan, *, where: str | None,
+def scan_pickle_stream(stream: BinaryIO, fs: PickleReport, *, where: str | None,
                        nested: Callable[[bytes, str], None] | None = None, max_pickles: int = 1024,
                        expect_more: bool = True) -> StreamResult:
     """Run every pickle in ``stream`` through the symbolic machine and report into ``fs``.
@@ -681,7 +743,7 @@ def scan_pickle_stream(stream: BinaryIO, fs: FileScan, *, where: str | None,
             fs.add("PICKLE-TRAILING-DATA", at(where, f"byte {stream.tell()}"),
                    f"{size - stream.tell()} bytes follow the last pickle; no pickle loader reads them")
             break
-        machine = _Machine(fs, where, nested)
+        machine = PickleMachine(fs, where, nested)
         try:
             res = machine.run(stream)
         except PickleResourceLimit as exc:
@@ -747,9 +809,7 @@ def evaluate_pickle(stream: IO[bytes], *, allow_globals: frozenset[str] = frozen
     The tensor reader lists the tensors of a torch archive from this value (:func:`torch_tensor_records`), so
     it reads a pickle exactly as the scanner does. Raises :class:`PickleFormatError` for a malformed pickle.
     """
-    from assay.scan.context import ScanOptions
-
-    machine = _Machine(FileScan("<pickle>", ScanOptions(allow_globals=allow_globals)), None, None)
+    machine = PickleMachine(DiscardReport(_Allow(allow_globals)), None, None)
     try:
         return machine.run(cast(BinaryIO, stream)).value
     except PickleResourceLimit as exc:
