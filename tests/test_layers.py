@@ -40,8 +40,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # base: import nothing of assay
     ("__init__", "errors", "severity", "formatting", "jsonable", "progress"),
     # schemas (errors); model: every reader of a model's bytes, one per format (zip, safetensors, GGUF, pickle,
-    # card front matter); policy: the policy file
-    ("schemas", "model", "policy"),
+    # card front matter); policy: the policy file; environment: versions and hardware (assay's __version__)
+    ("schemas", "model", "policy", "environment"),
     # scan judges what the model readers read
     ("scan",),
     # manifest, signing (reads auto_map code through scan.code), lineage
