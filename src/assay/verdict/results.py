@@ -29,12 +29,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from assay.deploy.bench import bench_document, fit_document
 from assay.deploy.card import CardFinding, ClaimCheck, EvalClaim, card_document, claim_findings
+from assay.deploy.cost import cost_document
 from assay.deploy.licences import Licence, Violation
 from assay.evaluate.compare import MetricComparison, comparison_document, eval_document
 from assay.evaluate.kl import KLResult, kl_document
+from assay.evaluate.policy_tasks import probes_document
 from assay.evaluate.stats import CHANGES, judge_change, metric_direction
 from assay.jsonable import as_mapping, to_jsonable
+from assay.model.inventory import inventory_document
+from assay.provenance.lineage import lineage_document
+from assay.provenance.signing import verify_document
 from assay.scan import scan_document
 from assay.scan.findings import FileResult, Finding, ScanReport
 from assay.severity import SEVERITIES, Severity
@@ -134,8 +140,6 @@ class SignatureResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.verify/1`` and the key."""
-        from assay.provenance.signing import verify_document
-
         return {**verify_document(_source(self.verification, "SignatureResult", "VerifyResult")), "key": self.key}
 
     @classmethod
@@ -200,8 +204,6 @@ class LineageResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.lineage/1``."""
-        from assay.provenance.lineage import lineage_document
-
         return lineage_document(_source(self.report, "LineageResult", "LineageReport"))
 
     @classmethod
@@ -420,8 +422,6 @@ class BenchResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.bench/1``."""
-        from assay.deploy.bench import bench_document
-
         doc = bench_document(_source(self.report, "BenchResult", "BenchReport"))
         if self.notes:
             doc["notes"] = [*doc["notes"], *self.notes]
@@ -453,8 +453,6 @@ class CostResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.cost/1``."""
-        from assay.deploy.cost import cost_document
-
         return cost_document(_source(self.report, "CostResult", "CostReport"))
 
     @classmethod
@@ -504,8 +502,6 @@ class ProbesResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.probes/1``."""
-        from assay.evaluate.policy_tasks import probes_document
-
         r = _source(self.run, "ProbesResult", "ProbesRun")
         return probes_document(r.candidate, r.base, r.results, r.base_results, r.policy, comparison=self.comparison)
 
@@ -594,8 +590,6 @@ class InventoryResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.inventory/1``."""
-        from assay.model.inventory import inventory_document
-
         out: dict[str, Any] = to_jsonable(inventory_document(self.inventory))
         return out
 
@@ -611,8 +605,6 @@ class HardwareResult:
 
     def document(self) -> dict[str, Any]:
         """``assay.fit/1``."""
-        from assay.deploy.bench import fit_document
-
         out: dict[str, Any] = to_jsonable({"schema": "assay.fit/1", "source": self.source,
                                            **fit_document(self.fit)})
         return out
