@@ -45,7 +45,7 @@ from assay.deploy.claims import match_claims, review_card
 from assay.deploy.training_log import read_training_log
 from assay.evaluate.policy_tasks import kl_tasks, probe_tasks
 from assay.environment import environment
-from assay.errors import AssayError, ModelError, PolicyError, debugging
+from assay.errors import AssayError, ModelError, PolicyError, ReportError, debugging
 from assay.model.formats import Format, detect
 from assay.model.ref import ModelRef, resolve
 from assay.policy import CostPolicy, Policy, policy_document
@@ -66,6 +66,7 @@ __all__ = ["SCHEMA", "STAGES", "STAGE_TABLE", "VET_FORMATS", "Requirement", "Sta
            "environment", "match_claims", "run_vet", "vet_document"]
 
 SCHEMA = VET_SCHEMA
+R = TypeVar("R")
 #: Weight formats ``assay vet`` can take as a candidate (others are refused as bad input).
 VET_FORMATS = frozenset({Format.SAFETENSORS, Format.GGUF, Format.TORCH_ZIP, Format.PICKLE})
 
@@ -267,9 +268,6 @@ class VetContext:
         outcome = self.outcomes.get(stage)
         found = outcome.result if outcome is not None and outcome.status is Status.RAN else None
         return found if isinstance(found, kind) else None
-
-
-R = TypeVar("R")
 
 
 def _scan_is_safe(outcome: StageOutcome | None) -> bool:
@@ -808,7 +806,10 @@ def vet_document(result: VetResult) -> dict[str, Any]:
                    for s in result.stages},
     }
     for s in result.stages:
-        doc[s.name] = s.document
+        try:
+            doc[s.name] = s.document  # written from the stage's typed result now
+        except Exception as exc:  # noqa: BLE001 - one clear line, never a half-written document
+            raise ReportError(f"the {s.name} stage's document could not be written: {_why(exc)}") from exc
     doc["training"] = result.training
     for k, v in result.extra.items():
         doc[k] = _plain(v)
