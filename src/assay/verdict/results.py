@@ -75,6 +75,11 @@ def _float(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
+def _finite(x: Any) -> float | None:
+    v = _float(x)
+    return v if v is not None and math.isfinite(v) else None
+
+
 def _text(x: Any) -> str | None:
     return None if x is None else str(x)
 
@@ -416,9 +421,9 @@ class BenchResult:
     @classmethod
     def of(cls, report: BenchReport, notes: Sequence[str] = ()) -> BenchResult:
         """The result of a bench run."""
-        return cls(_float(report.candidate.decode_tokens_per_s),
-                   _float(report.base.decode_tokens_per_s) if report.base is not None else None,
-                   _float(report.ratios.get("decode_tokens_per_s")), report, tuple(notes))
+        return cls(_finite(report.candidate.decode_tokens_per_s),
+                   _finite(report.base.decode_tokens_per_s) if report.base is not None else None,
+                   _finite(report.ratios.get("decode_tokens_per_s")), report, tuple(notes))
 
     def document(self) -> dict[str, Any]:
         """``assay.bench/1``."""
@@ -430,9 +435,9 @@ class BenchResult:
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> BenchResult:
         """A saved ``assay.bench/1``."""
-        return cls(_float(as_mapping(doc.get("candidate")).get("decode_tokens_per_s")),
-                   _float(as_mapping(doc.get("base")).get("decode_tokens_per_s")),
-                   _float(as_mapping(doc.get("ratios")).get("decode_tokens_per_s")))
+        return cls(_finite(as_mapping(doc.get("candidate")).get("decode_tokens_per_s")),
+                   _finite(as_mapping(doc.get("base")).get("decode_tokens_per_s")),
+                   _finite(as_mapping(doc.get("ratios")).get("decode_tokens_per_s")))
 
 
 @dataclass(frozen=True)
@@ -449,7 +454,7 @@ class CostResult:
     @classmethod
     def of(cls, report: CostReport) -> CostResult:
         """The result of the cost model."""
-        return cls(_float(report.self_per_task), report.self_per_task_basis, report)
+        return cls(_finite(report.self_per_task), report.self_per_task_basis, report)
 
     def document(self) -> dict[str, Any]:
         """``assay.cost/1``."""
@@ -458,7 +463,7 @@ class CostResult:
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> CostResult:
         """A saved ``assay.cost/1``."""
-        return cls(_float(doc.get("self_per_task")), _text(doc.get("self_per_task_basis")))
+        return cls(_finite(doc.get("self_per_task")), _text(doc.get("self_per_task_basis")))
 
 
 # --- behaviour probes and drift ---------------------------------------------------------------------------
@@ -537,8 +542,10 @@ class DriftTask:
 
     @classmethod
     def of(cls, r: KLResult) -> DriftTask:
-        """One measured text."""
-        return cls(r.comparable, r.mean, r.p95, (float(r.ci[0]), float(r.ci[1])), r.note, r)
+        """One measured text (a value that is not a finite number is unknown: None)."""
+        lo, hi = _finite(r.ci[0]), _finite(r.ci[1])
+        return cls(r.comparable, _finite(r.mean), _finite(r.p95), (lo, hi) if lo is not None and hi is not None
+                   else None, r.note, r)
 
     @classmethod
     def from_document(cls, t: Mapping[str, Any]) -> DriftTask:
