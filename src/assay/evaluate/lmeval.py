@@ -473,11 +473,13 @@ def load_lmeval_task(path: Path, cfg: dict[str, Any], *, data: Mapping[str, Sequ
                      f"document alone (lm-evaluation-harness builds the examples and ignores them too)")
         shots = 0
     if shots:
-        fs_docs, pool_note = _fewshot_docs(cfg, fs, fs_split, split_docs, train_split, val_split, test_split)
+        fs_docs, pool_note = _fewshot_docs(cfg, fs, fs_split=fs_split, split_docs=split_docs, train=train_split,
+                                               val=val_split, test=test_split)
         if pool_note:
             notes.append(pool_note)
-        pool = tuple(_shot_item(res, cfg, fs, doc, f"fewshot row {j + 1}", j, multiple_input, has_choices, tgt_delim,
-                                few_delim) for j, doc in enumerate(fs_docs))
+        pool = tuple(_shot_item(res, cfg, fs, doc, at=f"fewshot row {j + 1}", j=j, multiple_input=multiple_input,
+                                has_choices=has_choices, tgt_delim=tgt_delim, few_delim=few_delim)
+                     for j, doc in enumerate(fs_docs))
     if fixed and num_fewshot:
         notes.append(f"num_fewshot: 0 in the task file wins over --num-fewshot {num_fewshot} (as in "
                      f"lm-evaluation-harness)")
@@ -582,7 +584,7 @@ def _process_docs(fn: Callable[..., Any], rows: list[dict[str, Any]], where: str
                         f"{type(exc).__name__}: {exc}") from exc
 
 
-def _fewshot_docs(cfg: Mapping[str, Any], fs: Mapping[str, Any], fs_split: str | None,
+def _fewshot_docs(cfg: Mapping[str, Any], fs: Mapping[str, Any], *, fs_split: str | None,
                   split_docs: Callable[[str, Any], list[dict[str, Any]]], train: str | None, val: str | None,
                   test: str | None) -> tuple[list[dict[str, Any]], str]:
     """lm-eval's few-shot docs: ``fewshot_split``, else ``fewshot_config.samples``, else train/val/test."""
@@ -607,7 +609,7 @@ def _fewshot_docs(cfg: Mapping[str, Any], fs: Mapping[str, Any], fs_split: str |
     return split_docs(test, cfg.get("process_docs")), note
 
 
-def _shot_item(res: _Resolver, cfg: Mapping[str, Any], fs: Mapping[str, Any], doc: dict[str, Any], at: str, j: int,
+def _shot_item(res: _Resolver, cfg: Mapping[str, Any], fs: Mapping[str, Any], doc: dict[str, Any], *, at: str, j: int,
                multiple_input: bool, has_choices: bool, tgt_delim: str, few_delim: str) -> Item:
     """A few-shot document with its rendered turn (``meta["shot"]``), as lm-eval's ``build_qa_turn`` renders it."""
     text_spec = fs["doc_to_text"] if fs.get("doc_to_text") is not None else cfg.get("doc_to_text")

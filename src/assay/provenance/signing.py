@@ -485,7 +485,8 @@ def verify_model(ref: ModelRef, *, public_key_pem: bytes, signature_path: Path |
             matched = None
     valid = not (modified or missing or extra)
     shown = [(ref.files[0].name if p == "." and ref.single_file else p, x, y) for p, x, y in modified]
-    msg = _message(valid, len(resources), extra, missing, shown, ignored, matched, ignored_files)
+    msg = _message(valid, len(resources), extra=extra, missing=missing, modified=shown, ignored=ignored,
+                   matched=matched, ignored_files=ignored_files)
     return VerifyResult(valid=valid, signature_ok=True, extra=tuple(extra), missing=tuple(missing),
                         modified=tuple(modified), message=msg, signed_weights_root=signed_root, card=card,
                         algorithm=hash_type, signer_key=hint, weights_root_match=matched, checked=len(resources),
@@ -555,7 +556,7 @@ def _verify_shards(resources: list[dict[str, str]], ser: dict[str, Any], local: 
     return modified, missing, extra
 
 
-def _message(valid: bool, n: int, extra: list[str], missing: list[str], modified: list[tuple[str, str, str]],
+def _message(valid: bool, n: int, *, extra: list[str], missing: list[str], modified: list[tuple[str, str, str]],
              ignored: tuple[str, ...], matched: bool | None, ignored_files: list[str]) -> str:
     if valid:
         note = ""

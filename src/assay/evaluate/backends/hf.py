@@ -700,15 +700,17 @@ class HFBackend(Backend):
                 rows = len(batch) + 1
                 need = max(len(prompts[j]) + max(1, requests[j].max_tokens) for j in [*batch, i])
                 if batch and (rows > self.batch_rows or rows * need > GENERATION_CACHE_TOKENS):
-                    self._decode_batch(batch, requests, prompts, p, prefix_kv, outputs, progress)
+                    self._decode_batch(batch, requests, prompts=prompts, p=p, prefix_kv=prefix_kv, outputs=outputs,
+                                       progress=progress)
                     batch = []
                 batch.append(i)
             if batch:
-                self._decode_batch(batch, requests, prompts, p, prefix_kv, outputs, progress)
+                self._decode_batch(batch, requests, prompts=prompts, p=p, prefix_kv=prefix_kv, outputs=outputs,
+                                   progress=progress)
         progress.finish("generating")
         return outputs
 
-    def _decode_batch(self, batch: list[int], requests: Sequence[GenerationRequest], prompts: list[list[int]],
+    def _decode_batch(self, batch: list[int], requests: Sequence[GenerationRequest], *, prompts: list[list[int]],
                       p: int, prefix_kv: list[tuple[Any, Any]] | None, outputs: list[str],
                       progress: Progress) -> None:
         """Decode the requests ``batch`` together behind the shared ``p``-token prefix.
