@@ -317,6 +317,7 @@ def test_real_report_in_the_browser(vet_zoo: dict[str, Path], tmp_path: Path,
 def test_interrupted_vet_leaves_no_report(vet_zoo: dict[str, Path], tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import assay.vet as vet_module
+    import assay.vet.stages
     from assay.policy import default_policy
 
     out = tmp_path / "out"
@@ -326,7 +327,7 @@ def test_interrupted_vet_leaves_no_report(vet_zoo: dict[str, Path], tmp_path: Pa
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(vet_module, "_lineage", interrupted)
+    monkeypatch.setattr(assay.vet.stages, "_lineage", interrupted)  # the lineage stage reads it there
     with pytest.raises(KeyboardInterrupt):
         vet_module.run_vet(str(vet_zoo["honest"]), base=str(vet_zoo["base"]), policy=default_policy(),
                            tasks=["builtin:knowledge"], limit=2, out_dir=out)
