@@ -4,7 +4,7 @@ A card names a benchmark its own way (``ai2_arc``, ``ARC (25-Shot)``, ``allenai/
 way (``accuracy``, ``acc_norm``); assay's tasks have their own names (``builtin:arc_challenge``). This module pairs
 them (:data:`CLAIM_ALIASES`, :data:`METRIC_ALIASES`) and hands each pair to :func:`assay.deploy.card.check_claims`.
 
-    >>> measured = measured_scores(evaluation_document)          # {("arc_challenge", "acc"): 0.41, ...}
+    >>> measured = measured_scores(document_metrics(evaluation_document))  # {("arc_challenge", "acc"): 0.41}
     >>> checks, unmatched = match_claims(read_card(ref), measured)
     >>> [(c.measured_key, c.supported) for c in checks]
     >>> card_with_claims(ref, base=base_ref, evaluation=evaluation_document)["claims_unmatched"]
@@ -63,17 +63,24 @@ def _metric_key(metric: str) -> str:
     return METRIC_ALIASES.get(_name_key(base), base.lower())
 
 
-def measured_scores(evaluation: Mapping[str, Any] | None) -> dict[tuple[str, str], float]:
-    """``(task, metric) -> value`` of the candidate's higher-is-better scores in 0..1 (what card claims state)."""
+def measured_scores(metrics_by_task: Mapping[str, Mapping[str, Any] | None] | None) -> dict[tuple[str, str], float]:
+    """``(task, metric) -> value`` of the candidate's higher-is-better scores in 0..1 (what card claims state),
+    from its metrics by task (:attr:`TaskResult.metrics <assay.evaluate.runner.TaskResult.metrics>` of each task,
+    or an ``assay.eval/1`` document's ``tasks[name]["metrics"]``, see :func:`document_metrics`)."""
     from assay.evaluate.stats import metric_direction
 
     out: dict[tuple[str, str], float] = {}
-    for task, t in ((evaluation or {}).get("tasks") or {}).items():
-        for metric, value in ((t or {}).get("metrics") or {}).items():
+    for task, metrics in (metrics_by_task or {}).items():
+        for metric, value in (metrics or {}).items():
             if (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
                     and metric_direction(metric) > 0):
                 out[(str(task), str(metric))] = float(value)
     return out
+
+
+def document_metrics(evaluation: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any] | None]:
+    """The candidate's metrics by task in a saved ``assay.eval/1`` document."""
+    return {str(task): (t or {}).get("metrics") for task, t in ((evaluation or {}).get("tasks") or {}).items()}
 
 
 def match_claims(report: CardReport, measured: Mapping[tuple[str, str], float]
@@ -117,12 +124,12 @@ class CardReview:
     """What the claims were checked against."""
 
 
-def review_card(ref: ModelRef, *, base: ModelRef | None, evaluation: Mapping[str, Any] | None) -> CardReview:
+def review_card(ref: ModelRef, *, base: ModelRef | None,
+                measured: Mapping[tuple[str, str], float] | None) -> CardReview:
     """Read the card of ``ref`` (``base``: the base whose licence the card is checked against) and check its
-    claims against the candidate's scores in ``evaluation`` (an ``assay.eval/1`` document, None when nothing was
-    measured)."""
+    claims against ``measured``, the candidate's scores as :func:`measured_scores` gives them (None or empty when
+    nothing was measured)."""
     report = read_card(ref, base=base)
-    measured = measured_scores(evaluation)
     claims, unmatched = match_claims(report, measured) if measured else ([], list(report.eval_results))
     return CardReview(report, tuple(claims), tuple(unmatched),
                       "the candidate's scores measured by this vet" if measured
@@ -133,7 +140,7 @@ def card_with_claims(ref: ModelRef, *, base: ModelRef | None,
                      evaluation: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``assay.card/1`` document of :func:`review_card`; ``claims_unmatched`` lists the claims no measured
     task matched."""
-    review = review_card(ref, base=base, evaluation=evaluation)
+    review = review_card(ref, base=base, measured=measured_scores(document_metrics(evaluation)))
     doc = dict(card_document(review.report, claims=list(review.claims)))
     doc["claims_unmatched"] = to_jsonable(list(review.unmatched))
     doc["claims_basis"] = review.basis

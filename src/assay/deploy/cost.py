@@ -20,12 +20,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from assay.errors import DeployError
 
 if TYPE_CHECKING:
+    from assay.deploy.bench import BenchReport
     from assay.policy import CostPolicy
 
 #: Utilisation levels the sweep shows (share of paid hardware time doing useful work).
@@ -232,10 +233,10 @@ def compute_cost(inputs: CostInputs) -> CostReport:
 
 
 def inputs_from_bench(doc: dict[str, Any], *, batch_size: int | None = None) -> dict[str, Any]:
-    """Throughput fields for :class:`CostInputs` from an ``assay.bench/1`` document.
+    """Throughput fields for :class:`CostInputs` from a saved ``assay.bench/1`` document (``assay cost --bench``).
 
-    Uses the batch size with the highest decode throughput (or ``batch_size``), since a server batches requests;
-    returns ``decode_tokens_per_s``, ``prefill_tokens_per_s`` and a ``source`` description.
+    See :func:`inputs_from_bench_rows`; a document that is not a bench, or whose rows are malformed, is refused
+    with one line.
     """
     if not isinstance(doc, dict) or doc.get("schema") != "assay.bench/1":
         raise DeployError("the --bench file is not an assay bench document (expected \"schema\": \"assay.bench/1\"; "
@@ -246,23 +247,42 @@ def inputs_from_bench(doc: dict[str, Any], *, batch_size: int | None = None) -> 
     if not isinstance(rows, list) or not rows:
         raise DeployError("the bench document has no throughput measurements (candidate.batches is empty)")
     try:
-        if batch_size is not None:
-            picked = [r for r in rows if int(r["batch_size"]) == batch_size]
-            if not picked:
-                raise DeployError(f"the bench document has no batch size {batch_size} "
-                                  f"(measured: {', '.join(str(r['batch_size']) for r in rows)})")
-            row = picked[0]
-        else:
-            row = max(rows, key=lambda r: float(r["decode_tokens_per_s"]))
-        decode = float(row["decode_tokens_per_s"])
-        prefill = float(row["prefill_tokens_per_s"]) if row.get("prefill_tokens_per_s") else None
-    except (KeyError, TypeError, ValueError) as exc:
+        measured = [(int(r["batch_size"]), float(r["decode_tokens_per_s"]),
+                     float(r["prefill_tokens_per_s"]) if r.get("prefill_tokens_per_s") else None) for r in rows]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DeployError(f"the bench document is malformed ({type(exc).__name__}: {exc})") from exc
     hw_doc = doc.get("hardware")
     hw: dict[str, Any] = hw_doc if isinstance(hw_doc, dict) else {}
-    return {"decode_tokens_per_s": decode, "prefill_tokens_per_s": prefill,
-            "source": {"bench_model": cand.get("model"), "batch_size": row["batch_size"],
-                       "hardware": hw.get("description")}}
+    return inputs_from_bench_rows(measured, model=cand.get("model"), hardware=hw.get("description"),
+                                  batch_size=batch_size)
+
+
+def inputs_from_bench_report(report: BenchReport, *, batch_size: int | None = None) -> dict[str, Any]:
+    """Throughput fields for :class:`CostInputs` from a bench just measured (``assay vet --bench``)."""
+    measured = [(b.batch_size, b.decode_tokens_per_s, b.prefill_tokens_per_s or None)
+                for b in report.candidate.batches]
+    if not measured:
+        raise DeployError("the bench has no throughput measurements (no batch size was measured)")
+    return inputs_from_bench_rows(measured, model=report.candidate.model,
+                                  hardware=report.hardware.description if report.hardware else None,
+                                  batch_size=batch_size)
+
+
+def inputs_from_bench_rows(rows: Sequence[tuple[int, float, float | None]], *, model: Any, hardware: Any,
+                           batch_size: int | None = None) -> dict[str, Any]:
+    """Throughput fields for :class:`CostInputs` from measured ``(batch size, decode tok/s, prefill tok/s)``
+    rows: the batch size with the highest decode throughput (or ``batch_size``), since a server batches
+    requests; returns ``decode_tokens_per_s``, ``prefill_tokens_per_s`` and a ``source`` description."""
+    if batch_size is not None:
+        picked = [r for r in rows if r[0] == batch_size]
+        if not picked:
+            raise DeployError(f"the bench document has no batch size {batch_size} "
+                              f"(measured: {', '.join(str(r[0]) for r in rows)})")
+        row = picked[0]
+    else:
+        row = max(rows, key=lambda r: r[1])
+    return {"decode_tokens_per_s": row[1], "prefill_tokens_per_s": row[2],
+            "source": {"bench_model": model, "batch_size": row[0], "hardware": hardware}}
 
 
 def cost_document(r: CostReport) -> dict[str, Any]:
@@ -290,11 +310,11 @@ def cost_document(r: CostReport) -> dict[str, Any]:
     }
 
 
-def inputs_from_policy(cost: CostPolicy, bench: Mapping[str, Any] | None) -> CostInputs:
-    """The :class:`~assay.deploy.cost.CostInputs` of the policy's ``cost`` section and the bench document."""
+def inputs_from_policy(cost: CostPolicy, bench: BenchReport | None) -> CostInputs:
+    """The :class:`~assay.deploy.cost.CostInputs` of the policy's ``cost`` section and the bench just measured."""
     derived: dict[str, Any] = {}
     if cost.self_per_task is None and bench is not None:
-        derived = inputs_from_bench(dict(bench))
+        derived = inputs_from_bench_report(bench)
     return CostInputs(api_per_task=cost.api_per_task, api_input_per_mtok=cost.api_input_per_mtok,
                       api_output_per_mtok=cost.api_output_per_mtok, self_per_task=cost.self_per_task,
                       decode_tokens_per_s=derived.get("decode_tokens_per_s"),

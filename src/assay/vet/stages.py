@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assay.deploy.claims import review_card
+from assay.deploy.claims import measured_scores, review_card
 from assay.errors import AssayError, ModelError, PolicyError
 from assay.model.ref import ModelRef, resolve
 from assay.policy import Policy
@@ -31,11 +31,12 @@ from assay.verdict import (BenchResult, CardResult, ComparisonResult, CostResult
                            ProbesResult, ProbesRun, ScanResult, SignatureResult, StageOutcome, StageResult, Status)
 from assay.vet.context import (A_BASE, BENCH_ASKED, BENCH_EXTRA, CANDIDATE_SAFE, CARD_READ, DRIFT_ASKED,
                                EVAL_EXTRA, EVALUATION_RAN, PROBES_ASKED, SAFE_BASE, TASKS, Requirement, VetContext,
-                               _internal, _plain, _why)
+                               _internal, _why)
 from assay.vet.inputs import _require_model
 
 if TYPE_CHECKING:
     from assay.evaluate.pair import ModelComparison
+    from assay.deploy.bench import BenchReport
 
 def _timed(name: str, fn: Callable[[], StageResult], progress: Progress) -> StageOutcome:
     """Run one stage; an AssayError inside it becomes an ``error`` outcome (the vet goes on)."""
@@ -272,8 +273,9 @@ def _card(ctx: VetContext) -> StageOutcome:
     evaluation = ctx.result("evaluation", EvaluationResult)
 
     def run() -> CardResult:
-        review = review_card(ctx.candidate, base=ctx.safe_base,
-                             evaluation=evaluation.document() if evaluation is not None else None)
+        measured = (measured_scores({name: r.metrics for name, r in evaluation.results.items()})
+                    if evaluation is not None else None)
+        review = review_card(ctx.candidate, base=ctx.safe_base, measured=measured)
         return CardResult.of(review.report, review.claims, review.unmatched, review.basis)
 
     return _timed("card", run, ctx.progress)
@@ -325,7 +327,7 @@ def _cost(ctx: VetContext) -> StageOutcome:
     if c.api_per_task is None and c.api_input_per_mtok is None and c.api_output_per_mtok is None:
         return StageOutcome.skipped("cost", "no API price to compare with (cost.api_per_task, or "
                                             "cost.api_input_per_mtok / cost.api_output_per_mtok with tokens per task)")
-    bench_doc = None
+    measured: BenchReport | None = None
     if c.self_per_task is None:
         if c.gpu_price_per_hour is None:
             return StageOutcome.skipped("cost", "the self-hosted cost needs cost.self_per_task, or "
@@ -338,12 +340,14 @@ def _cost(ctx: VetContext) -> StageOutcome:
         if bench.status is not Status.RAN:
             return StageOutcome.skipped("cost", f"no measured throughput: the bench {bench.status.value} "
                                                 f"({bench.reason})")
-        bench_doc = _plain(bench.document)  # the cost model reads the bench's figures as assay.bench/1 has them
+        measured = bench.result.report if isinstance(bench.result, BenchResult) else None
+        if measured is None:
+            return StageOutcome.skipped("cost", "no measured throughput: the bench left no report")
 
     def run() -> CostResult:
         from assay.deploy.cost import compute_cost, inputs_from_policy
 
-        return CostResult.of(compute_cost(inputs_from_policy(c, bench_doc)))
+        return CostResult.of(compute_cost(inputs_from_policy(c, measured)))
 
     return _timed("cost", run, NULL_PROGRESS)
 
