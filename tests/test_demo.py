@@ -435,3 +435,15 @@ def test_models_are_evaluated_ahead_in_worker_processes_and_an_unsafe_one_is_nev
         backend.close()
         cache.close()
     assert {name: r.cached for name, r in results.items()} == {t.name: min(12, len(t.items)) for t in tasks}
+
+
+def test_a_model_with_the_base_tensors_is_evaluated_ahead_after_the_others(demo: Any) -> None:
+    """The re-upload (the base's tensors, re-sharded) waits for the rest, so it finds the base's results cached
+    instead of computing them in parallel with it; the booby trap (a pickle, no readable tensors) counts as new."""
+    from assay.demo.run import _same_weights_last
+
+    paths = {kind: _entry(demo, kind).entry.path for kind in ("reupload", "finetune", "booby_trap", "impostor")}
+    first, later = _same_weights_last([demo.base, paths["reupload"], paths["finetune"], paths["booby_trap"],
+                                       paths["impostor"]])
+    assert first == [demo.base, paths["finetune"], paths["booby_trap"], paths["impostor"]]
+    assert later == [paths["reupload"]]

