@@ -191,22 +191,23 @@ def build_statement(vet: Mapping[str, Any], manifest: Manifest, *, name: str,
 
 def sign_statement(statement: Mapping[str, Any], *, private_key_pem: bytes) -> dict[str, Any]:
     """A DSSE envelope over ``statement``, signed with the private key (PAE over the canonical JSON payload)."""
-    from assay.provenance.signing import _load_private, _public_pem, _sign_bytes, key_hint
+    from assay.provenance.signing import load_private_key, encode_public_pem, sign_bytes, key_hint
 
-    key = _load_private(private_key_pem)
+    key = load_private_key(private_key_pem)
     payload = canonical(statement)
-    sig = _sign_bytes(key, pae(payload, PAYLOAD_TYPE))
+    sig = sign_bytes(key, pae(payload, PAYLOAD_TYPE))
     return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
-            "signatures": [{"keyid": key_hint(_public_pem(key.public_key())), "sig": base64.b64encode(sig).decode()}]}
+            "signatures": [{"keyid": key_hint(encode_public_pem(key.public_key())),
+                            "sig": base64.b64encode(sig).decode()}]}
 
 
 def public_key_id(public_pem: bytes) -> str:
     """The key id of a public key (SHA-256 of its PEM); raises AttestationError if it is not a usable key."""
     from assay.errors import ProvenanceError
-    from assay.provenance.signing import _load_public, _public_pem, key_hint
+    from assay.provenance.signing import load_public_key, encode_public_pem, key_hint
 
     try:
-        return key_hint(_public_pem(_load_public(public_pem)))
+        return key_hint(encode_public_pem(load_public_key(public_pem)))
     except ProvenanceError as exc:
         raise AttestationError(exc.message) from exc
 
@@ -216,7 +217,7 @@ def open_envelope(envelope: Any, *, trusted: Mapping[str, bytes]) -> Opened:
 
     Raises :class:`AttestationError`: 400 malformed or unsigned, 403 signed by no trusted key.
     """
-    from assay.provenance.signing import _load_public, _public_pem, _verify_bytes, key_hint
+    from assay.provenance.signing import load_public_key, encode_public_pem, verify_bytes, key_hint
 
     if not isinstance(envelope, Mapping):
         raise AttestationError("the attestation must be a DSSE envelope (a JSON object with payloadType, payload "
@@ -227,8 +228,8 @@ def open_envelope(envelope: Any, *, trusted: Mapping[str, bytes]) -> Opened:
     sigs = envelope.get("signatures")
     if not isinstance(sigs, list) or not sigs:
         raise AttestationError("the envelope is unsigned (no signatures)", status=400)
-    keys = {name: _load_public(pem) for name, pem in trusted.items()}
-    ids = {name: key_hint(_public_pem(k)) for name, k in keys.items()}
+    keys = {name: load_public_key(pem) for name, pem in trusted.items()}
+    ids = {name: key_hint(encode_public_pem(k)) for name, k in keys.items()}
     signed = pae(payload, PAYLOAD_TYPE)
     hit: tuple[str, str] | None = None
     for s in sigs:
@@ -238,7 +239,7 @@ def open_envelope(envelope: Any, *, trusted: Mapping[str, bytes]) -> Opened:
         keyid = s.get("keyid")
         candidates = [n for n in keys if ids[n] == keyid] or list(keys)
         for name in candidates:
-            if _verify_bytes(keys[name], sig, signed):
+            if verify_bytes(keys[name], sig, signed):
                 hit = (name, ids[name])
                 break
         if hit:

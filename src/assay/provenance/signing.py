@@ -106,17 +106,19 @@ def generate_keypair(*, kind: str = "ecdsa-p256") -> tuple[bytes, bytes]:
         raise ProvenanceError(f"unknown key kind {kind!r} (choose one of: {', '.join(KEY_KINDS)})")
     priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
-    return priv, _public_pem(key.public_key())
+    return priv, encode_public_pem(key.public_key())
 
 
-def _public_pem(public_key: Any) -> bytes:
+def encode_public_pem(public_key: Any) -> bytes:
+    """A public key as SubjectPublicKeyInfo PEM (what `assay keygen` writes to the ``.pub`` file)."""
     from cryptography.hazmat.primitives import serialization
 
     return bytes(public_key.public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
-def _load_private(pem: bytes) -> Any:
+def load_private_key(pem: bytes) -> Any:
+    """An unencrypted PEM private key, ECDSA (P-256/384/521) or Ed25519; anything else is one ProvenanceError line."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -133,7 +135,8 @@ def _load_private(pem: bytes) -> Any:
     raise ProvenanceError(f"unsupported private key type {type(key).__name__}: use ECDSA P-256 (or Ed25519)")
 
 
-def _load_public(pem: bytes) -> Any:
+def load_public_key(pem: bytes) -> Any:
+    """A PEM public key, ECDSA (P-256/384/521) or Ed25519; anything else is one ProvenanceError line."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -167,7 +170,8 @@ def pae(payload: bytes, payload_type: str = PAYLOAD_TYPE) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(payload), payload)
 
 
-def _sign_bytes(key: Any, data: bytes) -> bytes:
+def sign_bytes(key: Any, data: bytes) -> bytes:
+    """The signature of ``data`` (Ed25519, or ECDSA with the curve's own hash size)."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
     if isinstance(key, ed25519.Ed25519PrivateKey):
@@ -175,7 +179,8 @@ def _sign_bytes(key: Any, data: bytes) -> bytes:
     return bytes(key.sign(data, ec.ECDSA(_ec_hash(key.public_key()))))
 
 
-def _verify_bytes(key: Any, signature: bytes, data: bytes) -> bool:
+def verify_bytes(key: Any, signature: bytes, data: bytes) -> bool:
+    """True when ``signature`` is ``key``'s signature of ``data``."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -246,7 +251,7 @@ def sign_model(ref: ModelRef, *, private_key_pem: bytes, signature_path: Path | 
     """
     if algorithm not in ("sha256", "blake3"):
         raise ProvenanceError(f"signatures use sha256 (the OpenSSF default) or blake3, not {algorithm!r}")
-    key = _load_private(private_key_pem)
+    key = load_private_key(private_key_pem)
     sig_path = Path(signature_path) if signature_path is not None else default_signature_path(ref)
     sig_name = None if ref.single_file else _inside(ref, sig_path)
     ignore = sorted({*GIT_PATHS, *([sig_name] if sig_name else [])})
@@ -287,10 +292,10 @@ def sign_model(ref: ModelRef, *, private_key_pem: bytes, signature_path: Path | 
         },
     }
     payload = json.dumps(statement, indent=2, ensure_ascii=False).encode("utf-8")
-    signature = _sign_bytes(key, pae(payload))
+    signature = sign_bytes(key, pae(payload))
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {"publicKey": {"hint": key_hint(_public_pem(key.public_key()))},
+        "verificationMaterial": {"publicKey": {"hint": key_hint(encode_public_pem(key.public_key()))},
                                  "tlogEntries": []},
         "dsseEnvelope": {
             "payload": base64.b64encode(payload).decode("ascii"),
@@ -348,7 +353,7 @@ def _open_bundle(raw: bytes, public_key: Any, public_pem: bytes) -> tuple[dict[s
     if payload_type != PAYLOAD_TYPE:
         raise _Bad(f"unexpected DSSE payload type {payload_type!r} (expected {PAYLOAD_TYPE})")
     mine = key_hint(public_pem)
-    if not _verify_bytes(public_key, signature, pae(payload)):
+    if not verify_bytes(public_key, signature, pae(payload)):
         if hint and hint != mine:
             raise _Bad(f"the model was signed with a different key (signer key sha256:{hint[:16]}..., "
                        f"your key sha256:{mine[:16]}...)")
@@ -399,7 +404,7 @@ def verify_model(ref: ModelRef, *, public_key_pem: bytes, signature_path: Path |
     Raises :class:`ProvenanceError` (exit 2) for a bad key or an absent signature file; everything that points
     at tampering (bad bundle, bad signature, wrong key, changed files) is a result with ``valid=False``.
     """
-    public_key = _load_public(public_key_pem)
+    public_key = load_public_key(public_key_pem)
     sig_path = Path(signature_path) if signature_path is not None else default_signature_path(ref)
     try:
         raw = sig_path.read_bytes()

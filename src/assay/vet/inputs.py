@@ -72,11 +72,11 @@ def _check_trusted_keys(policy: Policy) -> None:
     """Refuse a ``signature.trusted_keys`` entry that is not a readable PEM public key, before any work."""
     if not policy.signature.trusted_keys:
         return
-    from assay.provenance.signing import _load_public
+    from assay.provenance.signing import load_public_key
 
     for key in policy.signature.trusted_keys:
         try:
-            _load_public(Path(key).read_bytes())
+            load_public_key(Path(key).read_bytes())
         except OSError as exc:
             raise PolicyError(f"cannot read trusted key {key} (signature.trusted_keys): "
                               f"{exc.strerror or exc}") from exc
