@@ -6,27 +6,29 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
-def num(x: Any, spec: str = ".4f", *, compact: bool = False) -> str:
-    """``x`` formatted with ``spec``; ``n/a`` when it is not a number. ``compact``: numbers of 100,000 and more in
-    fixed-point specs are written with 4 significant digits (keeps report columns narrow)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return "n/a"
+def num(x: Any, spec: str = ".4f", *, compact: bool = False, missing: str = "n/a") -> str:
+    """``x`` formatted with ``spec``; ``missing`` (``n/a``; tables use ``-``) when it is not a number or is NaN.
+    ``compact``: numbers of 100,000 and more in fixed-point specs are written with 4 significant digits (keeps report
+    columns narrow)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:
+        return missing
     if compact and abs(x) >= 1e5 and spec.endswith("f"):
         return format(x, "+.4g" if "+" in spec else ".4g")
     return format(x, spec)
 
 
 def pct(x: Any) -> str:
-    """A fraction as a whole percentage (``0.25`` -> ``25%``); ``n/a`` when it is not a number."""
-    return "n/a" if isinstance(x, bool) or not isinstance(x, (int, float)) else f"{100 * x:.0f}%"
+    """A fraction as a whole percentage (``0.25`` -> ``25%``); ``n/a`` when it is not a number or is NaN."""
+    return "n/a" if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x else f"{100 * x:.0f}%"
 
 
 def human_bytes(n: Any) -> str:
-    """Bytes for people (binary units); ``n/a`` when unknown."""
-    if isinstance(n, bool) or not isinstance(n, (int, float)):
+    """Bytes for people (binary units); ``n/a`` when unknown (not a number, NaN or infinite)."""
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or n != n or n in (math.inf, -math.inf):
         return "n/a"
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if abs(n) >= size:

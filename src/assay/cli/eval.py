@@ -15,6 +15,7 @@ import click
 from assay.cli.common import (EXIT_FAIL, EXIT_PASS, check_device, console, download_option, emit_json, err_console,
                               json_option, progress, revision_option)
 from assay.errors import EvalError, UsageError
+from assay.formatting import num
 
 
 @click.command("eval")
@@ -237,9 +238,7 @@ def _open_backend(spec: Any, opts: dict[str, Any], prog: Any) -> Any:
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and x != x):
-        return "-"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+    return num(x, f".{digits}f", missing="-") if isinstance(x, float) or x is None else str(x)
 
 
 def _print_human(doc: dict[str, Any]) -> None:

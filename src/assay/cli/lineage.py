@@ -6,12 +6,13 @@ import click
 
 from assay.cli.common import (EXIT_FAIL, EXIT_PASS, EXIT_UNDECIDED, console, download_option, emit_json,
                               err_console, json_option, progress, revision_option)
+from assay.formatting import num
 from assay.model.ref import ModelRef
 from assay.progress import Progress
 
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:
-    return "-" if x is None else format(x, spec)
+    return num(x, spec, missing="-")
 
 
 def _scan_first(refs: list[ModelRef], bar: Progress) -> int | None:

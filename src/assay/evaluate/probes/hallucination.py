@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from assay.formatting import pct
 from assay.evaluate.probes.base import ProbeRunner, entry_change, entry_value, find_entry
 from assay.evaluate.tasks import GenerationSpec, Item, Task, TaskKind
 
@@ -286,12 +287,8 @@ class HallucinationFinding:
     def message(self) -> str:
         """One line a report can show."""
         lo, hi = self.ci
-        return (f"{self.what}: {_pct(self.base)} for the base, {_pct(self.candidate)} for the candidate "
+        return (f"{self.what}: {pct(self.base)} for the base, {pct(self.candidate)} for the candidate "
                 f"({self.change}; 95% interval [{100 * lo:+.0f}, {100 * hi:+.0f}] points, p={self.p:.3g})")
-
-
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
 def hallucination_findings(comparison: Mapping[str, Any], *, alpha: float | None = None) -> list[HallucinationFinding]:
