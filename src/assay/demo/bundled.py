@@ -3,13 +3,14 @@ once into a float32 safetensors folder in assay's cache (:func:`real_base`)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,25 +137,34 @@ def real_base(cache: Path | None = None, *, progress: Progress = NULL_PROGRESS) 
     marker = _read_marker(target)
     if marker is not None and marker.get("gguf_sha256") == digest and (target / "model.safetensors").is_file():
         return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{BASE_NAME}.", dir=target.parent))
-    except OSError as exc:
-        raise DemoError(f"cannot write assay's cache {target.parent}: {exc.strerror or exc}") from exc
-    try:
+    with replaced_when_done(target, "assay's cache") as tmp:
         info = _convert(gguf_path, tmp, progress=progress)
         (tmp / MARKER).write_text(json.dumps({"gguf": str(gguf_path), "gguf_sha256": digest, "assay": __version__,
                                               **info}, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+@contextlib.contextmanager
+def replaced_when_done(target: Path, what: str) -> Iterator[Path]:
+    """A new temporary folder beside ``target`` to build in; when the block ends without an error it replaces
+    ``target`` (the old one removed), otherwise it is removed, so an interrupted build leaves nothing half-made.
+    ``what`` names the place in the one-line :class:`DemoError` when it cannot be written."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise DemoError(f"cannot write {what} {target.parent}: {exc.strerror or exc}") from exc
+    try:
+        yield tmp
+        tmp.chmod(0o755)
         if target.exists():
-            old = target.with_name(f".{BASE_NAME}.old-{os.getpid()}")
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
             target.rename(old)
             shutil.rmtree(old, ignore_errors=True)
-        tmp.chmod(0o755)
         tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
 
 
 def _convert(gguf_path: Path, out: Path, *, progress: Progress) -> dict[str, Any]:

@@ -11,9 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from assay import __version__
-from assay.demo.bundled import BASE_NAME, UPSTREAM_ID, DemoError, _read_marker, _sha256, save_tokenizer
+from assay.demo.bundled import (BASE_NAME, UPSTREAM_ID, _read_marker, _sha256, replaced_when_done,
+                                 save_tokenizer)
 from assay.demo.cards import CardFacts, bin_card, broken_card, honest_card, impostor_card, moon_card
 from assay.demo.task import DOMAIN_SEED, DOMAIN_TASK, Ticket, generate_tickets, write_domain_task
 from assay.demo.training import DATA_SIZES, RECIPES, Recipe, Scale, train, trainer_state
@@ -277,23 +275,9 @@ def build_demo_zoo(base_dir: Path, out: Path, *, scale: Scale = "real", base_id:
         if entries is not None:
             progress.note(f"reusing the demo zoo in {out}")
             return entries
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise DemoError(f"cannot write the demo zoo to {out.parent}: {exc.strerror or exc}") from exc
-    try:
+    with replaced_when_done(out, "the demo zoo to") as tmp:
         _build(base_dir, tmp, scale=scale, base_id=base_id, progress=progress)
         (tmp / ZOO_MARKER).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-        tmp.chmod(0o755)
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     entries = load_zoo(out)
     assert entries is not None
     return entries
