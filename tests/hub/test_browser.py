@@ -50,13 +50,24 @@ def filled_hub(hub: Any, models: ModelSet, keys: dict[str, tuple[bytes, bytes]])
 
 def go(browser: Any, element: Any) -> None:
     """Click ``element`` (or call it) to load a new page, and wait until the new page has replaced the old one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = browser.find_element(By.TAG_NAME, "html")
     element() if callable(element) else element.click()
-    WebDriverWait(browser, 30).until(ec.staleness_of(old))
+
+    def replaced(_: Any) -> bool:
+        # selenium's staleness_of catches only StaleElementReferenceException; while the page is being replaced,
+        # chromedriver may instead answer "Node with given id does not belong to the document", which means the
+        # same thing: the old page's element is gone
+        try:
+            old.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    WebDriverWait(browser, 30).until(replaced)
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
