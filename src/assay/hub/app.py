@@ -13,11 +13,12 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,6 +28,29 @@ from assay.hub.errors import HubError
 from assay.hub.store import PAGE_MAX, TIERS, Hub
 
 API = "/api/v1"
+
+
+@dataclass(frozen=True)
+class BoardQuery:
+    """The leaderboard's filters and order, as the API and the page both take them from the query string."""
+
+    task: str | None
+    metric: str | None
+    base: str | None
+    verdict: str | None
+    licence: str | None
+    tier: str | None
+    sort: str
+    order: str
+
+
+def board_query(task: str | None = Query(None, max_length=200), metric: str | None = Query(None, max_length=100),
+                base: str | None = Query(None, max_length=200), verdict: str | None = Query(None, max_length=20),
+                licence: str | None = Query(None, max_length=200), tier: str | None = Query(None, max_length=20),
+                sort: str = Query("delta", max_length=20),
+                order: str = Query("desc", pattern="^(asc|desc)$")) -> BoardQuery:
+    """FastAPI dependency: one definition of the leaderboard's query parameters and their limits."""
+    return BoardQuery(task, metric, base, verdict, licence, tier, sort, order)
 MAX_BODY = 16 * 1024 * 1024
 """Default request body limit (an attestation carries the whole vet document, lineage evidence included)."""
 
@@ -128,17 +152,11 @@ def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
         return hub.model(ident)
 
     @app.get(f"{API}/leaderboard", tags=["leaderboard"], summary="Latest vet of each model on one task")
-    def api_leaderboard(task: str | None = Query(None, max_length=200),
-                        metric: str | None = Query(None, max_length=100),
-                        base: str | None = Query(None, max_length=200),
-                        verdict: str | None = Query(None, max_length=20),
-                        licence: str | None = Query(None, max_length=200),
-                        tier: str | None = Query(None, max_length=20),
-                        sort: str = Query("delta", max_length=20), order: str = Query("desc", pattern="^(asc|desc)$"),
+    def api_leaderboard(q: Annotated[BoardQuery, Depends(board_query)],
                         limit: int = Query(50, ge=1, le=PAGE_MAX),
                         offset: int = Query(0, ge=0, le=10**9)) -> dict[str, Any]:
-        return hub.leaderboard(task=task, metric=metric, base=base, verdict=verdict, licence=licence, tier=tier,
-                               sort=sort, descending=order == "desc", limit=limit, offset=offset)
+        return hub.leaderboard(task=q.task, metric=q.metric, base=q.base, verdict=q.verdict, licence=q.licence,
+                               tier=q.tier, sort=q.sort, descending=q.order == "desc", limit=limit, offset=offset)
 
     @app.post(f"{API}/attestations", tags=["attestations"], status_code=201,
               summary="Publish a DSSE-signed attestation (bearer token required)")
@@ -161,16 +179,11 @@ def create_app(hub: Hub, *, max_body: int = MAX_BODY) -> FastAPI:
     # ------------------------------------------------------------------------------------------- pages
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page_leaderboard(request: Request, task: str | None = Query(None, max_length=200),
-                         metric: str | None = Query(None, max_length=100),
-                         base: str | None = Query(None, max_length=200),
-                         verdict: str | None = Query(None, max_length=20),
-                         licence: str | None = Query(None, max_length=200),
-                         tier: str | None = Query(None, max_length=20),
-                         sort: str = Query("delta", max_length=20), order: str = Query("desc", pattern="^(asc|desc)$"),
+    def page_leaderboard(q: Annotated[BoardQuery, Depends(board_query)],
                          page: int = Query(1, ge=1, le=10**6), per_page: int = Query(25, ge=1, le=PAGE_MAX)) -> str:
-        params = {k: v for k, v in dict(task=task, metric=metric, base=base, verdict=verdict, licence=licence,
-                                        tier=tier).items() if v}
+        sort, order = q.sort, q.order
+        params = {k: v for k, v in dict(task=q.task, metric=q.metric, base=q.base, verdict=q.verdict,
+                                        licence=q.licence, tier=q.tier).items() if v}
         board = hub.leaderboard(sort=sort, descending=order == "desc", limit=per_page,
                                 offset=(page - 1) * per_page, **params)
         pages = max(1, math.ceil(board["total"] / per_page))
